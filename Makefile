@@ -1,0 +1,38 @@
+# proglogctl — build, test and benchmark.
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+BIN      := bin/proglogctl
+BENCH    ?= .
+BENCHTIME ?= 1s
+COUNT    ?= 1
+
+.PHONY: all build run test test-short bench fmt vet clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
+
+# The main job. Until `serve --dev` exists this builds the binary and shows its help.
+run: build
+	./$(BIN) --help
+
+# Every test, with the race detector (it needs cgo, hence gcc).
+test:
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 30m ./...
+
+test-short:
+	$(GO) test -short -count=1 ./...
+
+bench:
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(COUNT) ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+vet:
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin
