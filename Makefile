@@ -7,7 +7,7 @@ BENCH    ?= .
 BENCHTIME ?= 1s
 COUNT    ?= 1
 
-.PHONY: all build run test test-short bench fmt vet clean
+.PHONY: all build run test test-short bench fmt vet clean tools proto
 
 all: build
 
@@ -36,3 +36,13 @@ vet:
 
 clean:
 	rm -rf bin
+
+# Code generators, at the versions pinned by the tool directives in go.mod, into bin/.
+tools:
+	GOBIN=$(CURDIR)/bin $(GO) install tool
+
+# Regenerate api/v1 from log.proto (needs protoc: apt-get install protobuf-compiler).
+# The generated files are committed, so building and testing need no protoc.
+proto: tools
+	PATH=$(CURDIR)/bin:$$PATH protoc -I . --go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative api/v1/log.proto

@@ -1,0 +1,12 @@
+// Package logv1 holds the wire API of proglogctl, the log.v1 gRPC service:
+// the messages and the client and server code generated from log.proto.
+//
+// The service keeps the names and field numbers of the original proglog
+// service (Produce, Consume, ConsumeStream, ProduceStream, GetServers), so
+// existing proglog clients work unchanged, and adds ProduceBatch,
+// ConsumeBatchStream and GetOffsets. log.proto documents every message, field
+// and RPC, what offsets mean and which gRPC status codes the server returns.
+//
+// log.pb.go and log_grpc.pb.go are generated and committed; after editing
+// log.proto run `make proto` (it needs protoc) to regenerate them.
+package logv1
