@@ -1,0 +1,583 @@
+package logstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Log is a segmented, append-only log of opaque records at dense offsets.
+//
+// Ownership: mu serializes the writer (Append, Sync's bookkeeping, roll,
+// retention, Replace, Close) and owns every field below it. Readers take no lock:
+// they load the current state, an immutable value swapped by the writer after
+// each append, and read files through reference-counted segments.
+type Log struct {
+	dir  string
+	conf Config
+	log  *slog.Logger
+	now  func() time.Time
+	lock *os.File // holds the flock on the data directory
+
+	cur atomic.Pointer[state]
+
+	// notifyMu guards notify, a channel closed by the next publish; it is made
+	// only when a reader waits, so appends without waiters allocate no channel.
+	notifyMu sync.Mutex
+	notify   chan struct{}
+
+	syncMu sync.Mutex // serializes Sync calls
+
+	mu     sync.Mutex
+	meta   []byte // metadata of the last batch (sticky)
+	err    error  // first write or sync failure: the log refuses appends after it
+	closed bool
+	wbuf   []byte // encoded store frames of the append in progress
+	ibuf   []byte // encoded index entries of the append in progress
+}
+
+// state is what readers see: immutable once published.
+type state struct {
+	segs   []*segment // oldest first; the last is the active segment
+	next   uint64     // offset of the next record
+	active int64      // store bytes of the active segment that readers may read
+	closed bool
+}
+
+func (st *state) lowest() uint64 { return st.segs[0].base }
+
+// Open opens the log in dir, creating dir and an empty log if needed, and
+// recovers the active segment after a crash. Only one process may have a data
+// directory open: a second Open fails with ErrLocked.
+func Open(dir string, c Config) (*Log, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+		return nil, fmt.Errorf("logstore: data directory %s is not a directory", dir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("logstore: create data directory: %w", err)
+	}
+	l := &Log{dir: dir, conf: c, log: c.Logger.With("log_dir", dir), now: time.Now}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	l.lock = lock
+	st, err := l.load()
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	l.cur.Store(st)
+	return l, nil
+}
+
+func lockDir(dir string) (*os.File, error) {
+	path := filepath.Join(dir, "LOCK")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("logstore: open lock file: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
+		}
+		return nil, fmt.Errorf("logstore: lock %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// load opens every segment file in l.dir and returns the state they make;
+// l.meta is set from the last batch. It creates an empty segment in an empty
+// directory.
+func (l *Log) load() (*state, error) {
+	names, err := os.ReadDir(l.dir)
+	if err != nil {
+		return nil, fmt.Errorf("logstore: read data directory: %w", err)
+	}
+	stores, indexes := map[uint64]bool{}, map[uint64]bool{}
+	for _, e := range names {
+		base, ext, ok := parseSegmentName(e.Name())
+		switch {
+		case !ok:
+		case ext == storeExt:
+			stores[base] = true
+		default:
+			indexes[base] = true
+		}
+	}
+	// An index without its store is what a crash leaves while dropping a segment
+	// (the store is removed first).
+	for base := range indexes {
+		if !stores[base] {
+			path := filepath.Join(l.dir, segmentName(base)+indexExt)
+			l.log.Warn("removing index file without a store file", "file", path)
+			if err := os.Remove(path); err != nil {
+				return nil, fmt.Errorf("logstore: %w", err)
+			}
+		}
+	}
+	bases := make([]uint64, 0, len(stores))
+	for base := range stores {
+		bases = append(bases, base)
+	}
+	slices.Sort(bases)
+
+	st := &state{}
+	fail := func(err error) (*state, error) {
+		for _, s := range st.segs {
+			s.closeFiles()
+		}
+		return nil, err
+	}
+	var rec recovery
+	for i, base := range bases {
+		sealed := i < len(bases)-1
+		s, r, err := openSegment(l.dir, base, sealed)
+		if err != nil {
+			return fail(err)
+		}
+		st.segs = append(st.segs, s)
+		if i > 0 {
+			prev := st.segs[i-1]
+			if want := prev.base + uint64(prev.records); base != want {
+				return fail(&CorruptError{Path: s.storePath, Reason: fmt.Sprintf("segment starts at offset %d, but %s ends at %d", base, prev.storePath, want)})
+			}
+		}
+		if r.repaired() {
+			l.log.Warn("recovered segment", "file", s.storePath, "dropped_bytes", r.droppedBytes,
+				"dropped_index_entries", r.droppedEntries, "rebuilt_index_entries", r.rebuiltEntries, "recreated", r.recreated)
+		}
+		// Each batch end carries the metadata in force, so the last one seen is
+		// the log's; an active segment without one inherits the sealed segment's.
+		if r.hasMeta {
+			rec.meta, rec.hasMeta = r.meta, true
+		}
+	}
+	if len(st.segs) == 0 {
+		s, err := createSegment(l.dir, l.conf.InitialOffset, nil)
+		if err != nil {
+			return nil, err
+		}
+		st.segs = append(st.segs, s)
+	}
+	act := st.segs[len(st.segs)-1]
+	st.next, st.active = act.base+uint64(act.records), act.size
+	l.meta = rec.meta
+	return st, nil
+}
+
+// Dir returns the data directory.
+func (l *Log) Dir() string { return l.dir }
+
+// LowestOffset returns the offset of the oldest retained record (equal to
+// NextOffset when the log holds none).
+func (l *Log) LowestOffset() uint64 { return l.cur.Load().lowest() }
+
+// NextOffset returns the offset the next appended record will get: the
+// high-water mark below which every offset at or above LowestOffset is readable.
+func (l *Log) NextOffset() uint64 { return l.cur.Load().next }
+
+// Meta returns the metadata stored by the last AppendWithMeta (nil if none),
+// as recovered with the records after a restart.
+func (l *Log) Meta() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.meta)
+}
+
+// Append appends records in order as one batch, all or nothing, and returns the
+// offset of the first. The records are readable when it returns and survive a
+// crash of the process; Sync makes them survive a crash of the machine.
+// With no records it appends nothing and returns NextOffset.
+func (l *Log) Append(recs ...[]byte) (first uint64, err error) {
+	return l.AppendWithMeta(nil, recs...)
+}
+
+// AppendWithMeta is Append that also replaces the log's metadata with meta
+// (when non-nil) atomically with the records: after a crash, Meta returns the
+// value stored with the last batch that survived. With no records it stores
+// only the metadata. An empty meta clears it.
+func (l *Log) AppendWithMeta(meta []byte, recs ...[]byte) (first uint64, err error) {
+	if len(meta) > MaxMetaBytes {
+		return 0, fmt.Errorf("logstore: metadata is %d bytes, the limit is %d", len(meta), MaxMetaBytes)
+	}
+	size := 0
+	for i, r := range recs {
+		if len(r) > l.conf.MaxRecordBytes {
+			return 0, &RecordTooLargeError{Index: i, Size: len(r), Max: l.conf.MaxRecordBytes}
+		}
+		size += frameSize(len(r), nil)
+	}
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.cur.Load()
+	switch {
+	case l.closed:
+		return 0, ErrClosed
+	case l.err != nil:
+		return 0, l.err
+	case len(recs) == 0 && meta == nil:
+		return st.next, nil
+	}
+	if meta != nil {
+		if len(meta) == 0 {
+			meta = nil
+		}
+		l.meta = slices.Clone(meta)
+	}
+	size += metaOverhead(l.meta)
+	if len(recs) == 0 {
+		size += frameSize(0, nil)
+	}
+	if int64(size) > l.conf.MaxStoreBytes-headerSize {
+		return 0, fmt.Errorf("%w: %d bytes, segments hold %d", ErrBatchTooLarge, size, l.conf.MaxStoreBytes)
+	}
+	act := st.segs[len(st.segs)-1]
+	if act.records > 0 && act.size+int64(size) > l.conf.MaxStoreBytes {
+		if st, err = l.rollLocked(st); err != nil {
+			return 0, err
+		}
+		act = st.segs[len(st.segs)-1]
+	}
+
+	// Encode every frame and index entry, then write each file once.
+	first = st.next
+	l.wbuf, l.ibuf = l.wbuf[:0], l.ibuf[:0]
+	pos := act.size
+	for i, r := range recs {
+		var flags byte
+		var m []byte
+		if i == len(recs)-1 {
+			flags, m = flagBatchEnd, l.meta
+		}
+		l.ibuf = appendIndexEntry(l.ibuf, act.records+uint32(i), uint32(pos+int64(len(l.wbuf))))
+		l.wbuf = appendFrame(l.wbuf, first+uint64(i), flags, m, r)
+	}
+	if len(recs) == 0 {
+		l.wbuf = appendFrame(l.wbuf, first, flagBatchEnd|flagNoRecord, l.meta, nil)
+	}
+	if _, err := act.store.WriteAt(l.wbuf, pos); err != nil {
+		return 0, l.failLocked(fmt.Errorf("logstore: write %s: %w", act.storePath, err))
+	}
+	if len(l.ibuf) > 0 {
+		if _, err := act.index.WriteAt(l.ibuf, headerSize+int64(act.records)*indexEntrySize); err != nil {
+			return 0, l.failLocked(fmt.Errorf("logstore: write %s: %w", act.indexPath, err))
+		}
+	}
+	act.size += int64(len(l.wbuf))
+	act.records += uint32(len(recs))
+	act.modTime = l.now()
+	l.publishLocked(&state{segs: st.segs, next: first + uint64(len(recs)), active: act.size})
+	return first, nil
+}
+
+func metaOverhead(meta []byte) int {
+	if meta == nil {
+		return 0
+	}
+	return metaLenSize + len(meta)
+}
+
+// failLocked makes err the log's sticky error and returns it.
+func (l *Log) failLocked(err error) error {
+	if l.err == nil {
+		l.err = err
+		l.log.Error("log refuses further appends", "err", err)
+	}
+	return l.err
+}
+
+// publishLocked makes st the state readers see and wakes waiters.
+func (l *Log) publishLocked(st *state) {
+	l.cur.Store(st)
+	l.notifyMu.Lock()
+	if l.notify != nil {
+		close(l.notify)
+		l.notify = nil
+	}
+	l.notifyMu.Unlock()
+}
+
+// rollLocked seals the active segment, making it durable, and starts a new one.
+func (l *Log) rollLocked(st *state) (*state, error) {
+	act := st.segs[len(st.segs)-1]
+	if err := syncSegment(act); err != nil {
+		return nil, l.failLocked(err)
+	}
+	s, err := createSegment(l.dir, st.next, l.meta)
+	if err != nil {
+		return nil, l.failLocked(err)
+	}
+	s.modTime = l.now()
+	segs := append(slices.Clip(st.segs), s)
+	nst := &state{segs: segs, next: st.next, active: s.size}
+	l.publishLocked(nst)
+	return l.retainLocked(nst)
+}
+
+func syncSegment(s *segment) error {
+	if err := s.store.Sync(); err != nil {
+		return fmt.Errorf("logstore: sync %s: %w", s.storePath, err)
+	}
+	if err := s.index.Sync(); err != nil {
+		return fmt.Errorf("logstore: sync %s: %w", s.indexPath, err)
+	}
+	return nil
+}
+
+// Retain drops the oldest sealed segments that Config.RetainBytes and
+// Config.RetainAge no longer keep. It runs on its own whenever a segment is
+// sealed; call it to apply the age limit to a log that is not being written.
+func (l *Log) Retain() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	_, err := l.retainLocked(l.cur.Load())
+	return err
+}
+
+func (l *Log) retainLocked(st *state) (*state, error) {
+	if l.conf.RetainBytes == 0 && l.conf.RetainAge == 0 {
+		return st, nil
+	}
+	var total int64
+	for _, s := range st.segs {
+		total += segmentBytes(s)
+	}
+	now := l.now()
+	drop := 0
+	for _, s := range st.segs[:len(st.segs)-1] {
+		tooBig := l.conf.RetainBytes > 0 && total > l.conf.RetainBytes
+		tooOld := l.conf.RetainAge > 0 && now.Sub(s.modTime) > l.conf.RetainAge
+		if !tooBig && !tooOld {
+			break
+		}
+		total -= segmentBytes(s)
+		drop++
+	}
+	if drop == 0 {
+		return st, nil
+	}
+	dropped := st.segs[:drop]
+	nst := &state{segs: slices.Clone(st.segs[drop:]), next: st.next, active: st.active}
+	l.publishLocked(nst)
+	for _, s := range dropped {
+		l.log.Info("retention dropped segment", "file", s.storePath,
+			"first_offset", s.base, "records", s.records, "bytes", segmentBytes(s))
+	}
+	return nst, l.removeSegments(dropped)
+}
+
+func segmentBytes(s *segment) int64 {
+	return s.size + headerSize + int64(s.records)*indexEntrySize
+}
+
+// removeSegments unlinks the files of segments no longer in the state and lets
+// go of the Log's references; readers still holding one finish first.
+func (l *Log) removeSegments(segs []*segment) error {
+	var errs []error
+	for _, s := range segs {
+		// The store goes first: an index without a store is removed on Open.
+		errs = append(errs, os.Remove(s.storePath), os.Remove(s.indexPath))
+		s.release()
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("logstore: remove segment: %w", err)
+	}
+	return syncDir(l.dir)
+}
+
+// Sync makes every record appended before the call durable (fsync).
+func (l *Log) Sync() error {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return ErrClosed
+	}
+	if l.err != nil {
+		l.mu.Unlock()
+		return l.err
+	}
+	st := l.cur.Load()
+	act := st.segs[len(st.segs)-1]
+	act.acquire()
+	l.mu.Unlock()
+	// Sealed segments were made durable when sealed; the fsync of the active one
+	// runs outside the lock so appends go on meanwhile.
+	err := syncSegment(act)
+	act.release()
+	if err != nil {
+		l.mu.Lock()
+		err = l.failLocked(err)
+		l.mu.Unlock()
+	}
+	return err
+}
+
+// Read returns the record at off. The slice is the caller's.
+func (l *Log) Read(off uint64) ([]byte, error) {
+	recs, err := l.read(off, 0, 1)
+	if err != nil {
+		return nil, err
+	}
+	return recs[0], nil
+}
+
+// ReadBatch returns consecutive records from off on: as many as fit in maxBytes
+// of store bytes (at least one), up to the end of off's segment and of the log.
+// The records share one buffer and are the caller's. The next read starts at
+// off+len(records).
+func (l *Log) ReadBatch(off uint64, maxBytes int) ([][]byte, error) {
+	return l.read(off, maxBytes, -1)
+}
+
+func (l *Log) read(off uint64, maxBytes, maxRecords int) ([][]byte, error) {
+	for {
+		st := l.cur.Load()
+		if st.closed {
+			return nil, ErrClosed
+		}
+		if off < st.lowest() || off >= st.next {
+			return nil, &OutOfRangeError{Off: off, Lowest: st.lowest(), Next: st.next}
+		}
+		i := sort.Search(len(st.segs), func(i int) bool { return st.segs[i].base > off }) - 1
+		s := st.segs[i]
+		if !s.acquire() {
+			continue // dropped by retention or replaced since st was loaded
+		}
+		// A sealed segment's size is fixed; the active one's is the state's.
+		var limit int64
+		var count uint32
+		if i == len(st.segs)-1 {
+			limit, count = st.active, uint32(st.next-s.base)
+		} else {
+			limit, count = s.size, s.records
+		}
+		recs, err := readSegment(s, uint32(off-s.base), count, limit, maxBytes, maxRecords)
+		s.release()
+		return recs, err
+	}
+}
+
+// readSegment reads records from relative offset rel of s, which holds count
+// records in limit store bytes.
+func readSegment(s *segment, rel, count uint32, limit int64, maxBytes, maxRecords int) ([][]byte, error) {
+	// The entries of rel and rel+1 bound the first record's frame.
+	n := 1
+	if rel+1 < count {
+		n = 2
+	}
+	var ib [2 * indexEntrySize]byte
+	ipos := headerSize + int64(rel)*indexEntrySize
+	if _, err := s.index.ReadAt(ib[:n*indexEntrySize], ipos); err != nil {
+		return nil, fmt.Errorf("logstore: read %s: %w", s.indexPath, err)
+	}
+	e := decodeIndexEntry(ib[:])
+	end := limit
+	if n == 2 {
+		end = int64(decodeIndexEntry(ib[indexEntrySize:]).pos)
+	}
+	if e.rel != rel || int64(e.pos) < headerSize || int64(e.pos) >= end || end > limit {
+		return nil, &CorruptError{Path: s.indexPath, Pos: ipos, Reason: fmt.Sprintf("index entry for offset %d is %+v", s.base+uint64(rel), e)}
+	}
+	pos := int64(e.pos)
+	want := end - pos
+	if maxRecords != 1 {
+		want = min(limit-pos, max(want, int64(maxBytes)))
+	}
+	buf := make([]byte, want)
+	if _, err := s.store.ReadAt(buf, pos); err != nil && !(err == io.EOF && pos+want <= limit) {
+		return nil, fmt.Errorf("logstore: read %s: %w", s.storePath, err)
+	}
+	var recs [][]byte
+	off := s.base + uint64(rel)
+	for p := 0; p < len(buf) && (maxRecords < 0 || len(recs) < maxRecords); {
+		f, fn, err := decodeFrame(buf[p:])
+		if err == errShortFrame && len(recs) > 0 {
+			break // the byte budget ends inside this frame
+		}
+		if err != nil {
+			return nil, &CorruptError{Path: s.storePath, Pos: pos + int64(p), Reason: err.Error()}
+		}
+		if f.off != off {
+			return nil, &CorruptError{Path: s.storePath, Pos: pos + int64(p), Reason: fmt.Sprintf("frame holds offset %d, want %d", f.off, off)}
+		}
+		if f.isRecord() {
+			recs = append(recs, f.payload[:len(f.payload):len(f.payload)])
+			off++
+		}
+		p += fn
+	}
+	if len(recs) == 0 {
+		return nil, &CorruptError{Path: s.storePath, Pos: pos, Reason: fmt.Sprintf("no record frame for offset %d", off)}
+	}
+	return recs, nil
+}
+
+// Wait blocks until off is readable (off < NextOffset), ctx is done, or the
+// log is closed. It waits on a notification from the writer, never by polling.
+func (l *Log) Wait(ctx context.Context, off uint64) error {
+	for {
+		l.notifyMu.Lock()
+		if l.notify == nil {
+			l.notify = make(chan struct{})
+		}
+		ch := l.notify
+		l.notifyMu.Unlock()
+		// Checked after taking the channel, so a publish in between closes it.
+		st := l.cur.Load()
+		switch {
+		case st.closed:
+			return ErrClosed
+		case off < st.next:
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Close syncs and closes the log. It is safe to call more than once; readers
+// and waiters get ErrClosed.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	st := l.cur.Load()
+	var errs []error
+	if l.err == nil {
+		errs = append(errs, syncSegment(st.segs[len(st.segs)-1]))
+	}
+	l.publishLocked(&state{segs: st.segs, next: st.next, active: st.active, closed: true})
+	for _, s := range st.segs {
+		s.release()
+	}
+	errs = append(errs, l.lock.Close()) // closing the file releases the flock
+	return errors.Join(errs...)
+}

@@ -1,0 +1,275 @@
+package logstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// testConfig is DefaultConfig with small segments and logs sent to t.Log.
+func testConfig(t testing.TB) Config {
+	t.Helper()
+	c := DefaultConfig()
+	c.MaxStoreBytes = 4 << 10
+	c.MaxRecordBytes = 1 << 10
+	c.Logger = slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return c
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(string(bytes.TrimRight(p, "\n")))
+	return len(p), nil
+}
+
+func openLog(t testing.TB, dir string, c Config) *Log {
+	t.Helper()
+	l, err := Open(dir, c)
+	if err != nil {
+		t.Fatalf("Open(%s): %v", dir, err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+func record(i uint64) []byte { return fmt.Appendf(nil, "record-%06d-%s", i, bytes.Repeat([]byte{'x'}, int(i%97))) }
+
+func appendN(t testing.TB, l *Log, from, n uint64) {
+	t.Helper()
+	for i := from; i < from+n; i++ {
+		off, err := l.Append(record(i))
+		if err != nil {
+			t.Fatalf("Append(%d): %v", i, err)
+		}
+		if off != i {
+			t.Fatalf("Append(%d) got offset %d", i, off)
+		}
+	}
+}
+
+func checkRecords(t testing.TB, l *Log, from, to uint64) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		got, err := l.Read(i)
+		if err != nil {
+			t.Fatalf("Read(%d): %v", i, err)
+		}
+		if want := record(i); !bytes.Equal(got, want) {
+			t.Fatalf("Read(%d) = %q, want %q", i, got, want)
+		}
+	}
+}
+
+func TestAppendReadReopen(t *testing.T) {
+	dir := t.TempDir()
+	c := testConfig(t)
+	l := openLog(t, dir, c)
+	appendN(t, l, 0, 500)
+	if got := l.NextOffset(); got != 500 {
+		t.Fatalf("NextOffset = %d, want 500", got)
+	}
+	checkRecords(t, l, 0, 500)
+	if n := len(l.cur.Load().segs); n < 5 {
+		t.Fatalf("%d segments after 500 records of 4 KiB segments, want several", n)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := l.Append([]byte("x")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Append after Close: %v, want ErrClosed", err)
+	}
+	if _, err := l.Read(0); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Read after Close: %v, want ErrClosed", err)
+	}
+
+	l2 := openLog(t, dir, c)
+	if got := l2.NextOffset(); got != 500 {
+		t.Fatalf("NextOffset after reopen = %d, want 500", got)
+	}
+	checkRecords(t, l2, 0, 500)
+	appendN(t, l2, 500, 10)
+	checkRecords(t, l2, 0, 510)
+}
+
+func TestReadBatch(t *testing.T) {
+	l := openLog(t, t.TempDir(), testConfig(t))
+	appendN(t, l, 0, 300)
+	var next uint64
+	for next < 300 {
+		recs, err := l.ReadBatch(next, 1000)
+		if err != nil {
+			t.Fatalf("ReadBatch(%d): %v", next, err)
+		}
+		for j, r := range recs {
+			if want := record(next + uint64(j)); !bytes.Equal(r, want) {
+				t.Fatalf("ReadBatch(%d)[%d] = %q, want %q", next, j, r, want)
+			}
+		}
+		next += uint64(len(recs))
+	}
+	if _, err := l.ReadBatch(300, 1000); !errors.Is(err, ErrOffsetOutOfRange) {
+		t.Fatalf("ReadBatch at the end: %v, want ErrOffsetOutOfRange", err)
+	}
+}
+
+func TestMetaSurvivesReopenAndRoll(t *testing.T) {
+	dir := t.TempDir()
+	c := testConfig(t)
+	l := openLog(t, dir, c)
+	for i := uint64(0); i < 200; i++ {
+		if _, err := l.AppendWithMeta(fmt.Appendf(nil, "applied=%d", i), record(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendN(t, l, 200, 50) // plain appends keep the metadata
+	l.Close()
+	l = openLog(t, dir, c)
+	if got := string(l.Meta()); got != "applied=199" {
+		t.Fatalf("Meta after reopen = %q, want applied=199", got)
+	}
+	if _, err := l.AppendWithMeta([]byte("only-meta")); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	l = openLog(t, dir, c)
+	if got := string(l.Meta()); got != "only-meta" {
+		t.Fatalf("Meta after metadata-only append = %q", got)
+	}
+	checkRecords(t, l, 0, 250)
+}
+
+func TestBadInput(t *testing.T) {
+	dir := t.TempDir()
+	c := testConfig(t)
+	l := openLog(t, dir, c)
+	appendN(t, l, 0, 3)
+	big := make([]byte, c.MaxRecordBytes+1)
+	_, err := l.Append([]byte("ok"), big)
+	var tooLarge *RecordTooLargeError
+	if !errors.As(err, &tooLarge) || tooLarge.Index != 1 || !errors.Is(err, ErrRecordTooLarge) {
+		t.Fatalf("Append(oversize) = %v, want RecordTooLargeError for record 1", err)
+	}
+	if got := l.NextOffset(); got != 3 {
+		t.Fatalf("oversize batch changed NextOffset to %d", got)
+	}
+	for _, off := range []uint64{3, 1 << 40, ^uint64(0)} {
+		_, err := l.Read(off)
+		var oor *OutOfRangeError
+		if !errors.As(err, &oor) || oor.Lowest != 0 || oor.Next != 3 {
+			t.Fatalf("Read(%d) = %v, want OutOfRangeError{Lowest 0, Next 3}", off, err)
+		}
+	}
+
+	if _, err := Open(dir, c); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second Open of the same dir: %v, want ErrLocked", err)
+	}
+	file := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(file, nil, 0o644)
+	if _, err := Open(file, c); err == nil {
+		t.Fatal("Open of a regular file succeeded")
+	}
+	bad := c
+	bad.MaxStoreBytes = 1
+	if _, err := Open(t.TempDir(), bad); err == nil {
+		t.Fatal("Open with MaxStoreBytes 1 succeeded")
+	}
+}
+
+func TestWait(t *testing.T) {
+	l := openLog(t, t.TempDir(), testConfig(t))
+	done := make(chan error, 1)
+	go func() { done <- l.Wait(context.Background(), 2) }()
+	appendN(t, l, 0, 2)
+	select {
+	case err := <-done:
+		t.Fatalf("Wait(2) returned %v with only offsets 0..1 written", err)
+	default:
+	}
+	appendN(t, l, 2, 1)
+	if err := <-done; err != nil {
+		t.Fatalf("Wait(2): %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { done <- l.Wait(ctx, 10) }()
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Wait after cancel: %v", err)
+	}
+	go func() { done <- l.Wait(context.Background(), 10) }()
+	l.Close()
+	if err := <-done; !errors.Is(err, ErrClosed) {
+		t.Fatalf("Wait across Close: %v", err)
+	}
+}
+
+func TestRetention(t *testing.T) {
+	c := testConfig(t)
+	c.RetainBytes = 16 << 10
+	l := openLog(t, t.TempDir(), c)
+	appendN(t, l, 0, 2000)
+	low := l.LowestOffset()
+	if low == 0 {
+		t.Fatal("retention by size dropped nothing")
+	}
+	if _, err := l.Read(low - 1); !errors.Is(err, ErrOffsetOutOfRange) {
+		t.Fatalf("Read below lowest: %v", err)
+	}
+	checkRecords(t, l, low, 2000)
+
+	c.RetainBytes, c.RetainAge = 0, time.Hour
+	dir := t.TempDir()
+	l2 := openLog(t, dir, c)
+	now := time.Unix(1_000_000, 0)
+	l2.now = func() time.Time { return now }
+	appendN(t, l2, 0, 200)
+	now = now.Add(2 * time.Hour)
+	if err := l2.Retain(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(l2.cur.Load().segs); n != 1 || l2.LowestOffset() == 0 {
+		t.Fatalf("age retention kept %d segments (lowest offset %d), want only the active one", n, l2.LowestOffset())
+	}
+	checkRecords(t, l2, l2.LowestOffset(), 200)
+}
+
+func TestCheckpointReplace(t *testing.T) {
+	c := testConfig(t)
+	l := openLog(t, t.TempDir(), c)
+	for i := uint64(0); i < 300; i++ {
+		l.AppendWithMeta(fmt.Appendf(nil, "%d", i), record(i))
+	}
+	cp := filepath.Join(t.TempDir(), "cp")
+	if err := l.Checkpoint(cp); err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, l, 300, 10) // after the checkpoint: not in it
+
+	other := openLog(t, t.TempDir(), c)
+	appendN(t, other, 0, 5)
+	if err := other.Replace(cp); err != nil {
+		t.Fatalf("Replace: %v", err)
+	}
+	if got := other.NextOffset(); got != 300 {
+		t.Fatalf("NextOffset after Replace = %d, want 300", got)
+	}
+	if got := string(other.Meta()); got != "299" {
+		t.Fatalf("Meta after Replace = %q, want 299", got)
+	}
+	checkRecords(t, other, 0, 300)
+	if _, err := os.Stat(cp); !os.IsNotExist(err) {
+		t.Fatalf("checkpoint dir still there after Replace: %v", err)
+	}
+	appendN(t, other, 300, 5)
+	checkRecords(t, other, 0, 305)
+}

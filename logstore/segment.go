@@ -1,0 +1,416 @@
+package logstore
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+const (
+	storeExt = ".store"
+	indexExt = ".index"
+)
+
+// segment is one store file and its index, holding the records from base on.
+//
+// base, the files and paths never change. size, records and modTime are owned
+// by the Log's writer while the segment is active; once it is sealed they are
+// fixed, and readers see them through the state that published the seal.
+// Readers of the active segment use the state's bounds instead.
+type segment struct {
+	base      uint64
+	storePath string
+	indexPath string
+	store     *os.File
+	index     *os.File
+
+	size    int64     // store bytes that hold whole batches
+	records uint32    // records in the segment (= valid index entries)
+	modTime time.Time // when the last batch was appended
+
+	// refs counts the Log's reference and every reader's; the files close when
+	// it reaches zero, so a reader never sees a file closed under it.
+	refs atomic.Int64
+}
+
+func segmentName(base uint64) string { return fmt.Sprintf("%020d", base) }
+
+// parseSegmentName returns the base offset of a store or index file name.
+func parseSegmentName(name string) (base uint64, ext string, ok bool) {
+	ext = filepath.Ext(name)
+	if ext != storeExt && ext != indexExt {
+		return 0, "", false
+	}
+	stem := strings.TrimSuffix(name, ext)
+	if len(stem) != 20 {
+		return 0, "", false
+	}
+	base, err := strconv.ParseUint(stem, 10, 64)
+	return base, ext, err == nil
+}
+
+func newSegment(dir string, base uint64) *segment {
+	s := &segment{
+		base:      base,
+		storePath: filepath.Join(dir, segmentName(base)+storeExt),
+		indexPath: filepath.Join(dir, segmentName(base)+indexExt),
+	}
+	s.refs.Store(1)
+	return s
+}
+
+// acquire takes a reader's reference; false means the segment was dropped and
+// its files are closed.
+func (s *segment) acquire() bool {
+	for {
+		n := s.refs.Load()
+		if n <= 0 {
+			return false
+		}
+		if s.refs.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// release gives a reference back and closes the files with the last one.
+func (s *segment) release() {
+	if s.refs.Add(-1) == 0 {
+		s.closeFiles()
+	}
+}
+
+func (s *segment) closeFiles() error {
+	var errs []error
+	for _, f := range []*os.File{s.store, s.index} {
+		if f != nil {
+			errs = append(errs, f.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// createSegment makes a new, empty segment, with meta (when non-nil) in a first
+// metadata-only frame, and makes it durable before returning.
+func createSegment(dir string, base uint64, meta []byte) (*segment, error) {
+	s := newSegment(dir, base)
+	store := appendHeader(nil, storeMagic, base)
+	if meta != nil {
+		store = appendFrame(store, base, flagBatchEnd|flagNoRecord, meta, nil)
+	}
+	var err error
+	if s.store, err = createFile(s.storePath, store); err != nil {
+		return nil, err
+	}
+	if s.index, err = createFile(s.indexPath, appendHeader(nil, indexMagic, base)); err != nil {
+		s.store.Close()
+		return nil, err
+	}
+	if err := syncDir(dir); err != nil {
+		s.closeFiles()
+		return nil, err
+	}
+	s.size = int64(len(store))
+	s.modTime = time.Now()
+	return s, nil
+}
+
+func createFile(path string, contents []byte) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("logstore: %w", err)
+	}
+	if _, err := f.Write(contents); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("logstore: write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("logstore: sync %s: %w", path, err)
+	}
+	return f, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("logstore: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("logstore: sync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// recovery reports what opening a segment had to repair.
+type recovery struct {
+	droppedBytes   int64 // torn or corrupt store bytes cut off the end
+	droppedEntries int   // index entries removed (they pointed at nothing valid)
+	rebuiltEntries int   // index entries written from the store
+	meta           []byte
+	hasMeta        bool // a batch end was seen; meta is the log's metadata there
+	recreated      bool // the store was shorter than its header: made anew
+}
+
+func (r recovery) repaired() bool {
+	return r.droppedBytes > 0 || r.droppedEntries > 0 || r.rebuiltEntries > 0 || r.recreated
+}
+
+// openSegment opens the segment at base and recovers its tail: it finds the last
+// index entry that points at a valid batch end, scans the store from there,
+// rebuilds missing index entries, and truncates a torn tail. A sealed segment
+// may have its index repaired, but one that has lost data is an error naming
+// the file: only the active segment may be cut short.
+func openSegment(dir string, base uint64, sealed bool) (*segment, recovery, error) {
+	s := newSegment(dir, base)
+	var rec recovery
+	var err error
+	if s.store, err = os.OpenFile(s.storePath, os.O_RDWR, 0); err != nil {
+		return nil, rec, fmt.Errorf("logstore: %w", err)
+	}
+	if rec, err = s.recover(sealed); err != nil {
+		s.closeFiles()
+		return nil, rec, err
+	}
+	return s, rec, nil
+}
+
+func (s *segment) recover(sealed bool) (recovery, error) {
+	var rec recovery
+	fi, err := s.store.Stat()
+	if err != nil {
+		return rec, fmt.Errorf("logstore: %w", err)
+	}
+	storeSize := fi.Size()
+	s.modTime = fi.ModTime()
+
+	hdr := make([]byte, headerSize)
+	if storeSize < headerSize {
+		// A crash while the segment was being created: it never held data.
+		if sealed {
+			return rec, &CorruptError{Path: s.storePath, Reason: fmt.Sprintf("sealed store file is %d bytes, shorter than its header", storeSize)}
+		}
+		rec.recreated = true
+		if err := s.rewrite(s.store, s.storePath, appendHeader(nil, storeMagic, s.base)); err != nil {
+			return rec, err
+		}
+		storeSize = headerSize
+	} else {
+		if _, err := s.store.ReadAt(hdr, 0); err != nil {
+			return rec, fmt.Errorf("logstore: read %s: %w", s.storePath, err)
+		}
+		if err := checkHeader(hdr, storeMagic, s.base); err != nil {
+			return rec, &CorruptError{Path: s.storePath, Reason: err.Error()}
+		}
+	}
+
+	entries, err := s.openIndex(&rec)
+	if err != nil {
+		return rec, err
+	}
+
+	// Walk back from the last index entry to one that points at a valid frame
+	// ending a batch: everything up to it is known good.
+	scanFrom, kept := int64(headerSize), uint32(0)
+	for i := len(entries) - 1; i >= 0; i-- {
+		e := entries[i]
+		if e.rel != uint32(i) || int64(e.pos) < headerSize || int64(e.pos) >= storeSize {
+			continue
+		}
+		f, end, err := readFrameAt(s.store, int64(e.pos), storeSize)
+		if err != nil || f.off != s.base+uint64(i) || !f.isRecord() || f.flags&flagBatchEnd == 0 {
+			continue
+		}
+		scanFrom, kept = end, uint32(i+1)
+		rec.meta, rec.hasMeta = f.meta, true
+		break
+	}
+	rec.droppedEntries = len(entries) - int(kept)
+
+	// Scan forward, keeping whole batches only.
+	sc := newScanner(s.store, scanFrom, storeSize)
+	good, records := scanFrom, kept
+	var pending []byte // index entries of the batch being read
+	var scanErr error
+	for {
+		f, pos, err := sc.next()
+		if err != nil {
+			if err != io.EOF {
+				scanErr = err
+			}
+			break
+		}
+		if want := s.base + uint64(records) + uint64(len(pending)/indexEntrySize); f.off != want {
+			scanErr = fmt.Errorf("frame offset %d, want %d", f.off, want)
+			break
+		}
+		if f.isRecord() {
+			pending = appendIndexEntry(pending, records+uint32(len(pending)/indexEntrySize), uint32(pos))
+		}
+		if f.flags&flagBatchEnd != 0 {
+			if len(pending) > 0 {
+				if _, err := s.index.WriteAt(pending, headerSize+int64(records)*indexEntrySize); err != nil {
+					return rec, fmt.Errorf("logstore: write %s: %w", s.indexPath, err)
+				}
+				rec.rebuiltEntries += len(pending) / indexEntrySize
+				records += uint32(len(pending) / indexEntrySize)
+				pending = pending[:0]
+			}
+			good = sc.pos
+			rec.meta, rec.hasMeta = append([]byte(nil), f.meta...), true
+		}
+	}
+	rec.droppedBytes = storeSize - good
+	if sealed && rec.droppedBytes > 0 {
+		reason := "sealed segment ends in an incomplete batch"
+		if scanErr != nil {
+			reason = scanErr.Error()
+		}
+		return rec, &CorruptError{Path: s.storePath, Pos: good, Reason: reason}
+	}
+	if rec.droppedBytes > 0 {
+		if err := s.store.Truncate(good); err != nil {
+			return rec, fmt.Errorf("logstore: truncate %s: %w", s.storePath, err)
+		}
+	}
+	if rec.droppedEntries > 0 || rec.rebuiltEntries > 0 {
+		if err := s.index.Truncate(headerSize + int64(records)*indexEntrySize); err != nil {
+			return rec, fmt.Errorf("logstore: truncate %s: %w", s.indexPath, err)
+		}
+	}
+	if rec.repaired() {
+		if err := s.store.Sync(); err != nil {
+			return rec, fmt.Errorf("logstore: sync %s: %w", s.storePath, err)
+		}
+		if err := s.index.Sync(); err != nil {
+			return rec, fmt.Errorf("logstore: sync %s: %w", s.indexPath, err)
+		}
+	}
+	s.size, s.records = good, records
+	return rec, nil
+}
+
+// openIndex opens (or, when missing or torn at creation, recreates) the index
+// and returns its entries. A partial trailing entry is dropped.
+func (s *segment) openIndex(rec *recovery) ([]indexEntry, error) {
+	var err error
+	s.index, err = os.OpenFile(s.indexPath, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("logstore: %w", err)
+	}
+	fi, err := s.index.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("logstore: %w", err)
+	}
+	if fi.Size() < headerSize {
+		// Missing or torn at creation: rebuilt from the store by the scan.
+		return nil, s.rewrite(s.index, s.indexPath, appendHeader(nil, indexMagic, s.base))
+	}
+	b := make([]byte, fi.Size())
+	if _, err := s.index.ReadAt(b, 0); err != nil {
+		return nil, fmt.Errorf("logstore: read %s: %w", s.indexPath, err)
+	}
+	if err := checkHeader(b, indexMagic, s.base); err != nil {
+		return nil, &CorruptError{Path: s.indexPath, Reason: err.Error()}
+	}
+	b = b[headerSize:]
+	if tail := len(b) % indexEntrySize; tail != 0 {
+		rec.droppedEntries++ // counted as a dropped (partial) entry
+		b = b[:len(b)-tail]
+	}
+	entries := make([]indexEntry, len(b)/indexEntrySize)
+	for i := range entries {
+		entries[i] = decodeIndexEntry(b[i*indexEntrySize:])
+	}
+	return entries, nil
+}
+
+func (s *segment) rewrite(f *os.File, path string, contents []byte) error {
+	if err := f.Truncate(0); err != nil {
+		return fmt.Errorf("logstore: truncate %s: %w", path, err)
+	}
+	if _, err := f.WriteAt(contents, 0); err != nil {
+		return fmt.Errorf("logstore: write %s: %w", path, err)
+	}
+	return nil
+}
+
+// readFrameAt reads and verifies the frame at pos of a file of the given size,
+// and returns it with the position just past it.
+func readFrameAt(f *os.File, pos, size int64) (frame, int64, error) {
+	var hdr [frameHeaderSize]byte
+	if size-pos < frameHeaderSize {
+		return frame{}, 0, errShortFrame
+	}
+	if _, err := f.ReadAt(hdr[:], pos); err != nil {
+		return frame{}, 0, err
+	}
+	n, err := frameLen(hdr[:])
+	if err != nil {
+		return frame{}, 0, err
+	}
+	if int64(n) > size-pos {
+		return frame{}, 0, errShortFrame
+	}
+	b := make([]byte, n)
+	if _, err := f.ReadAt(b, pos); err != nil {
+		return frame{}, 0, err
+	}
+	fr, _, err := decodeFrame(b)
+	return fr, pos + int64(n), err
+}
+
+// scanner reads the frames of a store file in order, in large chunks.
+type scanner struct {
+	f    *os.File
+	pos  int64 // file position of the next frame
+	size int64
+	buf  []byte
+	bpos int64 // file position of buf[0]
+}
+
+const scanChunk = 1 << 20
+
+func newScanner(f *os.File, pos, size int64) *scanner {
+	return &scanner{f: f, pos: pos, size: size, bpos: pos}
+}
+
+// next returns the next verified frame and its position; io.EOF at a clean end,
+// errShortFrame for a torn tail, or an error wrapping errBadFrame.
+func (sc *scanner) next() (frame, int64, error) {
+	if sc.pos >= sc.size {
+		return frame{}, 0, io.EOF
+	}
+	off := int(sc.pos - sc.bpos)
+	f, n, err := decodeFrame(sc.buf[off:])
+	if err == errShortFrame {
+		// Refill from pos, large enough for the whole frame if its length is known.
+		want := int64(scanChunk)
+		if l, lerr := frameLen(sc.buf[off:]); lerr == nil && int64(l) > want {
+			want = int64(l)
+		}
+		want = min(want, sc.size-sc.pos)
+		if int64(cap(sc.buf)) < want {
+			sc.buf = make([]byte, want)
+		}
+		sc.buf = sc.buf[:want]
+		if _, err := sc.f.ReadAt(sc.buf, sc.pos); err != nil {
+			return frame{}, 0, err
+		}
+		sc.bpos, off = sc.pos, 0
+		f, n, err = decodeFrame(sc.buf)
+	}
+	if err != nil {
+		return frame{}, 0, err
+	}
+	pos := sc.pos
+	sc.pos += int64(n)
+	return f, pos, nil
+}
