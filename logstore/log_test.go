@@ -40,7 +40,9 @@ func openLog(t testing.TB, dir string, c Config) *Log {
 	return l
 }
 
-func record(i uint64) []byte { return fmt.Appendf(nil, "record-%06d-%s", i, bytes.Repeat([]byte{'x'}, int(i%97))) }
+func record(i uint64) []byte {
+	return fmt.Appendf(nil, "record-%06d-%s", i, bytes.Repeat([]byte{'x'}, int(i%97)))
+}
 
 func appendN(t testing.TB, l *Log, from, n uint64) {
 	t.Helper()
