@@ -45,6 +45,9 @@ type Log struct {
 	closed bool
 	wbuf   []byte // encoded store frames of the append in progress
 	ibuf   []byte // encoded index entries of the append in progress
+	// writtenBack is the position of the active store up to which write-back
+	// was started.
+	writtenBack int64
 }
 
 // state is what readers see: immutable once published.
@@ -282,6 +285,7 @@ func (l *Log) AppendWithMeta(meta []byte, recs ...[]byte) (first uint64, err err
 	}
 	act.size += int64(len(l.wbuf))
 	act.records += uint32(len(recs))
+	l.startWritebackLocked(act)
 	act.modTime = l.now()
 	l.publishLocked(&state{segs: st.segs, next: first + uint64(len(recs)), active: act.size})
 	return first, nil
@@ -292,6 +296,25 @@ func metaOverhead(meta []byte) int {
 		return 0
 	}
 	return metaLenSize + len(meta)
+}
+
+// writebackChunk is how many written bytes of the active store accumulate
+// before their write-back to disk is started.
+const writebackChunk = 1 << 20
+
+// startWritebackLocked asks the kernel to start writing the active store's new
+// bytes to disk without waiting (sync_file_range), so that dirty pages do not
+// pile up and the fsync that seals a segment, or a Sync, has little left to do.
+// It is only a hint: durability still comes from fsync.
+func (l *Log) startWritebackLocked(act *segment) {
+	if act.size-l.writtenBack < writebackChunk {
+		return
+	}
+	if l.writtenBack > act.size {
+		l.writtenBack = 0 // a new segment
+	}
+	_ = unix.SyncFileRange(int(act.store.Fd()), l.writtenBack, act.size-l.writtenBack, unix.SYNC_FILE_RANGE_WRITE)
+	l.writtenBack = act.size
 }
 
 // failLocked makes err the log's sticky error and returns it.
