@@ -299,14 +299,22 @@ func (c *peekedConn) Read(p []byte) (int, error) {
 // serverTLS) therefore surfaces as an error on that connection, which
 // NetworkTransport logs and closes.
 //
-// StreamLayer starts no goroutines and holds no mutable state; it is safe for
-// concurrent use.
+// Close closes the listener and every connection Accept returned:
+// raft.NetworkTransport serves each until its peer hangs up, so without this a
+// stopped node would keep serving connections of peers that still run.
+//
+// StreamLayer starts no goroutines; mu guards the set of accepted connections.
+// It is safe for concurrent use.
 type StreamLayer struct {
 	ln               net.Listener
 	advertise        net.Addr
 	serverTLS        *tls.Config
 	clientTLS        *tls.Config
 	handshakeTimeout time.Duration
+
+	mu     sync.Mutex
+	conns  map[*trackedConn]struct{}
+	closed bool
 }
 
 // NewStreamLayer returns a StreamLayer accepting from ln, which must yield Raft
@@ -324,6 +332,7 @@ func NewStreamLayer(ln net.Listener, advertise net.Addr, serverTLS, clientTLS *t
 		serverTLS:        serverTLS,
 		clientTLS:        clientTLS,
 		handshakeTimeout: handshakeTimeout,
+		conns:            map[*trackedConn]struct{}{},
 	}
 }
 
@@ -334,14 +343,48 @@ func (s *StreamLayer) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.serverTLS == nil {
-		return c, nil
+	if s.serverTLS != nil {
+		c = &serverConn{Conn: tls.Server(c, s.serverTLS), timeout: s.handshakeTimeout}
 	}
-	return &serverConn{Conn: tls.Server(c, s.serverTLS), timeout: s.handshakeTimeout}, nil
+	tc := &trackedConn{Conn: c, s: s}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		c.Close()
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: s.advertise, Err: net.ErrClosed}
+	}
+	s.conns[tc] = struct{}{}
+	return tc, nil
 }
 
-// Close closes the listener the StreamLayer accepts from.
-func (s *StreamLayer) Close() error { return s.ln.Close() }
+// Close closes the listener the StreamLayer accepts from and every connection
+// it accepted.
+func (s *StreamLayer) Close() error {
+	err := s.ln.Close()
+	s.mu.Lock()
+	s.closed = true
+	conns := s.conns
+	s.conns = map[*trackedConn]struct{}{}
+	s.mu.Unlock()
+	for c := range conns {
+		c.Conn.Close()
+	}
+	return err
+}
+
+// trackedConn is an accepted connection that leaves its StreamLayer's set when
+// closed.
+type trackedConn struct {
+	net.Conn
+	s *StreamLayer
+}
+
+func (c *trackedConn) Close() error {
+	c.s.mu.Lock()
+	delete(c.s.conns, c)
+	c.s.mu.Unlock()
+	return c.Conn.Close()
+}
 
 // Addr returns the advertised address.
 func (s *StreamLayer) Addr() net.Addr { return s.advertise }

@@ -1,0 +1,100 @@
+package raftfsm
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+)
+
+// A snapshot of the FSM is a checkpoint of the local log (logstore.Checkpoint):
+// its sealed segments hard-linked, the active one copied, so taking one costs at
+// most one segment, not the size of the log. The snapshot store keeps it as a
+// directory; a follower that needs it receives it as an archive stream.
+
+var checkpointSeq atomic.Uint64
+
+// Snapshot implements raft.FSM. It runs on the FSM goroutine, so the
+// checkpoint holds exactly the entries applied so far. The log is synced
+// first: Raft compacts its own log once the snapshot is stored, and the
+// entries it drops must be durable here.
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	if err := f.log.Sync(); err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(f.scratch, "checkpoint-"+strconv.FormatUint(checkpointSeq.Add(1), 10))
+	if err := f.log.Checkpoint(dir); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return &fsmSnapshot{dir: dir}, nil
+}
+
+type fsmSnapshot struct{ dir string }
+
+// Persist implements raft.FSMSnapshot: the checkpoint's files move into our
+// snapshot store's sink; any other sink gets them as an archive stream.
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	var err error
+	if ss, ok := sink.(*snapshotSink); ok {
+		err = ss.adopt(s.dir)
+	} else {
+		_, err = writeArchive(sink, s.dir)
+	}
+	if err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+// Release implements raft.FSMSnapshot.
+func (s *fsmSnapshot) Release() { os.RemoveAll(s.dir) }
+
+// Restore implements raft.FSM: the log is replaced by the snapshot's.
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	dir := filepath.Join(f.scratch, "restore-"+strconv.FormatUint(checkpointSeq.Add(1), 10))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("raftfsm: restore: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	if err := readArchive(rc, dir); err != nil {
+		return err
+	}
+	return f.replace(dir)
+}
+
+func (f *fsm) replace(dir string) error {
+	if err := f.log.Replace(dir); err != nil {
+		return err
+	}
+	applied, err := appliedIndex(f.log.Meta())
+	if err != nil {
+		return err
+	}
+	f.logger.Info("restored the log from a snapshot", "applied_index", applied,
+		"lowest_offset", f.log.LowestOffset(), "next_offset", f.log.NextOffset())
+	f.applied = applied
+	return nil
+}
+
+// catchUpWithSnapshot restores the newest snapshot when the local log is behind
+// it, which only a crash during an earlier restore leaves: Raft no longer has
+// the entries in between, and it does not restore snapshots on start itself.
+func (f *fsm) catchUpWithSnapshot(store raft.SnapshotStore) error {
+	metas, err := store.List()
+	if err != nil || len(metas) == 0 || metas[0].Index <= f.applied {
+		return err
+	}
+	f.logger.Warn("the local log is behind the newest snapshot; restoring it", "applied_index", f.applied, "snapshot_index", metas[0].Index)
+	_, rc, err := store.Open(metas[0].ID)
+	if err != nil {
+		return err
+	}
+	return f.Restore(rc)
+}

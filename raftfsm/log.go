@@ -1,0 +1,554 @@
+package raftfsm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+
+	"github.com/proglogctl/proglogctl/logstore"
+)
+
+var (
+	// ErrClosed is returned by a Log's methods after Close.
+	ErrClosed = errors.New("raftfsm: log closed")
+	// ErrNotLeader is matched (errors.Is) by *NotLeaderError. The records were
+	// not appended: retrying on the leader is safe.
+	ErrNotLeader = errors.New("raftfsm: not the leader")
+	// ErrLeadershipLost: this server stopped leading before the records were
+	// known to commit. They may or may not be in the log.
+	ErrLeadershipLost = errors.New("raftfsm: leadership lost before the records were known to commit; they may or may not be in the log")
+)
+
+// NotLeaderError is returned by writes on a server that is not the leader. It
+// names the leader when this server knows one, so the caller can forward.
+type NotLeaderError struct {
+	LeaderID   string // empty when no leader is known
+	LeaderAddr string
+}
+
+func (e *NotLeaderError) Error() string {
+	if e.LeaderAddr == "" {
+		return "raftfsm: not the leader, and no leader is known"
+	}
+	return fmt.Sprintf("raftfsm: not the leader; the leader is %s at %s", e.LeaderID, e.LeaderAddr)
+}
+
+// Is makes errors.Is(err, ErrNotLeader) true.
+func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
+
+// Log is a log replicated with Raft: records appended on the leader are
+// committed by a quorum, then applied, exactly once and at the same offsets, to
+// every server's local log, which serves reads.
+//
+// Appends go through one batching goroutine, which coalesces concurrent calls
+// into Raft entries (group commit) and hands each entry's future to a second
+// goroutine that answers the callers in order. Close stops both.
+type Log struct {
+	conf   Config
+	logger *slog.Logger
+	raft   *raft.Raft
+	store  *logstore.Log
+	bolt   *raftboltdb.BoltStore
+	fsm    *fsm
+
+	reqs      chan *appendReq
+	pending   chan pendingEntry
+	stop      chan struct{} // closed by Close after Raft has shut down
+	loopsDone chan struct{} // closed when the goroutines have returned
+	wg        sync.WaitGroup
+
+	observer *raft.Observer
+	obsCh    chan raft.Observation
+	leader   atomic.Pointer[leaderState]
+
+	closeOnce sync.Once
+	closeErr  error
+	closed    atomic.Bool
+}
+
+// Server is one member of the Raft configuration.
+type Server struct {
+	ID       string
+	Address  string
+	IsLeader bool
+	IsVoter  bool
+}
+
+type leaderState struct {
+	id, addr string
+	changed  chan struct{} // closed when the leader changes
+}
+
+// New opens (or creates) the replica in c.Dir and starts Raft.
+func New(c Config) (*Log, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	l := &Log{
+		conf:      c,
+		logger:    c.Logger.With("node", c.NodeID),
+		reqs:      make(chan *appendReq, 1024),
+		pending:   make(chan pendingEntry, 1024),
+		stop:      make(chan struct{}),
+		loopsDone: make(chan struct{}),
+		obsCh:     make(chan raft.Observation, 16),
+	}
+	l.leader.Store(&leaderState{changed: make(chan struct{})})
+	ok := false
+	defer func() {
+		if !ok {
+			l.closeStores()
+		}
+	}()
+
+	var err error
+	scratch := filepath.Join(c.Dir, "scratch")
+	if err := os.RemoveAll(scratch); err != nil {
+		return nil, fmt.Errorf("raftfsm: %w", err)
+	}
+	for _, d := range []string{"raft", "snapshots", "scratch"} {
+		if err := os.MkdirAll(filepath.Join(c.Dir, d), 0o755); err != nil {
+			return nil, fmt.Errorf("raftfsm: %w", err)
+		}
+	}
+	if l.store, err = logstore.Open(filepath.Join(c.Dir, "log"), c.Store); err != nil {
+		return nil, err
+	}
+	applied, err := appliedIndex(l.store.Meta())
+	if err != nil {
+		return nil, err
+	}
+	l.fsm = &fsm{log: l.store, logger: l.logger, scratch: scratch, applied: applied, maxAppend: int(c.Store.MaxStoreBytes / 2)}
+
+	l.bolt, err = raftboltdb.New(raftboltdb.Options{
+		Path:        filepath.Join(c.Dir, "raft", "raft.db"),
+		BoltOptions: &bbolt.Options{Timeout: time.Second},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("raftfsm: open Raft store in %s (is another process using it?): %w", c.Dir, err)
+	}
+	logs, err := raft.NewLogCache(512, l.bolt)
+	if err != nil {
+		return nil, fmt.Errorf("raftfsm: %w", err)
+	}
+	snaps, err := newSnapshotStore(filepath.Join(c.Dir, "snapshots"), c.SnapshotsRetained, l.logger)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.fsm.catchUpWithSnapshot(snaps); err != nil {
+		return nil, err
+	}
+
+	rc := c.raftConfig()
+	rc.Logger = newHCLogger(l.logger, "raft")
+	if c.Bootstrap {
+		has, err := raft.HasExistingState(logs, l.bolt, snaps)
+		if err != nil {
+			return nil, fmt.Errorf("raftfsm: %w", err)
+		}
+		if !has {
+			cfg := raft.Configuration{Servers: []raft.Server{{
+				Suffrage: raft.Voter, ID: rc.LocalID, Address: c.Transport.LocalAddr(),
+			}}}
+			if err := raft.BootstrapCluster(rc, logs, l.bolt, snaps, c.Transport, cfg); err != nil {
+				return nil, fmt.Errorf("raftfsm: bootstrap: %w", err)
+			}
+		}
+	}
+	if l.raft, err = raft.NewRaft(rc, l.fsm, logs, l.bolt, snaps, c.Transport); err != nil {
+		return nil, fmt.Errorf("raftfsm: start Raft: %w", err)
+	}
+	l.observer = raft.NewObserver(l.obsCh, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	l.raft.RegisterObserver(l.observer)
+	l.wg.Add(3)
+	go l.batchLoop()
+	go l.completeLoop()
+	go l.observeLoop()
+	l.noteLeader()
+	ok = true
+	return l, nil
+}
+
+// closeStores closes what New opened, for a failed New and for Close.
+func (l *Log) closeStores() error {
+	var errs []error
+	if l.bolt != nil {
+		errs = append(errs, l.bolt.Close())
+	}
+	if l.store != nil {
+		errs = append(errs, l.store.Close())
+	}
+	if c, ok := l.conf.Transport.(io.Closer); ok {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// appendReq is one Append call waiting for its records to commit.
+type appendReq struct {
+	recs [][]byte
+	// first and err are written by completeLoop only, before done is closed.
+	first uint64
+	err   error
+	done  chan struct{}
+}
+
+// pendingEntry is an entry handed to Raft, waiting for its result.
+type pendingEntry struct {
+	future raft.ApplyFuture
+	// reqs are the requests with records in the entry; starts[i] is the
+	// position of reqs[i]'s first record in it, or -1 when reqs[i] began in
+	// an earlier entry; ends[i] says whether reqs[i]'s last record is in it.
+	reqs   []*appendReq
+	starts []int
+	ends   []bool
+}
+
+// Append replicates recs as one batch and returns the offset of the first:
+// the records are committed by a quorum and applied on this server when it
+// returns. Concurrent calls are coalesced into shared Raft entries; a batch
+// larger than MaxEntryBytes is split over consecutive entries, so its offsets
+// are still consecutive. If a split batch fails part way (the leader lost its
+// leadership), the entries that committed stay in the log.
+//
+// On a follower it returns a *NotLeaderError. With no records it appends
+// nothing and returns the local NextOffset. If ctx ends first the records may
+// still be appended.
+func (l *Log) Append(ctx context.Context, recs ...[]byte) (uint64, error) {
+	if l.closed.Load() {
+		return 0, ErrClosed
+	}
+	if len(recs) == 0 {
+		return l.store.NextOffset(), nil
+	}
+	for i, r := range recs {
+		if len(r) > l.conf.Store.MaxRecordBytes {
+			return 0, &logstore.RecordTooLargeError{Index: i, Size: len(r), Max: l.conf.Store.MaxRecordBytes}
+		}
+	}
+	if l.raft.State() != raft.Leader {
+		return 0, l.notLeader()
+	}
+	req := &appendReq{recs: recs, done: make(chan struct{})}
+	select {
+	case l.reqs <- req:
+	case <-l.stop:
+		return 0, ErrClosed
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	select {
+	case <-req.done:
+		return req.first, req.err
+	case <-l.loopsDone:
+		// Every entry handed to Raft has been answered; a request still
+		// queued never reached it.
+		select {
+		case <-req.done:
+			return req.first, req.err
+		default:
+			return 0, ErrClosed
+		}
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+func (l *Log) notLeader() error {
+	addr, id := l.raft.LeaderWithID()
+	return &NotLeaderError{LeaderID: string(id), LeaderAddr: string(addr)}
+}
+
+// batchLoop owns the encoding of entries: it takes every request waiting,
+// packs them into entries of at most MaxEntryBytes and hands each to Raft
+// without waiting for the previous one to commit.
+func (l *Log) batchLoop() {
+	defer l.wg.Done()
+	defer close(l.pending)
+	var (
+		reqs      []*appendReq
+		starts    []int
+		recs      [][]byte
+		splitting *appendReq // the request being added, while records of it remain
+		size      = entrySize(nil)
+	)
+	apply := func() bool {
+		if len(recs) == 0 {
+			return true
+		}
+		ends := make([]bool, len(reqs))
+		for i, r := range reqs {
+			ends[i] = r != splitting
+		}
+		// Raft keeps the data until the entry is applied: a new slice each time.
+		data := appendEntry(make([]byte, 0, entrySize(recs)), recs)
+		p := pendingEntry{future: l.raft.Apply(data, l.conf.ApplyTimeout), reqs: reqs, starts: starts, ends: ends}
+		reqs, starts, recs, size = nil, nil, recs[:0], entrySize(nil)
+		select {
+		case l.pending <- p:
+			return true
+		case <-l.stop:
+			return false
+		}
+	}
+	add := func(req *appendReq) bool {
+		reqs, starts = append(reqs, req), append(starts, len(recs))
+		splitting = req
+		defer func() { splitting = nil }()
+		for _, r := range req.recs {
+			n := uvarintLen(uint64(len(r))) + len(r)
+			if len(recs) > 0 && size+n > l.conf.MaxEntryBytes {
+				if !apply() {
+					return false
+				}
+				reqs, starts = append(reqs, req), append(starts, -1)
+			}
+			recs, size = append(recs, r), size+n
+		}
+		return true
+	}
+	for {
+		var req *appendReq
+		select {
+		case req = <-l.reqs:
+		case <-l.stop:
+			return
+		}
+		if !add(req) {
+			return
+		}
+	drain:
+		for {
+			select {
+			case req = <-l.reqs:
+				if !add(req) {
+					return
+				}
+			default:
+				break drain
+			}
+		}
+		if !apply() {
+			return
+		}
+	}
+}
+
+// completeLoop answers requests as their entries commit, in order.
+func (l *Log) completeLoop() {
+	defer l.wg.Done()
+	for p := range l.pending {
+		err := p.future.Error()
+		var res applyResult
+		if err == nil {
+			res, _ = p.future.Response().(applyResult)
+			err = res.err
+		}
+		switch {
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout):
+			err = l.notLeader() // never entered the log
+		case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown):
+			err = ErrLeadershipLost
+		}
+		for i, r := range p.reqs {
+			if err != nil && r.err == nil {
+				r.err = err
+			}
+			if p.starts[i] >= 0 {
+				r.first = res.first + uint64(p.starts[i])
+			}
+			if p.ends[i] {
+				close(r.done)
+			}
+		}
+	}
+}
+
+// Read returns the record at off from the local log.
+func (l *Log) Read(off uint64) ([]byte, error) { return l.store.Read(off) }
+
+// ReadBatch returns records from off on from the local log; see
+// logstore.Log.ReadBatch.
+func (l *Log) ReadBatch(off uint64, maxBytes int) ([][]byte, error) {
+	return l.store.ReadBatch(off, maxBytes)
+}
+
+// Wait blocks until off has been applied on this server, ctx ends or the log closes.
+func (l *Log) Wait(ctx context.Context, off uint64) error { return l.store.Wait(ctx, off) }
+
+// LowestOffset returns the lowest offset retained on this server.
+func (l *Log) LowestOffset() uint64 { return l.store.LowestOffset() }
+
+// NextOffset returns the offset after the last record applied on this server.
+func (l *Log) NextOffset() uint64 { return l.store.NextOffset() }
+
+// Join adds a voter, or changes the address of a known one. It is idempotent
+// and must be called on the leader.
+func (l *Log) Join(id, addr string) error {
+	if l.closed.Load() {
+		return ErrClosed
+	}
+	f := l.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return l.mapErr(err)
+	}
+	for _, s := range f.Configuration().Servers {
+		if s.ID == raft.ServerID(id) && s.Address == raft.ServerAddress(addr) && s.Suffrage == raft.Voter {
+			return nil
+		}
+		if s.ID == raft.ServerID(id) || s.Address == raft.ServerAddress(addr) {
+			if err := l.raft.RemoveServer(s.ID, 0, 0).Error(); err != nil {
+				return l.mapErr(err)
+			}
+		}
+	}
+	return l.mapErr(l.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, 0).Error())
+}
+
+// Leave removes a server from the cluster; removing an unknown one is not an
+// error. It must be called on the leader.
+func (l *Log) Leave(id string) error {
+	if l.closed.Load() {
+		return ErrClosed
+	}
+	return l.mapErr(l.raft.RemoveServer(raft.ServerID(id), 0, 0).Error())
+}
+
+func (l *Log) mapErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost):
+		return l.notLeader()
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return ErrClosed
+	}
+	return fmt.Errorf("raftfsm: %w", err)
+}
+
+// Servers returns the members of the Raft configuration.
+func (l *Log) Servers() ([]Server, error) {
+	f := l.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, l.mapErr(err)
+	}
+	_, leaderID := l.raft.LeaderWithID()
+	var out []Server
+	for _, s := range f.Configuration().Servers {
+		out = append(out, Server{
+			ID:       string(s.ID),
+			Address:  string(s.Address),
+			IsLeader: s.ID == leaderID,
+			IsVoter:  s.Suffrage == raft.Voter,
+		})
+	}
+	return out, nil
+}
+
+// IsLeader reports whether this server is the leader.
+func (l *Log) IsLeader() bool { return l.raft.State() == raft.Leader }
+
+// Leader returns the leader's ID and address as this server knows them (empty
+// when there is none), and a channel closed when that changes.
+func (l *Log) Leader() (id, addr string, changed <-chan struct{}) {
+	st := l.leader.Load()
+	return st.id, st.addr, st.changed
+}
+
+// WaitForLeader blocks until this server knows a leader, and returns it.
+func (l *Log) WaitForLeader(ctx context.Context) (id, addr string, err error) {
+	for {
+		id, addr, changed := l.Leader()
+		if id != "" {
+			return id, addr, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return "", "", fmt.Errorf("raftfsm: no leader yet: %w", ctx.Err())
+		}
+	}
+}
+
+// observeLoop turns Raft's leader observations into leader-change
+// notifications.
+func (l *Log) observeLoop() {
+	defer l.wg.Done()
+	for {
+		select {
+		case <-l.obsCh:
+			l.noteLeader()
+		case <-l.stop:
+			return
+		}
+	}
+}
+
+// noteLeader publishes the leader Raft reports, if it changed.
+func (l *Log) noteLeader() {
+	addr, id := l.raft.LeaderWithID()
+	old := l.leader.Load()
+	if old.id == string(id) && old.addr == string(addr) {
+		return
+	}
+	if l.leader.CompareAndSwap(old, &leaderState{id: string(id), addr: string(addr), changed: make(chan struct{})}) {
+		close(old.changed)
+	}
+}
+
+// Close stops the replica. A leader first hands leadership to another voter,
+// so the cluster does not wait for an election timeout. Close is idempotent.
+func (l *Log) Close() error {
+	l.closeOnce.Do(func() {
+		l.closed.Store(true)
+		var errs []error
+		if l.raft.State() == raft.Leader && l.voters() > 1 {
+			done := make(chan error, 1)
+			go func() { done <- l.raft.LeadershipTransfer().Error() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					l.logger.Warn("leadership transfer before shutdown failed", "err", err)
+				}
+			case <-time.After(l.conf.ShutdownTransferTimeout):
+				l.logger.Warn("leadership transfer before shutdown timed out")
+			}
+		}
+		errs = append(errs, l.raft.Shutdown().Error())
+		close(l.stop)
+		l.raft.DeregisterObserver(l.observer)
+		l.wg.Wait()
+		close(l.loopsDone)
+		errs = append(errs, l.closeStores())
+		l.closeErr = errors.Join(errs...)
+	})
+	return l.closeErr
+}
+
+func (l *Log) voters() int {
+	servers, err := l.Servers()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, s := range servers {
+		if s.IsVoter {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,145 @@
+package raftfsm
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/proglogctl/proglogctl/certs"
+)
+
+// tcpNode is a replica on a real loopback port, its Raft traffic behind a Mux
+// as in a node.
+type tcpNode struct {
+	log *Log
+	mux *Mux
+}
+
+func (n *tcpNode) close() {
+	n.log.Close()
+	n.mux.Close()
+}
+
+// startTCPNode starts replica i of a cluster on 127.0.0.1, bootstrapping it
+// when i is 0. peerTLS, when non-nil, is used for both sides of Raft's
+// connections.
+func startTCPNode(t testing.TB, c Config, peerTLS *tls.Config) *tcpNode {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := NewMux(ln, c.Logger)
+	stream := NewStreamLayer(mux.Raft(), ln.Addr(), peerTLS, peerTLS)
+	c.Transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  stream,
+		MaxPool: 4,
+		Timeout: 10 * time.Second,
+		Logger:  newHCLogger(c.Logger, "raft-net"),
+	})
+	l, err := New(c)
+	if err != nil {
+		mux.Close()
+		t.Fatalf("New(%s): %v", c.NodeID, err)
+	}
+	return &tcpNode{log: l, mux: mux}
+}
+
+// startTCPCluster starts n replicas on loopback TCP and joins them.
+func startTCPCluster(t testing.TB, n int, conf func(i int) Config, peerTLS *tls.Config) []*tcpNode {
+	t.Helper()
+	var nodes []*tcpNode
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			n.close()
+		}
+	})
+	for i := 0; i < n; i++ {
+		c := conf(i)
+		c.Bootstrap = i == 0
+		nodes = append(nodes, startTCPNode(t, c, peerTLS))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, _, err := nodes[0].log.WaitForLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < n; i++ {
+		if err := nodes[0].log.Join(nodeID(i), nodes[i].mux.Raft().Addr().String()); err != nil {
+			t.Fatalf("Join(%s): %v", nodeID(i), err)
+		}
+	}
+	return nodes
+}
+
+// peerTLSConfig makes a CA and a node certificate in dir and returns the peer
+// configuration built from them, and a client certificate's files.
+func peerTLSConfig(t testing.TB, dir string) (*tls.Config, certs.TLSFiles) {
+	t.Helper()
+	cc := certs.DefaultConfig()
+	cc.Dir = dir
+	if _, err := certs.Generate(cc); err != nil {
+		t.Fatalf("certs.Generate: %v", err)
+	}
+	node := certs.TLSFiles{
+		CertFile: filepath.Join(dir, certs.NodeCertFileName),
+		KeyFile:  filepath.Join(dir, certs.NodeKeyFileName),
+		CAFile:   filepath.Join(dir, certs.CACertFileName),
+	}
+	conf, err := certs.PeerTLSConfig(node)
+	if err != nil {
+		t.Fatalf("PeerTLSConfig: %v", err)
+	}
+	client := certs.TLSFiles{
+		CertFile: filepath.Join(dir, certs.ClientCertFileName(certs.RootSubject)),
+		KeyFile:  filepath.Join(dir, certs.ClientKeyFileName(certs.RootSubject)),
+		CAFile:   node.CAFile,
+	}
+	return conf, client
+}
+
+func TestTCPClusterWithTLS(t *testing.T) {
+	peerTLS, clientFiles := peerTLSConfig(t, t.TempDir())
+	nodes := startTCPCluster(t, 3, func(i int) Config {
+		return testConfig(t, filepath.Join(t.TempDir(), nodeID(i)), i)
+	}, peerTLS)
+	leader := nodes[0].log
+	appendValues(t, leader, 0, 100)
+	for _, n := range nodes {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := n.log.Wait(ctx, 99)
+		cancel()
+		if err != nil {
+			t.Fatalf("replica did not apply 100 records over TLS: %v", err)
+		}
+	}
+
+	// A client certificate signed by the same CA may not speak Raft.
+	clientTLS, err := certs.PeerTLSConfig(clientFiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	intruder := NewStreamLayer(ln, ln.Addr(), clientTLS, clientTLS)
+	conn, err := intruder.Dial(raft.ServerAddress(nodes[1].mux.Raft().Addr().String()), 5*time.Second)
+	if err == nil {
+		// The server checks the client's certificate after the client's side
+		// of the handshake is done; the refusal shows on the first read.
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		_, err = conn.Read(make([]byte, 1))
+		conn.Close()
+	}
+	if err == nil {
+		t.Fatal("a client certificate was accepted on the Raft port")
+	}
+	t.Logf("client certificate refused: %v", err)
+}
