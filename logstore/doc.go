@@ -56,7 +56,8 @@
 // logs how many bytes it dropped. Sealed segments get the same tail check, and
 // one that would lose data is an error naming the file. Checksums of the rest are
 // verified on every read: a corrupt record is an error naming the file and
-// position, never wrong data.
+// position (and the index file, when the frame's bounds came from it), never
+// wrong data.
 //
 // # Concurrency
 //

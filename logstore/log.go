@@ -238,13 +238,17 @@ func (l *Log) AppendWithMeta(meta []byte, recs ...[]byte) (first uint64, err err
 	case len(recs) == 0 && meta == nil:
 		return st.next, nil
 	}
+	// The new metadata takes effect with the batch that carries it: a refused
+	// or failed batch leaves it unchanged, and a roll below starts the new
+	// segment with the value the earlier batches carry.
+	m := l.meta
 	if meta != nil {
-		if len(meta) == 0 {
-			meta = nil
+		m = nil
+		if len(meta) > 0 {
+			m = slices.Clone(meta)
 		}
-		l.meta = slices.Clone(meta)
 	}
-	size += metaOverhead(l.meta)
+	size += metaOverhead(m)
 	if len(recs) == 0 {
 		size += frameSize(0, nil)
 	}
@@ -265,15 +269,15 @@ func (l *Log) AppendWithMeta(meta []byte, recs ...[]byte) (first uint64, err err
 	pos := act.size
 	for i, r := range recs {
 		var flags byte
-		var m []byte
+		var fm []byte
 		if i == len(recs)-1 {
-			flags, m = flagBatchEnd, l.meta
+			flags, fm = flagBatchEnd, m
 		}
 		l.ibuf = appendIndexEntry(l.ibuf, act.records+uint32(i), uint32(pos+int64(len(l.wbuf))))
-		l.wbuf = appendFrame(l.wbuf, first+uint64(i), flags, m, r)
+		l.wbuf = appendFrame(l.wbuf, first+uint64(i), flags, fm, r)
 	}
 	if len(recs) == 0 {
-		l.wbuf = appendFrame(l.wbuf, first, flagBatchEnd|flagNoRecord, l.meta, nil)
+		l.wbuf = appendFrame(l.wbuf, first, flagBatchEnd|flagNoRecord, m, nil)
 	}
 	if _, err := act.store.WriteAt(l.wbuf, pos); err != nil {
 		return 0, l.failLocked(fmt.Errorf("logstore: write %s: %w", act.storePath, err))
@@ -283,6 +287,7 @@ func (l *Log) AppendWithMeta(meta []byte, recs ...[]byte) (first uint64, err err
 			return 0, l.failLocked(fmt.Errorf("logstore: write %s: %w", act.indexPath, err))
 		}
 	}
+	l.meta = m
 	act.size += int64(len(l.wbuf))
 	act.records += uint32(len(recs))
 	l.startWritebackLocked(act)
@@ -539,11 +544,17 @@ func readSegment(s *segment, rel, count uint32, limit int64, maxBytes, maxRecord
 		if err == errShortFrame && len(recs) > 0 {
 			break // the byte budget ends inside this frame
 		}
-		if err != nil {
-			return nil, &CorruptError{Path: s.storePath, Pos: pos + int64(p), Reason: err.Error()}
-		}
-		if f.off != off {
-			return nil, &CorruptError{Path: s.storePath, Pos: pos + int64(p), Reason: fmt.Sprintf("frame holds offset %d, want %d", f.off, off)}
+		if err != nil || f.off != off {
+			reason := fmt.Sprintf("frame holds offset %d, want %d", f.off, off)
+			if err != nil {
+				reason = err.Error()
+			}
+			if p == 0 {
+				// The first frame's bounds come from the index: either file
+				// may be the damaged one, so the error names both.
+				reason += fmt.Sprintf(" (frame bounds from %s entries at byte %d)", s.indexPath, ipos)
+			}
+			return nil, &CorruptError{Path: s.storePath, Pos: pos + int64(p), Reason: reason}
 		}
 		if f.isRecord() {
 			recs = append(recs, f.payload[:len(f.payload):len(f.payload)])
@@ -552,7 +563,7 @@ func readSegment(s *segment, rel, count uint32, limit int64, maxBytes, maxRecord
 		p += fn
 	}
 	if len(recs) == 0 {
-		return nil, &CorruptError{Path: s.storePath, Pos: pos, Reason: fmt.Sprintf("no record frame for offset %d", off)}
+		return nil, &CorruptError{Path: s.storePath, Pos: pos, Reason: fmt.Sprintf("no record frame for offset %d (frame bounds from %s entries at byte %d)", off, s.indexPath, ipos)}
 	}
 	return recs, nil
 }

@@ -232,7 +232,7 @@ func (s *segment) recover(sealed bool) (recovery, error) {
 		rec.meta, rec.hasMeta = f.meta, true
 		break
 	}
-	rec.droppedEntries = len(entries) - int(kept)
+	rec.droppedEntries += len(entries) - int(kept) // openIndex counted a partial entry
 
 	// Scan forward, keeping whole batches only.
 	sc := newScanner(s.store, scanFrom, storeSize)

@@ -92,8 +92,10 @@ func copyPrefix(src *os.File, dst string, n int64) error {
 // log's. Readers see the new contents at once, and waiters wake when their
 // offset exists in them.
 //
-// A crash during Replace leaves, after Open, a prefix of the new log (possibly
-// empty) whose Meta matches its last batch, never a mix of old and new.
+// A crash during Replace leaves, after Open, never a mix of old and new: while
+// this log's segments are being removed (oldest first), what remains of them,
+// its newest records with their Meta, as after retention; after that, a prefix
+// of the new log (possibly empty) whose Meta matches its last batch.
 func (l *Log) Replace(dir string) error {
 	src, err := Open(dir, l.conf)
 	if err != nil {
