@@ -42,6 +42,9 @@ type Config struct {
 	// MaxEntryBytes bounds the data of one Raft entry: concurrent appends are
 	// coalesced into entries up to this size, and larger batches are split.
 	MaxEntryBytes int
+	// MaxPendingEntries is how many entries of appends may be in Raft at
+	// once; requests arriving meanwhile are packed into the next entries.
+	MaxPendingEntries int
 	// ApplyTimeout bounds how long an append waits to be enqueued in Raft.
 	ApplyTimeout time.Duration
 	// ShutdownTransferTimeout bounds the leadership transfer on Close.
@@ -65,7 +68,8 @@ func DefaultConfig() Config {
 		SnapshotThreshold:       rc.SnapshotThreshold,
 		TrailingLogs:            rc.TrailingLogs,
 		SnapshotsRetained:       2,
-		MaxEntryBytes:           1 << 20,
+		MaxEntryBytes:           2 << 20, // a whole record of Store.MaxRecordBytes fits
+		MaxPendingEntries:       4,
 		ApplyTimeout:            10 * time.Second,
 		ShutdownTransferTimeout: 5 * time.Second,
 		Store:                   logstore.DefaultConfig(),
@@ -90,6 +94,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("raftfsm: MaxEntryBytes %d cannot hold one record of Store.MaxRecordBytes %d", c.MaxEntryBytes, c.Store.MaxRecordBytes)
 	case int64(c.MaxEntryBytes) > c.Store.MaxStoreBytes/2:
 		return fmt.Errorf("raftfsm: MaxEntryBytes %d must be at most half of Store.MaxStoreBytes %d", c.MaxEntryBytes, c.Store.MaxStoreBytes)
+	case c.MaxPendingEntries < 1:
+		return fmt.Errorf("raftfsm: MaxPendingEntries %d must be at least 1", c.MaxPendingEntries)
 	case c.ApplyTimeout <= 0 || c.ShutdownTransferTimeout <= 0:
 		return errors.New("raftfsm: ApplyTimeout and ShutdownTransferTimeout must be positive")
 	}

@@ -64,6 +64,7 @@ type Log struct {
 
 	reqs      chan *appendReq
 	pending   chan pendingEntry
+	slots     chan struct{} // one per entry in Raft not yet answered
 	stop      chan struct{} // closed by Close after Raft has shut down
 	loopsDone chan struct{} // closed when the goroutines have returned
 	wg        sync.WaitGroup
@@ -99,7 +100,8 @@ func New(c Config) (*Log, error) {
 		conf:      c,
 		logger:    c.Logger.With("node", c.NodeID),
 		reqs:      make(chan *appendReq, 1024),
-		pending:   make(chan pendingEntry, 1024),
+		pending:   make(chan pendingEntry, c.MaxPendingEntries),
+		slots:     make(chan struct{}, c.MaxPendingEntries),
 		stop:      make(chan struct{}),
 		loopsDone: make(chan struct{}),
 		obsCh:     make(chan raft.Observation, 16),
@@ -273,9 +275,11 @@ func (l *Log) notLeader() error {
 	return &NotLeaderError{LeaderID: string(id), LeaderAddr: string(addr)}
 }
 
-// batchLoop owns the encoding of entries: it takes every request waiting,
-// packs them into entries of at most MaxEntryBytes and hands each to Raft
-// without waiting for the previous one to commit.
+// batchLoop owns the encoding of entries. It keeps at most MaxPendingEntries
+// entries in Raft at once: while they commit, new requests queue, and when a
+// slot frees every queued request is packed into the next entries (up to
+// MaxEntryBytes each). So the busier the log, the larger the entries (group
+// commit), while a lone caller's record still goes out at once.
 func (l *Log) batchLoop() {
 	defer l.wg.Done()
 	defer close(l.pending)
@@ -285,11 +289,25 @@ func (l *Log) batchLoop() {
 		recs      [][]byte
 		splitting *appendReq // the request being added, while records of it remain
 		size      = entrySize(nil)
+		haveSlot  bool
 	)
+	acquire := func() bool {
+		select {
+		case l.slots <- struct{}{}:
+			haveSlot = true
+			return true
+		case <-l.stop:
+			return false
+		}
+	}
 	apply := func() bool {
 		if len(recs) == 0 {
 			return true
 		}
+		if !haveSlot && !acquire() {
+			return false
+		}
+		haveSlot = false
 		ends := make([]bool, len(reqs))
 		for i, r := range reqs {
 			ends[i] = r != splitting
@@ -328,7 +346,8 @@ func (l *Log) batchLoop() {
 		case <-l.stop:
 			return
 		}
-		if !add(req) {
+		// Waiting for a slot is what lets later requests join this entry.
+		if !acquire() || !add(req) {
 			return
 		}
 	drain:
@@ -353,6 +372,7 @@ func (l *Log) completeLoop() {
 	defer l.wg.Done()
 	for p := range l.pending {
 		err := p.future.Error()
+		<-l.slots
 		var res applyResult
 		if err == nil {
 			res, _ = p.future.Response().(applyResult)
