@@ -163,7 +163,7 @@ func (l *Log) load() (*state, error) {
 		}
 		if r.repaired() {
 			l.log.Warn("recovered segment", "file", s.storePath, "dropped_bytes", r.droppedBytes,
-				"dropped_index_entries", r.droppedEntries, "rebuilt_index_entries", r.rebuiltEntries, "recreated", r.recreated)
+				"dropped_index_entries", r.droppedEntries, "rebuilt_index_entries", r.rebuiltEntries, "recreated", r.recreated, "index_rebuilt", r.indexRecreated)
 		}
 		// Each batch end carries the metadata in force, so the last one seen is
 		// the log's; an active segment without one inherits the sealed segment's.
@@ -312,11 +312,11 @@ const writebackChunk = 1 << 20
 // pile up and the fsync that seals a segment, or a Sync, has little left to do.
 // It is only a hint: durability still comes from fsync.
 func (l *Log) startWritebackLocked(act *segment) {
-	if act.size-l.writtenBack < writebackChunk {
-		return
-	}
 	if l.writtenBack > act.size {
 		l.writtenBack = 0 // a new segment
+	}
+	if act.size-l.writtenBack < writebackChunk {
+		return
 	}
 	_ = unix.SyncFileRange(int(act.store.Fd()), l.writtenBack, act.size-l.writtenBack, unix.SYNC_FILE_RANGE_WRITE)
 	l.writtenBack = act.size
@@ -411,21 +411,25 @@ func (l *Log) retainLocked(st *state) (*state, error) {
 		l.log.Info("retention dropped segment", "file", s.storePath,
 			"first_offset", s.base, "records", s.records, "bytes", segmentBytes(s))
 	}
-	return nst, l.removeSegments(dropped)
+	err := l.unlinkSegments(dropped)
+	for _, s := range dropped {
+		s.release()
+	}
+	return nst, err
 }
 
 func segmentBytes(s *segment) int64 {
 	return s.size + headerSize + int64(s.records)*indexEntrySize
 }
 
-// removeSegments unlinks the files of segments no longer in the state and lets
-// go of the Log's references; readers still holding one finish first.
-func (l *Log) removeSegments(segs []*segment) error {
+// unlinkSegments removes the files of segments leaving the log. Their open
+// files stay readable until the caller lets go of the Log's references
+// (release) and every reader still holding one has finished.
+func (l *Log) unlinkSegments(segs []*segment) error {
 	var errs []error
 	for _, s := range segs {
 		// The store goes first: an index without a store is removed on Open.
 		errs = append(errs, os.Remove(s.storePath), os.Remove(s.indexPath))
-		s.release()
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("logstore: remove segment: %w", err)

@@ -157,10 +157,11 @@ type recovery struct {
 	meta           []byte
 	hasMeta        bool // a batch end was seen; meta is the log's metadata there
 	recreated      bool // the store was shorter than its header: made anew
+	indexRecreated bool // the index header was damaged: rebuilt from the store
 }
 
 func (r recovery) repaired() bool {
-	return r.droppedBytes > 0 || r.droppedEntries > 0 || r.rebuiltEntries > 0 || r.recreated
+	return r.droppedBytes > 0 || r.droppedEntries > 0 || r.rebuiltEntries > 0 || r.recreated || r.indexRecreated
 }
 
 // openSegment opens the segment at base and recovers its tail: it finds the last
@@ -318,7 +319,9 @@ func (s *segment) openIndex(rec *recovery) ([]indexEntry, error) {
 		return nil, fmt.Errorf("logstore: read %s: %w", s.indexPath, err)
 	}
 	if err := checkHeader(b, indexMagic, s.base); err != nil {
-		return nil, &CorruptError{Path: s.indexPath, Reason: err.Error()}
+		// The index is derived data: rebuild it from the store.
+		rec.indexRecreated = true
+		return nil, s.rewrite(s.index, s.indexPath, appendHeader(nil, indexMagic, s.base))
 	}
 	b = b[headerSize:]
 	if tail := len(b) % indexEntrySize; tail != 0 {

@@ -114,11 +114,12 @@ func (l *Log) Replace(dir string) error {
 	case l.err != nil:
 		return l.err
 	}
+	// Readers go on reading the old segments' open files until the new state
+	// is published; only then are the old files closed.
 	old := l.cur.Load()
-	if err := l.removeSegments(old.segs); err != nil {
+	if err := l.unlinkSegments(old.segs); err != nil {
 		return l.failLocked(err)
 	}
-	// Old segments are gone: publish an empty view so no reader acquires them.
 	for _, s := range srcSegs {
 		// The store moves first: a store without its index is rebuilt on Open.
 		for _, p := range []string{s.storePath, s.indexPath} {
@@ -135,5 +136,8 @@ func (l *Log) Replace(dir string) error {
 		return l.failLocked(err)
 	}
 	l.publishLocked(st)
+	for _, s := range old.segs {
+		s.release()
+	}
 	return os.RemoveAll(dir)
 }
