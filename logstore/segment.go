@@ -212,16 +212,26 @@ func (s *segment) recover(sealed bool) (recovery, error) {
 		}
 	}
 
-	entries, err := s.openIndex(&rec)
+	nEntries, err := s.openIndex(&rec)
 	if err != nil {
 		return rec, err
 	}
 
 	// Walk back from the last index entry to one that points at a valid frame
-	// ending a batch: everything up to it is known good.
+	// ending a batch: everything up to it is known good. Entries are read from
+	// the end in chunks; usually only the last one is looked at.
 	scanFrom, kept := int64(headerSize), uint32(0)
-	for i := len(entries) - 1; i >= 0; i-- {
-		e := entries[i]
+	var chunk []byte
+	chunkFrom := nEntries
+	for i := nEntries - 1; i >= 0; i-- {
+		if i < chunkFrom {
+			chunkFrom = max(0, i+1-512)
+			chunk = make([]byte, (i+1-chunkFrom)*indexEntrySize)
+			if _, err := s.index.ReadAt(chunk, headerSize+int64(chunkFrom)*indexEntrySize); err != nil {
+				return rec, fmt.Errorf("logstore: read %s: %w", s.indexPath, err)
+			}
+		}
+		e := decodeIndexEntry(chunk[(i-chunkFrom)*indexEntrySize:])
 		if e.rel != uint32(i) || int64(e.pos) < headerSize || int64(e.pos) >= storeSize {
 			continue
 		}
@@ -233,7 +243,7 @@ func (s *segment) recover(sealed bool) (recovery, error) {
 		rec.meta, rec.hasMeta = f.meta, true
 		break
 	}
-	rec.droppedEntries += len(entries) - int(kept) // openIndex counted a partial entry
+	rec.droppedEntries += nEntries - int(kept) // openIndex counted a partial entry
 
 	// Scan forward, keeping whole batches only.
 	sc := newScanner(s.store, scanFrom, storeSize)
@@ -298,41 +308,37 @@ func (s *segment) recover(sealed bool) (recovery, error) {
 	return rec, nil
 }
 
-// openIndex opens (or, when missing or torn at creation, recreates) the index
-// and returns its entries. A partial trailing entry is dropped.
-func (s *segment) openIndex(rec *recovery) ([]indexEntry, error) {
+// openIndex opens (or, when missing, torn at creation or with a damaged
+// header, recreates) the index and returns how many whole entries it holds. A
+// partial trailing entry is counted as dropped.
+func (s *segment) openIndex(rec *recovery) (int, error) {
 	var err error
 	s.index, err = os.OpenFile(s.indexPath, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("logstore: %w", err)
+		return 0, fmt.Errorf("logstore: %w", err)
 	}
 	fi, err := s.index.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("logstore: %w", err)
+		return 0, fmt.Errorf("logstore: %w", err)
 	}
 	if fi.Size() < headerSize {
 		// Missing or torn at creation: rebuilt from the store by the scan.
-		return nil, s.rewrite(s.index, s.indexPath, appendHeader(nil, indexMagic, s.base))
+		return 0, s.rewrite(s.index, s.indexPath, appendHeader(nil, indexMagic, s.base))
 	}
-	b := make([]byte, fi.Size())
-	if _, err := s.index.ReadAt(b, 0); err != nil {
-		return nil, fmt.Errorf("logstore: read %s: %w", s.indexPath, err)
+	hdr := make([]byte, headerSize)
+	if _, err := s.index.ReadAt(hdr, 0); err != nil {
+		return 0, fmt.Errorf("logstore: read %s: %w", s.indexPath, err)
 	}
-	if err := checkHeader(b, indexMagic, s.base); err != nil {
+	if err := checkHeader(hdr, indexMagic, s.base); err != nil {
 		// The index is derived data: rebuild it from the store.
 		rec.indexRecreated = true
-		return nil, s.rewrite(s.index, s.indexPath, appendHeader(nil, indexMagic, s.base))
+		return 0, s.rewrite(s.index, s.indexPath, appendHeader(nil, indexMagic, s.base))
 	}
-	b = b[headerSize:]
-	if tail := len(b) % indexEntrySize; tail != 0 {
+	body := fi.Size() - headerSize
+	if body%indexEntrySize != 0 {
 		rec.droppedEntries++ // counted as a dropped (partial) entry
-		b = b[:len(b)-tail]
 	}
-	entries := make([]indexEntry, len(b)/indexEntrySize)
-	for i := range entries {
-		entries[i] = decodeIndexEntry(b[i*indexEntrySize:])
-	}
-	return entries, nil
+	return int(body / indexEntrySize), nil
 }
 
 func (s *segment) rewrite(f *os.File, path string, contents []byte) error {
