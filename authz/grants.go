@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/proglogctl/proglogctl/certs"
 )
 
 // Actions returns the actions a client may be granted, in the order policies
@@ -102,7 +104,7 @@ func WriteFiles(dir string, g Grants, force bool) ([]string, error) {
 	if !force {
 		for _, f := range files {
 			if _, err := os.Lstat(f.path); err == nil {
-				return nil, existsError(f.path)
+				return nil, fmt.Errorf("authz: %w", &fs.PathError{Op: "write", Path: f.path, Err: fs.ErrExist})
 			} else if !errors.Is(err, fs.ErrNotExist) {
 				return nil, fmt.Errorf("authz: %w", err)
 			}
@@ -110,84 +112,10 @@ func WriteFiles(dir string, g Grants, force bool) ([]string, error) {
 	}
 	var written []string
 	for _, f := range files {
-		if err := writeFile(f.path, f.data, 0o644, force); err != nil {
+		if err := certs.WriteFile(f.path, f.data, 0o644, force); err != nil {
 			return written, err
 		}
 		written = append(written, f.path)
 	}
 	return written, nil
-}
-
-// existsError is the error for refusing to replace path.
-func existsError(path string) error {
-	return fmt.Errorf("authz: %w", &fs.PathError{Op: "write", Path: path, Err: fs.ErrExist})
-}
-
-// writeFile writes data to path with mode perm through a synced temporary
-// file in the same directory, then renames it into place (force) or links it
-// there, which fails if path exists (no force), and syncs the directory.
-func writeFile(path string, data []byte, perm fs.FileMode, force bool) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("authz: write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(perm); err != nil {
-		return fmt.Errorf("authz: write %s: %w", path, err)
-	}
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("authz: write %s: %w", path, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("authz: write %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("authz: write %s: %w", path, err)
-	}
-	if force {
-		if err = os.Rename(tmp, path); err != nil {
-			return fmt.Errorf("authz: write %s: %w", path, err)
-		}
-	} else if err = placeNew(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-// placeNew moves tmp to path unless path exists. A hard link makes the check
-// atomic; where links are not supported it falls back to check, then rename.
-func placeNew(tmp, path string) error {
-	err := os.Link(tmp, path)
-	switch {
-	case err == nil:
-		return os.Remove(tmp)
-	case errors.Is(err, fs.ErrExist):
-		return existsError(path)
-	}
-	if _, err := os.Lstat(path); err == nil {
-		return existsError(path)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("authz: write %s: %w", path, err)
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("authz: sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("authz: sync %s: %w", dir, err)
-	}
-	return nil
 }

@@ -47,10 +47,10 @@ func (kp KeyPair) Write(certFile, keyFile string, force bool) error {
 			}
 		}
 	}
-	if err := writeFile(certFile, kp.CertPEM, certPerm, force); err != nil {
+	if err := WriteFile(certFile, kp.CertPEM, certPerm, force); err != nil {
 		return err
 	}
-	return writeFile(keyFile, kp.KeyPEM, keyPerm, force)
+	return WriteFile(keyFile, kp.KeyPEM, keyPerm, force)
 }
 
 // CA is a certificate authority that issues node and client certificates.

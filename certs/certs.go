@@ -287,7 +287,7 @@ func Generate(c Config) ([]string, error) {
 
 	var written []string
 	for _, f := range files {
-		if err := writeFile(f.path, f.data, f.perm, c.Force); err != nil {
+		if err := WriteFile(f.path, f.data, f.perm, c.Force); err != nil {
 			return written, err
 		}
 		written = append(written, f.path)

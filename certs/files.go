@@ -113,10 +113,12 @@ func existsError(path string) error {
 	return fmt.Errorf("certs: %w", &fs.PathError{Op: "write", Path: path, Err: fs.ErrExist})
 }
 
-// writeFile writes data to path with mode perm through a synced temporary
+// WriteFile writes data to path with mode perm through a synced temporary
 // file in the same directory, then renames it into place (force) or links it
-// there, which fails if path exists (no force), and syncs the directory.
-func writeFile(path string, data []byte, perm fs.FileMode, force bool) (err error) {
+// there, which fails if path exists (no force), and syncs the directory. It is
+// how proglogctl writes every certificate, key and ACL file: a crash never
+// leaves one half written.
+func WriteFile(path string, data []byte, perm fs.FileMode, force bool) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
