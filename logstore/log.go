@@ -71,7 +71,7 @@ func Open(dir string, c Config) (*Log, error) {
 		return nil, fmt.Errorf("logstore: data directory %s is not a directory", dir)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("logstore: create data directory: %w", err)
+		return nil, fmt.Errorf("logstore: create data directory %s: %w", dir, err)
 	}
 	l := &Log{dir: dir, conf: c, log: c.Logger.With("log_dir", dir), now: time.Now}
 	lock, err := lockDir(dir)

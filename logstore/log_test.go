@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -274,4 +275,45 @@ func TestCheckpointReplace(t *testing.T) {
 	}
 	appendN(t, other, 300, 5)
 	checkRecords(t, other, 0, 305)
+}
+
+// A failed write makes the log refuse appends with the first error, and what
+// was appended before it stays readable and survives a reopen.
+func TestWriteErrorsAreSticky(t *testing.T) {
+	dir := t.TempDir()
+	c := testConfig(t)
+	l := openLog(t, dir, c)
+	appendN(t, l, 0, 10)
+	// Fault injection: the active store's file is closed under the writer.
+	st := l.cur.Load()
+	st.segs[len(st.segs)-1].store.Close()
+	_, err := l.Append(record(10))
+	if err == nil {
+		t.Fatal("Append on a failed file succeeded")
+	}
+	if _, err2 := l.Append(record(10)); err2 == nil || err2.Error() != err.Error() {
+		t.Fatalf("second Append = %v, want the first error again (%v)", err2, err)
+	}
+	if err2 := l.Sync(); err2 == nil || err2.Error() != err.Error() {
+		t.Fatalf("Sync = %v, want the first error again", err2)
+	}
+	if got := l.NextOffset(); got != 10 {
+		t.Fatalf("NextOffset = %d after a failed append, want 10", got)
+	}
+	l.Close()
+	l = openLog(t, dir, c)
+	if got := l.NextOffset(); got != 10 {
+		t.Fatalf("NextOffset after reopen = %d, want 10", got)
+	}
+	checkRecords(t, l, 0, 10)
+}
+
+func TestOpenFailsCleanlyWhereNoDirectoryCanBe(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(filepath.Join(file, "log"), testConfig(t)); err == nil || !strings.Contains(err.Error(), "file/log") {
+		t.Fatalf("Open beneath a regular file = %v, want an error naming the path", err)
+	}
 }
