@@ -360,6 +360,18 @@ func TestAppendOnFollower(t *testing.T) {
 	}
 }
 
+func TestAppendAfterClose(t *testing.T) {
+	tc := newTestCluster(t, 1)
+	l := tc.nodes[0]
+	tc.stop(0)
+	if _, err := l.Append(context.Background(), []byte("x")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Append after Close = %v, want ErrClosed", err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
 func TestConcurrentAppendsGetDenseOffsets(t *testing.T) {
 	tc := newTestCluster(t, 3)
 	const writers, per = 16, 50
@@ -599,7 +611,9 @@ func TestRestartEveryNodeUnderLoad(t *testing.T) {
 	for round := 0; round < 3; round++ {
 		for i := range tc.nodes {
 			tc.stop(i)
-			tc.start(i, false)
+			// node-0 restarts with Bootstrap set, as its command line would
+			// have it: a server with state must not bootstrap again.
+			tc.start(i, i == 0)
 			tc.leader()
 		}
 	}
