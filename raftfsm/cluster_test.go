@@ -673,3 +673,66 @@ func (tc *testCluster) snapshotNodes() []*Log {
 	defer tc.mu.Unlock()
 	return append([]*Log(nil), tc.nodes...)
 }
+
+func TestJoinLeaveAreIdempotent(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	voters := func() map[string]string {
+		t.Helper()
+		for tries := 0; ; tries++ {
+			servers, err := tc.leader().Servers()
+			if err == nil {
+				m := map[string]string{}
+				for _, s := range servers {
+					if s.IsVoter {
+						m[s.ID] = s.Address
+					}
+				}
+				return m
+			}
+			if tries == 20 {
+				t.Fatal(err)
+			}
+		}
+	}
+	// retry runs a membership change on the leader, again if leadership moves.
+	retry := func(f func(l *Log) error) {
+		t.Helper()
+		for tries := 0; ; tries++ {
+			err := f(tc.leader())
+			if err == nil {
+				return
+			}
+			if !errors.Is(err, ErrNotLeader) || tries == 20 {
+				t.Fatal(err)
+			}
+		}
+	}
+	addr2 := string(tc.trans[2].LocalAddr())
+	retry(func(l *Log) error { return l.Join(nodeID(2), addr2) })
+	if v := voters(); len(v) != 3 {
+		t.Fatalf("voters after joining a member twice: %v", v)
+	}
+	retry(func(l *Log) error { return l.Leave(nodeID(2)) })
+	retry(func(l *Log) error { return l.Leave(nodeID(2)) })
+	if v := voters(); len(v) != 2 || v[nodeID(2)] != "" {
+		t.Fatalf("voters after Leave: %v", v)
+	}
+	// Joining under a new address replaces the member's address.
+	retry(func(l *Log) error { return l.Join(nodeID(2), "mem-elsewhere") })
+	if v := voters(); v[nodeID(2)] != "mem-elsewhere" || len(v) != 3 {
+		t.Fatalf("voters after an address change: %v", v)
+	}
+}
+
+func TestSecondOpenOfADataDirFails(t *testing.T) {
+	tc := newTestCluster(t, 1)
+	c := tc.conf(0)
+	_, tr := raft.NewInmemTransport("")
+	c.Transport = tr
+	if l, err := New(c); err == nil {
+		l.Close()
+		t.Fatal("a second replica opened a data directory in use")
+	} else {
+		t.Logf("second open: %v", err)
+	}
+}
