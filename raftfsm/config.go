@@ -120,6 +120,5 @@ func (c Config) raftConfig() *raft.Config {
 	// The FSM is persistent: it resumes from its own state, and New restores a
 	// snapshot itself only when that state is behind it.
 	rc.NoSnapshotRestoreOnStart = true
-	rc.Logger = newHCLogger(c.Logger, "raft")
 	return rc
 }
