@@ -1,0 +1,93 @@
+package discovery
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+
+	"github.com/hashicorp/serf/serf"
+)
+
+// TagRPCAddr is the tag that carries a member's RPC address (host:port). It is
+// the address a Handler receives in Join.
+const TagRPCAddr = "rpc_addr"
+
+// Config configures one node's membership. Start from DefaultConfig.
+type Config struct {
+	// NodeName names this node in the cluster. It must be unique and stable
+	// across restarts: the node uses it as its Raft server ID.
+	NodeName string
+	// BindAddr is the host:port Serf gossips on (TCP and UDP) and advertises
+	// to the other members. Port 0 picks a free port. A host name is resolved
+	// once, in New. An unspecified host (empty, 0.0.0.0 or [::]) listens on
+	// every interface and advertises a private IP address of this host.
+	BindAddr string
+	// Tags are published to every member. Tags[TagRPCAddr] is required.
+	Tags map[string]string
+	// StartJoinAddrs are gossip addresses (host:port) of members to join when
+	// starting. Joining fails only if none of them can be reached. Empty
+	// starts a cluster of one that others may join.
+	StartJoinAddrs []string
+	// EncryptKey, when set, encrypts and authenticates all gossip with
+	// AES-GCM. It is 16, 24 or 32 bytes long (32 selects AES-256, the usual
+	// choice) and the same on every member. A member without the key, or with
+	// another key, cannot join. Nil gossips in plaintext.
+	EncryptKey []byte
+	// Logger receives this package's logs and those of Serf and memberlist.
+	Logger *slog.Logger
+
+	// tuneSerf, when set, adjusts Serf's configuration just before it starts;
+	// tests use it for fast failure detection.
+	tuneSerf func(*serf.Config)
+}
+
+// DefaultConfig returns a configuration that gossips on 127.0.0.1:8401 in
+// plaintext. NodeName and Tags[TagRPCAddr] must still be set.
+func DefaultConfig() Config {
+	return Config{
+		BindAddr: "127.0.0.1:8401",
+		Tags:     map[string]string{},
+		Logger:   slog.Default(),
+	}
+}
+
+// Validate reports the first setting that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case c.NodeName == "":
+		return errors.New("discovery: NodeName is empty")
+	case c.Tags[TagRPCAddr] == "":
+		return fmt.Errorf("discovery: Tags[%q] is empty", TagRPCAddr)
+	case c.Logger == nil:
+		return errors.New("discovery: Logger is nil")
+	}
+	switch len(c.EncryptKey) {
+	case 0, 16, 24, 32:
+	default:
+		return fmt.Errorf("discovery: EncryptKey is %d bytes; want 16, 24 or 32", len(c.EncryptKey))
+	}
+	if _, _, err := splitAddr(c.BindAddr); err != nil {
+		return fmt.Errorf("discovery: BindAddr: %w", err)
+	}
+	for _, a := range c.StartJoinAddrs {
+		if _, _, err := splitAddr(a); err != nil {
+			return fmt.Errorf("discovery: StartJoinAddrs: %w", err)
+		}
+	}
+	return nil
+}
+
+// splitAddr splits host:port and checks the port is a number from 0 to 65535.
+func splitAddr(addr string) (host string, port int, err error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err = strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("address %q: bad port %q", addr, p)
+	}
+	return host, port, nil
+}

@@ -1,0 +1,53 @@
+// Package discovery is how proglogctl servers find each other: Serf gossip
+// membership, with each member's RPC address in its tags, turned into calls to
+// a Handler that the node implements over the Raft configuration.
+//
+// # Events
+//
+// Every member runs a Membership; every member sees every event. Serf's events
+// about the other members map onto the Handler like this:
+//
+//	Serf event          Handler call                 when
+//	------------------  ---------------------------  ------------------------------------
+//	EventMemberJoin     Join(name, tags[rpc_addr])   a member joins or comes back
+//	EventMemberUpdate   Join(name, tags[rpc_addr])   a member's tags change
+//	EventMemberLeave    Leave(name)                  a member left gracefully (Leave)
+//	EventMemberReap     Leave(name)                  a failed member stayed away for
+//	                                                 72 h, or a departed one is forgotten
+//	EventMemberFailed   —                            a member stopped answering
+//
+// A member that merely failed (crashed, partitioned, or stopped with Close)
+// stays a Raft voter: it is expected back, and removing it would shrink the
+// quorum under a restart. Only a graceful Leave, or being away for the whole
+// reconnect timeout, removes it.
+//
+// Only the Raft leader can change the configuration, so on every other member
+// the Handler fails; the node wraps that error with ErrIgnorable and it is
+// logged at Debug. Other Handler errors are logged at Warn. Events are not
+// retried: a leader that comes to power after a member joined reconciles from
+// Members (the members and their RPC addresses) rather than from events.
+//
+// # Restarts
+//
+// A member that restarts under the same name rejoins without help, and is
+// reported to Join again with its (possibly new) RPC address as soon as the
+// others see it back. At a new gossip address the others accept it at once if
+// it had left gracefully, and otherwise only once they have declared the old
+// address failed and 30 s have passed, so a quick restart elsewhere can take
+// a minute or two to be seen. Serf's name-conflict resolution is off: it could
+// shut down the gossip of a node restarted at a new address while the others
+// still believe the old one alive.
+//
+// # Encryption
+//
+// With Config.EncryptKey set, all gossip is encrypted and authenticated with
+// AES-GCM, and members without the same key cannot join.
+//
+// # Concurrency
+//
+// One goroutine per Membership calls the Handler, one call at a time, in event
+// order. Members may be called from any goroutine, also after Leave or Close.
+// Leave and Close serialize on a mutex; each stops Serf and joins the event
+// goroutine (waiting for a Handler call in progress), so the Handler must not
+// call them. Serf's own goroutines end when Serf shuts down.
+package discovery
