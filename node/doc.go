@@ -3,14 +3,14 @@
 //
 // # One port
 //
-//	            TCP listener (Config.RPCAddr)
-//	                      |
-//	               raftfsm.Mux: first byte
-//	           /                         \
-//	  0x01 → Mux.Raft()              other → Mux.Other()
-//	  StreamLayer, mTLS with         grpc.Server, TLS terminated by gRPC
-//	  PeerTLS both ways              with ServerTLS: log.v1, health,
-//	  → raft.NetworkTransport        reflection
+//	          TCP listener (Config.RPCAddr)
+//	                    |
+//	             raftfsm.Mux: first byte
+//	         /                         \
+//	0x01 → Mux.Raft()              other → Mux.Other()
+//	StreamLayer, mTLS with         grpc.Server, TLS terminated by gRPC
+//	PeerTLS both ways              with ServerTLS: log.v1, health,
+//	→ raft.NetworkTransport        reflection
 //
 // Raft connections begin with the byte 0x01 and never reach gRPC. Raft stores
 // the advertised address, so the leader's Raft address is also its gRPC

@@ -367,6 +367,21 @@ func TestCluster(t *testing.T) {
 				wantCode(t, "GetServers", err, tc.servers)
 			})
 		}
+		// A node certificate (serverAuth) is how forwarded writes reach the
+		// leader: it may write, and reads it as any subject the ACL names.
+		t.Run("NodeCertificate", func(t *testing.T) {
+			conf, err := certs.ClientTLSConfig(p.nodeFiles())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := logv1.NewLogClient(dial(t, leader(t, nodes).Addr(), conf))
+			retry(t, 20*time.Second, func() error {
+				_, err := c.Produce(testCtx(t), produceReq)
+				return err
+			})
+			_, err = c.Consume(testCtx(t), &logv1.ConsumeRequest{Offset: 0})
+			wantCode(t, "Consume with the node certificate", err, codes.PermissionDenied)
+		})
 		t.Run("HealthNeedsOnlyTLS", func(t *testing.T) {
 			h := healthpb.NewHealthClient(dial(t, addr, clientTLS(t, p.dir, p.dir, certs.NobodySubject)))
 			if _, err := h.Check(testCtx(t), &healthpb.HealthCheckRequest{}); err != nil {
@@ -601,4 +616,42 @@ func TestConfigValidate(t *testing.T) {
 	if _, err := node.New(c); err == nil || !strings.Contains(err.Error(), "not routable") {
 		t.Fatalf("New on 0.0.0.0 without AdvertiseAddr: %v", err)
 	}
+}
+
+// TestCloseEndsStreams closes a node under a waiting ConsumeStream and an
+// open ProduceStream: both end with UNAVAILABLE and Close does not wait out
+// its graceful-stop bound.
+func TestCloseEndsStreams(t *testing.T) {
+	p := newPKI(t)
+	nodes := startCluster(t, p, 1, func(c *node.Config) { c.GracefulStopTimeout = time.Minute })
+	c := p.client(t, nodes[0].Addr(), certs.RootSubject)
+	cs, err := c.ConsumeStream(testCtx(t), &logv1.ConsumeRequest{Offset: math.MaxUint64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := c.ProduceStream(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ps.Send(&logv1.ProduceRequest{Record: &logv1.Record{Value: []byte("x")}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ps.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the ConsumeStream handler to start waiting", func() bool {
+		return handlers("ConsumeStream") == 1
+	})
+	start := time.Now()
+	if err := nodes[0].Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Fatalf("Close took %v: streams did not end", d)
+	}
+	_, err = cs.Recv()
+	wantCode(t, "ConsumeStream after Close", err, codes.Unavailable)
+	_, err = ps.Recv()
+	wantCode(t, "ProduceStream after Close", err, codes.Unavailable)
+	t.Logf("Close took %v", time.Since(start))
 }
