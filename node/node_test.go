@@ -60,6 +60,53 @@ func consumeAll(t testing.TB, c logv1.LogClient, from uint64, n int) [][]byte {
 	return out
 }
 
+// produceStream sends vals on one ProduceStream, all before reading any
+// response (the server must read ahead for that not to stall), retrying the
+// whole stream while leadership moves. It checks that the offsets are dense
+// and in request order and returns them.
+func produceStream(t testing.TB, c logv1.LogClient, vals [][]byte) []uint64 {
+	t.Helper()
+	var offs []uint64
+	retry(t, 20*time.Second, func() error {
+		offs = offs[:0]
+		s, err := c.ProduceStream(testCtx(t))
+		if err != nil {
+			return err
+		}
+		sendErr := make(chan error, 1)
+		go func() {
+			for _, v := range vals {
+				if err := s.Send(&logv1.ProduceRequest{Record: &logv1.Record{Value: v}}); err != nil {
+					sendErr <- err
+					return
+				}
+			}
+			sendErr <- s.CloseSend()
+		}()
+		for {
+			res, err := s.Recv()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				<-sendErr
+				return err
+			}
+			offs = append(offs, res.Offset)
+		}
+		return <-sendErr
+	})
+	if len(offs) != len(vals) {
+		t.Fatalf("%d responses, want %d", len(offs), len(vals))
+	}
+	for i := 1; i < len(offs); i++ {
+		if offs[i] != offs[i-1]+1 {
+			t.Fatalf("response %d: offset %d after %d; a stream's records must be dense and in order", i, offs[i], offs[i-1])
+		}
+	}
+	return offs
+}
+
 func TestCluster(t *testing.T) {
 	p := newPKI(t)
 	nodes := startCluster(t, p, 3, nil)
@@ -96,54 +143,25 @@ func TestCluster(t *testing.T) {
 	})
 
 	t.Run("ProduceStreamPipelined", func(t *testing.T) {
-		const n = 1000
-		// The stream is on a follower, so this also covers forwarding.
-		for _, target := range []*node.Node{leader(t, nodes), follower(t, nodes)} {
-			c := p.client(t, target.Addr(), certs.RootSubject)
-			var offs []uint64
-			retry(t, 20*time.Second, func() error {
-				offs = offs[:0]
-				s, err := c.ProduceStream(testCtx(t))
-				if err != nil {
-					return err
+		// On the leader and on a follower (forwarding), small records and
+		// records near the limit (several Raft entries per window).
+		for _, size := range []int{0, 6 << 10} {
+			for _, target := range []*node.Node{leader(t, nodes), follower(t, nodes)} {
+				n := 1000
+				if size > 0 {
+					n = 200
 				}
-				// Send everything before reading any response: the server
-				// must read ahead for this not to deadlock on flow control.
-				sendErr := make(chan error, 1)
-				go func() {
-					for i := range n {
-						if err := s.Send(&logv1.ProduceRequest{Record: &logv1.Record{Value: value(i)}}); err != nil {
-							sendErr <- err
-							return
-						}
-					}
-					sendErr <- s.CloseSend()
-				}()
-				for {
-					res, err := s.Recv()
-					if err == io.EOF {
-						break
-					}
-					if err != nil {
-						<-sendErr
-						return err
-					}
-					offs = append(offs, res.Offset)
+				vals := make([][]byte, n)
+				for i := range vals {
+					vals[i] = append(value(i), make([]byte, size)...)
 				}
-				return <-sendErr
-			})
-			if len(offs) != n {
-				t.Fatalf("%d responses, want %d", len(offs), n)
-			}
-			for i := 1; i < n; i++ {
-				if offs[i] != offs[i-1]+1 {
-					t.Fatalf("response %d: offset %d after %d; a stream's records must be dense and in order", i, offs[i], offs[i-1])
-				}
-			}
-			got := consumeAll(t, c, offs[0], n)
-			for i := range n {
-				if !bytes.Equal(got[i], value(i)) {
-					t.Fatalf("offset %d: %q, want %q", offs[i], got[i], value(i))
+				c := p.client(t, target.Addr(), certs.RootSubject)
+				offs := produceStream(t, c, vals)
+				got := consumeAll(t, c, offs[0], n)
+				for i := range n {
+					if !bytes.Equal(got[i], vals[i]) {
+						t.Fatalf("offset %d: %q, want %q", offs[i], got[i][:13], vals[i][:13])
+					}
 				}
 			}
 		}
@@ -398,6 +416,11 @@ func TestCluster(t *testing.T) {
 		wantCode(t, "ProduceBatch with a record over the limit", err, codes.InvalidArgument)
 		_, err = root.ProduceBatch(testCtx(t), &logv1.ProduceBatchRequest{})
 		wantCode(t, "empty ProduceBatch", err, codes.InvalidArgument)
+		// Five records at the limit exceed one Raft entry (32 KiB here):
+		// refused rather than committed in parts.
+		atLimit := &logv1.Record{Value: make([]byte, 8<<10)}
+		_, err = root.ProduceBatch(testCtx(t), &logv1.ProduceBatchRequest{Records: []*logv1.Record{atLimit, atLimit, atLimit, atLimit, atLimit}})
+		wantCode(t, "ProduceBatch larger than one entry", err, codes.InvalidArgument)
 		_, err = root.Produce(testCtx(t), &logv1.ProduceRequest{})
 		wantCode(t, "Produce without a record", err, codes.InvalidArgument)
 		ps, err := root.ProduceStream(testCtx(t))

@@ -2,12 +2,15 @@ package node
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 
 	logv1 "github.com/proglogctl/proglogctl/api/v1"
 	"github.com/proglogctl/proglogctl/logstore"
@@ -28,6 +31,21 @@ var _ logv1.LogServer = (*service)(nil)
 // limit.
 const maxForwardBytes = 1 << 20
 
+// entryBytes is the size of recs encoded as one Raft entry, as raftfsm
+// counts it against Config.MaxEntryBytes: a kind byte, the count and each
+// record's length and bytes.
+func entryBytes(recs [][]byte) int {
+	n := 1 + binary.MaxVarintLen64
+	for _, r := range recs {
+		n += recordEntryBytes(r)
+	}
+	return n
+}
+
+func recordEntryBytes(r []byte) int {
+	return len(binary.AppendUvarint(nil, uint64(len(r)))) + len(r)
+}
+
 // append appends recs as one batch on the leader: here, or forwarded to the
 // leader when this node follows. A write that arrived forwarded is not
 // forwarded again; the caller gets Unavailable and retries.
@@ -46,6 +64,10 @@ func (n *Node) append(ctx context.Context, recs [][]byte) (uint64, error) {
 		req.Records[i] = &logv1.Record{Value: r}
 	}
 	res, err := client.ProduceBatch(ctx, req)
+	if status.Code(err) == codes.Canceled && ctx.Err() == nil {
+		// The connection was replaced under the call: the leader changed.
+		return 0, raftfsm.ErrLeadershipLost
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -101,6 +123,16 @@ func (s *service) ProduceBatch(ctx context.Context, req *logv1.ProduceBatchReque
 			return nil, s.n.status(fmt.Errorf("%w: record %d is missing", errInvalid, i))
 		}
 		recs[i] = r.Value
+	}
+	// raftfsm splits a batch larger than one Raft entry over several, which
+	// could commit in part; ProduceBatch is atomic, so refuse it instead.
+	if size, limit := entryBytes(recs), s.n.conf.Replica.MaxEntryBytes; size > limit {
+		for i, r := range recs {
+			if len(r) > s.n.conf.Replica.Store.MaxRecordBytes {
+				return nil, s.n.status(&logstore.RecordTooLargeError{Index: i, Size: len(r), Max: s.n.conf.Replica.Store.MaxRecordBytes})
+			}
+		}
+		return nil, s.n.status(fmt.Errorf("%w: the batch takes %d bytes, more than the largest atomic batch (%d bytes)", errInvalid, size, limit))
 	}
 	first, err := s.n.append(ctx, recs)
 	if err != nil {
@@ -178,6 +210,7 @@ func (s *service) ProduceStream(stream logv1.Log_ProduceStreamServer) error {
 			}
 		}
 		var pending *streamItem // read while filling the previous batch
+		limit := min(n.conf.Replica.MaxEntryBytes, maxForwardBytes)
 		for {
 			var item streamItem
 			if pending != nil {
@@ -200,7 +233,9 @@ func (s *service) ProduceStream(stream logv1.Log_ProduceStreamServer) error {
 				emit(streamResult{err: item.err})
 				return
 			}
-			recs, size := [][]byte{item.value}, len(item.value)
+			// A batch fits one Raft entry (so it is never split) and one
+			// forwarded message.
+			recs, size := [][]byte{item.value}, entryBytes([][]byte{item.value})
 		fill:
 			for len(recs) < n.conf.ProduceStreamWindow {
 				select {
@@ -208,11 +243,12 @@ func (s *service) ProduceStream(stream logv1.Log_ProduceStreamServer) error {
 					if !ok {
 						break fill
 					}
-					if next.err != nil || size+len(next.value) > maxForwardBytes {
+					grown := size + recordEntryBytes(next.value)
+					if next.err != nil || grown > limit {
 						pending = &next
 						break fill
 					}
-					recs, size = append(recs, next.value), size+len(next.value)
+					recs, size = append(recs, next.value), grown
 				default:
 					break fill
 				}
