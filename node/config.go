@@ -1,0 +1,162 @@
+package node
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/proglogctl/proglogctl/authz"
+	"github.com/proglogctl/proglogctl/raftfsm"
+)
+
+// Authorizer decides whether a subject (a client certificate's common name)
+// may take an action ("produce", "consume") on an object. It returns nil to
+// allow, an error wrapping authz.ErrPermissionDenied to deny, and any other
+// error when the decision could not be made (which also denies).
+// *authz.Authorizer implements it. It is called from many goroutines at once.
+type Authorizer interface {
+	Authorize(subject, object, action string) error
+}
+
+var _ Authorizer = (*authz.Authorizer)(nil)
+
+// Config configures one node. Start from DefaultConfig.
+type Config struct {
+	// DataDir holds the node's replica (raft/, snapshots/, log/, scratch/).
+	DataDir string
+	// NodeID names the node in the Raft configuration; unique in the cluster
+	// and stable across restarts.
+	NodeID string
+	// RPCAddr is the host:port the node listens on for both gRPC and Raft.
+	// Port 0 picks a free port; Addr reports the one bound.
+	RPCAddr string
+	// AdvertiseAddr is the host:port peers and clients dial to reach this
+	// node; Raft stores it in the cluster configuration and GetServers
+	// reports it. Empty means the address the listener is bound to, which
+	// then must be a routable address (not 0.0.0.0 or ::): New fails
+	// otherwise.
+	AdvertiseAddr string
+	// Bootstrap makes a new single-voter cluster when DataDir holds no Raft
+	// state yet; see raftfsm.Config.Bootstrap.
+	Bootstrap bool
+
+	// ServerTLS is the gRPC side's TLS configuration; it should require and
+	// verify client certificates (certs.ServerTLSConfig). Required.
+	ServerTLS *tls.Config
+	// PeerTLS secures both ends of Raft connections and the gRPC connections
+	// a follower opens to forward writes to the leader (certs.PeerTLSConfig).
+	// Required.
+	PeerTLS *tls.Config
+	// Authorizer authorizes every call of the log.v1 service. Required.
+	Authorizer Authorizer
+
+	// Replica configures the replicated log: Raft timing, entry and store
+	// settings. Leave its Dir, NodeID, Transport and Bootstrap zero: New
+	// fills them from the fields above.
+	Replica raftfsm.Config
+
+	// ConsumeBatchBytes is the largest record budget of one
+	// ConsumeBatchStream message; a request asking for more (or for 0, the
+	// default) gets this.
+	ConsumeBatchBytes int
+	// ProduceStreamWindow is how many ProduceStream requests a stream may
+	// have read but not yet answered; reading stops while it is full.
+	ProduceStreamWindow int
+	// GracefulStopTimeout bounds how long Close waits for calls in flight
+	// before cutting them off.
+	GracefulStopTimeout time.Duration
+	// RaftTimeout bounds connecting to a Raft peer and each Raft RPC.
+	RaftTimeout time.Duration
+
+	// Logger receives the node's logs; Replica.Logger receives the
+	// replica's and Raft's.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns settings for a LAN cluster. The identity, addresses,
+// TLS configurations and Authorizer are left for the caller.
+func DefaultConfig() Config {
+	return Config{
+		Replica:             raftfsm.DefaultConfig(),
+		ConsumeBatchBytes:   1 << 20,
+		ProduceStreamWindow: 1024,
+		GracefulStopTimeout: 10 * time.Second,
+		RaftTimeout:         10 * time.Second,
+		Logger:              slog.Default(),
+	}
+}
+
+// Validate reports the first setting that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case c.DataDir == "":
+		return errors.New("node: DataDir is empty")
+	case c.NodeID == "":
+		return errors.New("node: NodeID is empty")
+	case c.RPCAddr == "":
+		return errors.New("node: RPCAddr is empty")
+	case c.ServerTLS == nil:
+		return errors.New("node: ServerTLS is nil: the gRPC API is never served in plaintext")
+	case c.PeerTLS == nil:
+		return errors.New("node: PeerTLS is nil: Raft is never spoken in plaintext")
+	case c.Authorizer == nil:
+		return errors.New("node: Authorizer is nil: nothing falls back to open access")
+	case c.Logger == nil:
+		return errors.New("node: Logger is nil")
+	case c.Replica.Dir != "" || c.Replica.NodeID != "" || c.Replica.Transport != nil || c.Replica.Bootstrap:
+		return errors.New("node: Replica.Dir, NodeID, Transport and Bootstrap are set by New; use DataDir, NodeID and Bootstrap")
+	case c.ConsumeBatchBytes <= 0:
+		return fmt.Errorf("node: ConsumeBatchBytes %d must be positive", c.ConsumeBatchBytes)
+	case c.ProduceStreamWindow <= 0:
+		return fmt.Errorf("node: ProduceStreamWindow %d must be positive", c.ProduceStreamWindow)
+	case c.GracefulStopTimeout <= 0 || c.RaftTimeout <= 0:
+		return errors.New("node: GracefulStopTimeout and RaftTimeout must be positive")
+	}
+	if _, _, err := net.SplitHostPort(c.RPCAddr); err != nil {
+		return fmt.Errorf("node: RPCAddr %q: %w", c.RPCAddr, err)
+	}
+	if c.AdvertiseAddr != "" {
+		if err := checkAdvertise(c.AdvertiseAddr); err != nil {
+			return err
+		}
+	}
+	rc := c.replicaConfig(validationTransport{})
+	if err := rc.Validate(); err != nil {
+		return fmt.Errorf("node: Replica: %w", err)
+	}
+	return nil
+}
+
+// checkAdvertise reports an address peers could not dial.
+func checkAdvertise(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("node: advertise address %q: %w", addr, err)
+	}
+	if host == "" || port == "" || port == "0" {
+		return fmt.Errorf("node: advertise address %q needs a host and a port", addr)
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		return fmt.Errorf("node: advertise address %q is not routable; set AdvertiseAddr", addr)
+	}
+	return nil
+}
+
+// replicaConfig is Replica with the fields the node owns filled in.
+func (c Config) replicaConfig(t raft.Transport) raftfsm.Config {
+	rc := c.Replica
+	rc.Dir = c.DataDir
+	rc.NodeID = c.NodeID
+	rc.Bootstrap = c.Bootstrap
+	rc.Transport = t
+	return rc
+}
+
+// validationTransport stands in for the transport New creates, so Validate
+// can check the rest of the replica's configuration; it is never used.
+type validationTransport struct{ raft.Transport }

@@ -1,0 +1,60 @@
+// Package node runs one member of a proglogctl cluster: the replicated log
+// (raftfsm), Raft and the log.v1 gRPC API, all on one TCP port.
+//
+// # One port
+//
+//	          TCP listener (Config.RPCAddr)
+//	                    |
+//	             raftfsm.Mux: first byte
+//	         /                         \
+//	0x01 → Mux.Raft()              other → Mux.Other()
+//	StreamLayer, mTLS with         grpc.Server, TLS terminated by gRPC
+//	PeerTLS both ways              with ServerTLS: log.v1, health,
+//	→ raft.NetworkTransport        reflection
+//
+// Raft connections begin with the byte 0x01 and never reach gRPC. Raft stores
+// the advertised address, so the leader's Raft address is also its gRPC
+// address.
+//
+// # Security
+//
+// Every gRPC connection is TLS with a verified client certificate (ServerTLS).
+// Every log.v1 call is authorized by interceptors, with the certificate's
+// common name as subject: Produce, ProduceBatch and ProduceStream need
+// "produce"; Consume, ConsumeStream, ConsumeBatchStream and GetOffsets need
+// "consume"; GetServers needs either (as log.proto documents). The health and
+// reflection services need only the TLS handshake.
+//
+// # Writes on a follower
+//
+//	client ──ProduceStream──▶ follower ──ProduceBatch (node cert)──▶ leader
+//	          authz: client's CN             authz: serverAuth EKU = a node
+//
+// A follower authorizes the original client itself and forwards the records
+// as a ProduceBatch to the leader over one cached gRPC connection per leader
+// address (replaced when the leader changes), presenting its node certificate
+// (PeerTLS). The leader lets a write through from any certificate with the
+// serverAuth usage, which only node certificates carry (and which may speak
+// Raft anyway); a forwarded write is never forwarded again, so a call that
+// lands on a former leader fails with UNAVAILABLE instead of looping.
+//
+// # Errors
+//
+// Status codes are chosen in one function (Node.status); log.proto lists
+// them. A write whose outcome is unknown (leadership lost while committing)
+// is UNAVAILABLE with a message saying so.
+//
+// # Health
+//
+// The standard health service reports SERVING, for "" and "log.v1.Log",
+// while the node knows a leader and NOT_SERVING otherwise (and after Close
+// starts), following raftfsm's leader-change channel.
+//
+// # Concurrency
+//
+// Node.Close is idempotent and joins every goroutine the node started: the
+// gRPC server, the health watcher and the helpers of ProduceStream. Streams
+// never poll: ConsumeStream and a following ConsumeBatchStream wait on the
+// log's commit notification (raftfsm.Log.Wait) and end when the client
+// cancels or the node closes (UNAVAILABLE, "shutting down").
+package node

@@ -1,0 +1,71 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/proglogctl/proglogctl/authz"
+	"github.com/proglogctl/proglogctl/certs"
+	"github.com/proglogctl/proglogctl/logstore"
+	"github.com/proglogctl/proglogctl/raftfsm"
+)
+
+var (
+	// errInvalid marks a malformed request.
+	errInvalid = errors.New("node: invalid request")
+	// errShuttingDown ends calls when the node closes.
+	errShuttingDown = errors.New("node: shutting down")
+)
+
+// status turns an error of the layers below into the gRPC status the client
+// gets. It is the one place status codes are chosen (log.proto documents
+// them); a status error (from a forwarded call) passes through unchanged.
+func (n *Node) status(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	msg := strings.TrimPrefix(err.Error(), "logstore: ")
+	var code codes.Code
+	var nl *raftfsm.NotLeaderError
+	switch {
+	case errors.Is(err, context.Canceled):
+		code = codes.Canceled
+	case errors.Is(err, context.DeadlineExceeded):
+		code = codes.DeadlineExceeded
+	case errors.Is(err, logstore.ErrOffsetOutOfRange):
+		code = codes.OutOfRange
+	case errors.Is(err, certs.ErrUnauthenticated):
+		code = codes.Unauthenticated
+	case errors.Is(err, authz.ErrPermissionDenied), errors.Is(err, errUnknownMethod):
+		code = codes.PermissionDenied
+	case errors.Is(err, logstore.ErrRecordTooLarge), errors.Is(err, logstore.ErrBatchTooLarge), errors.Is(err, errInvalid):
+		code = codes.InvalidArgument
+	case errors.As(err, &nl):
+		code = codes.Unavailable
+		if nl.LeaderAddr == "" {
+			msg = "no leader is known yet; retry later"
+		} else {
+			msg = "not the leader, and the write could not be forwarded; the leader is " + nl.LeaderID + " at " + nl.LeaderAddr
+		}
+	case errors.Is(err, raftfsm.ErrLeadershipLost):
+		code = codes.Unavailable
+		msg = "leadership changed before the records were known to commit: the outcome is unknown, they may or may not be in the log"
+	case errors.Is(err, raftfsm.ErrClosed), errors.Is(err, logstore.ErrClosed), errors.Is(err, errShuttingDown):
+		code = codes.Unavailable
+		msg = "the node is shutting down"
+	case errors.Is(err, logstore.ErrCorrupt):
+		code = codes.Internal
+		n.logger.Error("corrupt data", "err", err)
+	default:
+		code = codes.Internal
+		n.logger.Error("internal error", "err", err)
+	}
+	return status.Error(code, msg)
+}

@@ -1,0 +1,57 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// newHCLogger returns an hclog.Logger, the logger raft's network transport
+// takes, that sends every line to l.
+func newHCLogger(l *slog.Logger, name string) hclog.Logger {
+	il := hclog.NewInterceptLogger(&hclog.LoggerOptions{
+		Name:   name,
+		Level:  hclog.Debug,
+		Output: io.Discard,
+	})
+	il.RegisterSink(slogSink{l})
+	return il
+}
+
+type slogSink struct{ l *slog.Logger }
+
+var hclogLevels = map[hclog.Level]slog.Level{
+	hclog.Trace: slog.LevelDebug - 4,
+	hclog.Debug: slog.LevelDebug,
+	hclog.Info:  slog.LevelInfo,
+	hclog.Warn:  slog.LevelWarn,
+	hclog.Error: slog.LevelError,
+}
+
+// Accept implements hclog.SinkAdapter.
+func (s slogSink) Accept(name string, level hclog.Level, msg string, args ...any) {
+	lvl, ok := hclogLevels[level]
+	if !ok {
+		lvl = slog.LevelInfo
+	}
+	if !s.l.Enabled(context.Background(), lvl) {
+		return
+	}
+	attrs := make([]any, 0, len(args)+2)
+	attrs = append(attrs, "component", name)
+	for i, a := range args {
+		if f, ok := a.(hclog.Format); ok && len(f) > 0 {
+			if format, ok := f[0].(string); ok {
+				a = fmt.Sprintf(format, f[1:]...)
+			}
+		}
+		if i%2 == 0 {
+			a = fmt.Sprint(a)
+		}
+		attrs = append(attrs, a)
+	}
+	s.l.Log(context.Background(), lvl, msg, attrs...)
+}

@@ -1,0 +1,226 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	logv1 "github.com/proglogctl/proglogctl/api/v1"
+	"github.com/proglogctl/proglogctl/raftfsm"
+)
+
+// Node is one running member of the cluster: the replicated log, Raft and the
+// gRPC API on one TCP port.
+//
+// New starts three goroutines: the mux's accept loop (owned by the Mux), the
+// gRPC server's Serve and the health watcher; stream handlers start helpers
+// of their own. All are tracked by wg (the Mux by itself) and joined by Close.
+// fwdMu guards the forwarding connection. Everything else is set by New and
+// read-only afterwards.
+type Node struct {
+	conf      Config
+	logger    *slog.Logger
+	advertise string
+	mux       *raftfsm.Mux
+	log       *raftfsm.Log
+	grpc      *grpc.Server
+	health    *health.Server
+
+	// stopCtx is cancelled when Close starts: streams end, no new work
+	// starts; stopping is its Done channel.
+	stopCtx  context.Context
+	stop     context.CancelFunc
+	stopping <-chan struct{}
+	wg       sync.WaitGroup
+
+	fwdMu   sync.Mutex
+	fwdAddr string           // the leader address fwdConn dials
+	fwdConn *grpc.ClientConn // nil until the first forwarded write
+	fwdDone bool             // set by Close; no new connection is made
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New listens on c.RPCAddr, opens the replica in c.DataDir, starts Raft and
+// serves the gRPC API. The caller must Close the Node.
+func New(c Config) (*Node, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", c.RPCAddr)
+	if err != nil {
+		return nil, fmt.Errorf("node: listen on %s: %w", c.RPCAddr, err)
+	}
+	advertise := c.AdvertiseAddr
+	if advertise == "" {
+		advertise = ln.Addr().String()
+		if err := checkAdvertise(advertise); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
+	advAddr, err := net.ResolveTCPAddr("tcp", advertise)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("node: advertise address %q: %w", advertise, err)
+	}
+
+	n := &Node{
+		conf:      c,
+		logger:    c.Logger.With("node", c.NodeID),
+		advertise: advertise,
+	}
+	n.stopCtx, n.stop = context.WithCancel(context.Background())
+	n.stopping = n.stopCtx.Done()
+	n.mux = raftfsm.NewMux(ln, n.logger)
+	stream := raftfsm.NewStreamLayer(n.mux.Raft(), advAddr, c.PeerTLS, c.PeerTLS)
+	transport := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  stream,
+		MaxPool: 5,
+		Timeout: c.RaftTimeout,
+		Logger:  newHCLogger(c.Replica.Logger, "raft-net"),
+	})
+	if n.log, err = raftfsm.New(c.replicaConfig(transport)); err != nil {
+		transport.Close()
+		n.mux.Close()
+		n.stop()
+		return nil, fmt.Errorf("node: %w", err)
+	}
+
+	n.grpc = grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(c.ServerTLS)),
+		grpc.UnaryInterceptor(n.authorizeUnary),
+		grpc.StreamInterceptor(n.authorizeStream),
+		// A request carries at least one whole record.
+		grpc.MaxRecvMsgSize(max(4<<20, c.Replica.Store.MaxRecordBytes+64<<10)),
+		// Stop, after GracefulStop timed out, still waits for handlers, so
+		// Close can join what they started.
+		grpc.WaitForHandlers(true),
+	)
+	logv1.RegisterLogServer(n.grpc, &service{n: n})
+	n.health = health.NewServer()
+	n.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	n.health.SetServingStatus(logv1.Log_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(n.grpc, n.health)
+	reflection.Register(n.grpc)
+
+	n.wg.Add(2)
+	go n.serve()
+	go n.watchLeader()
+	n.logger.Info("node started", "addr", advertise, "bootstrap", c.Bootstrap)
+	return n, nil
+}
+
+func (n *Node) serve() {
+	defer n.wg.Done()
+	if err := n.grpc.Serve(n.mux.Other()); err != nil {
+		select {
+		case <-n.stopping:
+		default:
+			n.logger.Error("gRPC server stopped", "err", err)
+		}
+	}
+}
+
+// watchLeader keeps the health status in step with leadership: SERVING while
+// this node knows a leader, NOT_SERVING otherwise.
+func (n *Node) watchLeader() {
+	defer n.wg.Done()
+	for {
+		id, _, changed := n.log.Leader()
+		st := healthpb.HealthCheckResponse_NOT_SERVING
+		if id != "" {
+			st = healthpb.HealthCheckResponse_SERVING
+		}
+		n.health.SetServingStatus("", st)
+		n.health.SetServingStatus(logv1.Log_ServiceDesc.ServiceName, st)
+		select {
+		case <-changed:
+		case <-n.stopping:
+			return
+		}
+	}
+}
+
+// Addr returns the address peers and clients dial to reach this node: the
+// advertised address, or the bound one when none was configured.
+func (n *Node) Addr() string { return n.advertise }
+
+// Join adds the node id, reachable at addr (its RPC address: Raft shares the
+// port), as a voter. It must be called on the leader; elsewhere it returns a
+// *raftfsm.NotLeaderError. It is idempotent.
+func (n *Node) Join(id, addr string) error { return n.log.Join(id, addr) }
+
+// Leave removes the node id from the cluster. It must be called on the
+// leader; removing an unknown node is not an error.
+func (n *Node) Leave(id string) error { return n.log.Leave(id) }
+
+// IsLeader reports whether this node is the Raft leader.
+func (n *Node) IsLeader() bool { return n.log.IsLeader() }
+
+// WaitForLeader blocks until this node knows a leader and returns its id and
+// address.
+func (n *Node) WaitForLeader(ctx context.Context) (id, addr string, err error) {
+	return n.log.WaitForLeader(ctx)
+}
+
+// Close stops the node: streams are told to end and the gRPC server stops
+// accepting and drains calls for at most GracefulStopTimeout before cutting
+// them off; then the replica closes (a leader first hands leadership to
+// another voter) and the port is released. It joins every goroutine the Node
+// started. Close is idempotent; later calls return the first call's result.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.stop()
+		n.health.Shutdown()
+		done := make(chan struct{})
+		go func() {
+			n.grpc.GracefulStop()
+			close(done)
+		}()
+		t := time.NewTimer(n.conf.GracefulStopTimeout)
+		select {
+		case <-done:
+			t.Stop()
+		case <-t.C:
+			n.logger.Warn("graceful stop timed out; cutting off calls in flight", "timeout", n.conf.GracefulStopTimeout)
+			n.grpc.Stop()
+			<-done
+		}
+		var errs []error
+		n.fwdMu.Lock()
+		n.fwdDone = true
+		if n.fwdConn != nil {
+			errs = append(errs, n.fwdConn.Close())
+			n.fwdConn = nil
+		}
+		n.fwdMu.Unlock()
+		errs = append(errs, n.log.Close())
+		errs = append(errs, n.mux.Close())
+		n.wg.Wait()
+		n.closeErr = errors.Join(errs...)
+		n.logger.Info("node stopped")
+	})
+	return n.closeErr
+}
+
+// goTracked runs f on a goroutine Close joins.
+func (n *Node) goTracked(f func()) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+}

@@ -1,0 +1,392 @@
+package node
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
+	logv1 "github.com/proglogctl/proglogctl/api/v1"
+	"github.com/proglogctl/proglogctl/logstore"
+	"github.com/proglogctl/proglogctl/raftfsm"
+)
+
+// service implements log.v1 on a Node. Authorization has been done by the
+// interceptors before any method runs.
+type service struct {
+	logv1.UnimplementedLogServer
+	n *Node
+}
+
+var _ logv1.LogServer = (*service)(nil)
+
+// maxForwardBytes bounds the record bytes ProduceStream coalesces into one
+// append, so a forwarded batch stays well inside gRPC's default 4 MiB message
+// limit.
+const maxForwardBytes = 1 << 20
+
+// entryBytes is the size of recs encoded as one Raft entry, as raftfsm
+// counts it against Config.MaxEntryBytes: a kind byte, the count and each
+// record's length and bytes.
+func entryBytes(recs [][]byte) int {
+	n := 1 + binary.MaxVarintLen64
+	for _, r := range recs {
+		n += recordEntryBytes(r)
+	}
+	return n
+}
+
+func recordEntryBytes(r []byte) int {
+	return len(binary.AppendUvarint(nil, uint64(len(r)))) + len(r)
+}
+
+// append appends recs as one batch on the leader: here, or forwarded to the
+// leader when this node follows. A write that arrived forwarded is not
+// forwarded again; the caller gets Unavailable and retries.
+func (n *Node) append(ctx context.Context, recs [][]byte) (uint64, error) {
+	first, err := n.log.Append(ctx, recs...)
+	var nl *raftfsm.NotLeaderError
+	if !errors.As(err, &nl) || nl.LeaderAddr == "" || nl.LeaderAddr == n.advertise || callerFrom(ctx).peer {
+		return first, err
+	}
+	client, err := n.forwardClient(nl.LeaderAddr)
+	if err != nil {
+		return 0, err
+	}
+	req := &logv1.ProduceBatchRequest{Records: make([]*logv1.Record, len(recs))}
+	for i, r := range recs {
+		req.Records[i] = &logv1.Record{Value: r}
+	}
+	res, err := client.ProduceBatch(ctx, req)
+	if status.Code(err) == codes.Canceled && ctx.Err() == nil {
+		// The connection was replaced under the call: the leader changed.
+		return 0, raftfsm.ErrLeadershipLost
+	}
+	if err != nil {
+		return 0, err
+	}
+	if int(res.Count) != len(recs) {
+		return 0, fmt.Errorf("node: leader %s appended %d records of %d", nl.LeaderAddr, res.Count, len(recs))
+	}
+	return res.FirstOffset, nil
+}
+
+// forwardClient returns a client of the leader at addr over the one cached
+// connection, replacing the connection when the leader's address changed.
+// The connection is authenticated with PeerTLS (the node certificate).
+func (n *Node) forwardClient(addr string) (logv1.LogClient, error) {
+	n.fwdMu.Lock()
+	defer n.fwdMu.Unlock()
+	if n.fwdDone {
+		return nil, errShuttingDown
+	}
+	if n.fwdConn != nil && n.fwdAddr == addr {
+		return logv1.NewLogClient(n.fwdConn), nil
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(n.conf.PeerTLS)))
+	if err != nil {
+		return nil, fmt.Errorf("node: connect to leader %s: %w", addr, err)
+	}
+	if n.fwdConn != nil {
+		// Calls still on the old connection fail with Unavailable.
+		n.fwdConn.Close()
+	}
+	n.fwdConn, n.fwdAddr = conn, addr
+	n.logger.Debug("forwarding writes", "leader", addr)
+	return logv1.NewLogClient(conn), nil
+}
+
+func (s *service) Produce(ctx context.Context, req *logv1.ProduceRequest) (*logv1.ProduceResponse, error) {
+	if req.GetRecord() == nil {
+		return nil, s.n.status(fmt.Errorf("%w: no record", errInvalid))
+	}
+	off, err := s.n.append(ctx, [][]byte{req.Record.Value})
+	if err != nil {
+		return nil, s.n.status(err)
+	}
+	return &logv1.ProduceResponse{Offset: off}, nil
+}
+
+func (s *service) ProduceBatch(ctx context.Context, req *logv1.ProduceBatchRequest) (*logv1.ProduceBatchResponse, error) {
+	if len(req.GetRecords()) == 0 {
+		return nil, s.n.status(fmt.Errorf("%w: a batch needs at least one record", errInvalid))
+	}
+	recs := make([][]byte, len(req.Records))
+	for i, r := range req.Records {
+		if r == nil {
+			return nil, s.n.status(fmt.Errorf("%w: record %d is missing", errInvalid, i))
+		}
+		recs[i] = r.Value
+	}
+	// raftfsm splits a batch larger than one Raft entry over several, which
+	// could commit in part; ProduceBatch is atomic, so refuse it instead.
+	if size, limit := entryBytes(recs), s.n.conf.Replica.MaxEntryBytes; size > limit {
+		for i, r := range recs {
+			if len(r) > s.n.conf.Replica.Store.MaxRecordBytes {
+				return nil, s.n.status(&logstore.RecordTooLargeError{Index: i, Size: len(r), Max: s.n.conf.Replica.Store.MaxRecordBytes})
+			}
+		}
+		return nil, s.n.status(fmt.Errorf("%w: the batch takes %d bytes, more than the largest atomic batch (%d bytes)", errInvalid, size, limit))
+	}
+	first, err := s.n.append(ctx, recs)
+	if err != nil {
+		return nil, s.n.status(err)
+	}
+	return &logv1.ProduceBatchResponse{FirstOffset: first, Count: uint32(len(recs))}, nil
+}
+
+// streamItem is one ProduceStream request read, or the error that ended
+// reading.
+type streamItem struct {
+	value []byte
+	err   error
+}
+
+// streamResult answers count consecutive requests of a ProduceStream.
+type streamResult struct {
+	first uint64
+	count int
+	err   error
+}
+
+// ProduceStream reads requests on one goroutine, appends on a second and
+// answers on the handler's. Reading never waits for a commit: while one
+// append is in Raft, the requests read meanwhile queue (up to
+// ProduceStreamWindow) and go out together as the next append. One append
+// per stream is in flight at a time, so a stream's records get offsets in
+// request order; concurrent streams and calls still share Raft entries
+// (group commit in raftfsm).
+func (s *service) ProduceStream(stream logv1.Log_ProduceStreamServer) error {
+	n := s.n
+	ctx := stream.Context()
+	maxRecord := n.conf.Replica.Store.MaxRecordBytes
+	in := make(chan streamItem, n.conf.ProduceStreamWindow)
+	out := make(chan streamResult, 1)
+
+	n.goTracked(func() {
+		defer close(in)
+		for {
+			req, err := stream.Recv()
+			switch {
+			case err == io.EOF:
+				return
+			case err != nil:
+			case req.GetRecord() == nil:
+				err = fmt.Errorf("%w: no record", errInvalid)
+			case len(req.Record.Value) > maxRecord:
+				err = &logstore.RecordTooLargeError{Size: len(req.Record.Value), Max: maxRecord}
+			}
+			var item streamItem
+			if err != nil {
+				item.err = err
+			} else {
+				item.value = req.Record.Value
+			}
+			select {
+			case in <- item:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
+
+	n.goTracked(func() {
+		defer close(out)
+		emit := func(r streamResult) bool {
+			select {
+			case out <- r:
+				return r.err == nil
+			case <-ctx.Done():
+				return false
+			}
+		}
+		var pending *streamItem // read while filling the previous batch
+		limit := min(n.conf.Replica.MaxEntryBytes, maxForwardBytes)
+		for {
+			var item streamItem
+			if pending != nil {
+				item, pending = *pending, nil
+			} else {
+				var ok bool
+				select {
+				case item, ok = <-in:
+					if !ok {
+						return
+					}
+				case <-n.stopping:
+					emit(streamResult{err: errShuttingDown})
+					return
+				case <-ctx.Done():
+					return
+				}
+			}
+			if item.err != nil {
+				emit(streamResult{err: item.err})
+				return
+			}
+			// A batch fits one Raft entry (so it is never split) and one
+			// forwarded message.
+			recs, size := [][]byte{item.value}, entryBytes([][]byte{item.value})
+		fill:
+			for len(recs) < n.conf.ProduceStreamWindow {
+				select {
+				case next, ok := <-in:
+					if !ok {
+						break fill
+					}
+					grown := size + recordEntryBytes(next.value)
+					if next.err != nil || grown > limit {
+						pending = &next
+						break fill
+					}
+					recs, size = append(recs, next.value), grown
+				default:
+					break fill
+				}
+			}
+			first, err := n.append(ctx, recs)
+			if !emit(streamResult{first: first, count: len(recs), err: err}) {
+				return
+			}
+		}
+	})
+
+	for r := range out {
+		if r.err != nil {
+			return n.status(r.err)
+		}
+		for i := range r.count {
+			if err := stream.Send(&logv1.ProduceResponse{Offset: r.first + uint64(i)}); err != nil {
+				return err
+			}
+		}
+	}
+	return n.status(ctx.Err())
+}
+
+func (s *service) Consume(ctx context.Context, req *logv1.ConsumeRequest) (*logv1.ConsumeResponse, error) {
+	v, err := s.n.log.Read(req.Offset)
+	if err != nil {
+		return nil, s.n.status(err)
+	}
+	return &logv1.ConsumeResponse{Record: &logv1.Record{Value: v, Offset: req.Offset}}, nil
+}
+
+// follow sends the records from off on in batches of at most maxBytes (one
+// record at least) until end (exclusive; 0 for none). At the end of the log it
+// returns when wait is false, and otherwise waits for the next commit. It
+// ends with errShuttingDown when the node closes.
+func (n *Node) follow(ctx context.Context, off, end uint64, maxBytes int, wait bool, send func(first uint64, recs [][]byte) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(n.stopCtx, cancel)()
+	for end == 0 || off < end {
+		recs, err := n.log.ReadBatch(off, maxBytes)
+		var oor *logstore.OutOfRangeError
+		switch {
+		case errors.As(err, &oor) && off >= oor.Next:
+			if !wait {
+				return nil
+			}
+			if err := n.log.Wait(ctx, off); err != nil {
+				return n.endErr(err)
+			}
+			continue
+		case err != nil:
+			return n.endErr(err)
+		}
+		if end != 0 && uint64(len(recs)) > end-off {
+			recs = recs[:end-off]
+		}
+		if err := send(off, recs); err != nil {
+			return err
+		}
+		off += uint64(len(recs))
+	}
+	return nil
+}
+
+// endErr reports a wait cut short by Close as the node shutting down.
+func (n *Node) endErr(err error) error {
+	select {
+	case <-n.stopping:
+		if errors.Is(err, context.Canceled) || errors.Is(err, raftfsm.ErrClosed) || errors.Is(err, logstore.ErrClosed) {
+			return errShuttingDown
+		}
+	default:
+	}
+	return err
+}
+
+func (s *service) ConsumeStream(req *logv1.ConsumeRequest, stream logv1.Log_ConsumeStreamServer) error {
+	err := s.n.follow(stream.Context(), req.Offset, 0, s.n.conf.ConsumeBatchBytes, true, func(first uint64, recs [][]byte) error {
+		for i, v := range recs {
+			if err := stream.Send(&logv1.ConsumeResponse{Record: &logv1.Record{Value: v, Offset: first + uint64(i)}}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return s.n.status(err)
+}
+
+func (s *service) ConsumeBatchStream(req *logv1.ConsumeBatchRequest, stream logv1.Log_ConsumeBatchStreamServer) error {
+	n := s.n
+	if req.EndOffset != 0 && req.EndOffset <= req.Offset {
+		return nil
+	}
+	if !req.Follow {
+		if next := n.log.NextOffset(); req.Offset > next {
+			return n.status(&logstore.OutOfRangeError{Off: req.Offset, Lowest: n.log.LowestOffset(), Next: next})
+		}
+	}
+	budget := n.conf.ConsumeBatchBytes
+	if req.MaxBytes != 0 && int(req.MaxBytes) < budget {
+		budget = int(req.MaxBytes)
+	}
+	err := n.follow(stream.Context(), req.Offset, req.EndOffset, budget, req.Follow, func(first uint64, recs [][]byte) error {
+		msg := &logv1.ConsumeBatchResponse{Records: make([]*logv1.Record, len(recs))}
+		for i, v := range recs {
+			msg.Records[i] = &logv1.Record{Value: v, Offset: first + uint64(i)}
+		}
+		return stream.Send(msg)
+	})
+	return n.status(err)
+}
+
+func (s *service) GetServers(ctx context.Context, req *logv1.GetServersRequest) (*logv1.GetServersResponse, error) {
+	n := s.n
+	servers, err := n.log.Servers()
+	if err != nil {
+		return nil, n.status(err)
+	}
+	leaderID, _, _ := n.log.Leader()
+	res := &logv1.GetServersResponse{Servers: make([]*logv1.Server, 0, len(servers))}
+	for _, sv := range servers {
+		out := &logv1.Server{Id: sv.ID, RpcAddr: sv.Address, IsLeader: sv.IsLeader, IsVoter: sv.IsVoter}
+		switch {
+		case sv.IsLeader:
+			out.State = "Leader"
+		case sv.ID == n.conf.NodeID && leaderID != "":
+			out.State = "Follower"
+		}
+		if sv.ID == n.conf.NodeID {
+			out.NextOffset = n.log.NextOffset()
+		}
+		res.Servers = append(res.Servers, out)
+	}
+	return res, nil
+}
+
+func (s *service) GetOffsets(ctx context.Context, req *logv1.GetOffsetsRequest) (*logv1.GetOffsetsResponse, error) {
+	return &logv1.GetOffsetsResponse{LowestOffset: s.n.log.LowestOffset(), NextOffset: s.n.log.NextOffset()}, nil
+}
