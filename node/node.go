@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
@@ -86,12 +85,7 @@ func New(c Config) (*Node, error) {
 	n.stopping = n.stopCtx.Done()
 	n.mux = raftfsm.NewMux(ln, n.logger)
 	stream := raftfsm.NewStreamLayer(n.mux.Raft(), advAddr, c.PeerTLS, c.PeerTLS)
-	transport := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  stream,
-		MaxPool: 5,
-		Timeout: c.RaftTimeout,
-		Logger:  newHCLogger(c.Replica.Logger, "raft-net"),
-	})
+	transport := raftfsm.NewTransport(stream, c.RaftTimeout, c.Replica.Logger)
 	if n.log, err = raftfsm.New(c.replicaConfig(transport)); err != nil {
 		transport.Close()
 		n.mux.Close()

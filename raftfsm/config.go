@@ -22,8 +22,9 @@ type Config struct {
 	// Bootstrap makes a new cluster with this server as its only voter when Dir
 	// holds no Raft state yet. A server with state never bootstraps again.
 	Bootstrap bool
-	// Transport carries Raft's RPCs: NewTCPTransport over the node's shared
-	// port in production, raft.NewInmemTransport in tests. The Log closes it.
+	// Transport carries Raft's RPCs: NewTransport over a StreamLayer on the
+	// node's shared port in production, raft.NewInmemTransport in tests. The
+	// Log closes it.
 	Transport raft.Transport
 
 	// Raft timing; see raft.Config.

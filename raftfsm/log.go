@@ -222,10 +222,11 @@ type pendingEntry struct {
 
 // Append replicates recs as one batch and returns the offset of the first:
 // the records are committed by a quorum and applied on this server when it
-// returns. Concurrent calls are coalesced into shared Raft entries; a batch
-// larger than MaxEntryBytes is split over consecutive entries, so its offsets
-// are still consecutive. If a split batch fails part way (the leader lost its
-// leadership), the entries that committed stay in the log.
+// returns. Concurrent calls are coalesced into shared Raft entries, and a
+// batch that fits in one entry (MaxEntryBytes) is always carried by one, so it
+// commits whole or not at all. A larger batch is split over consecutive
+// entries, so its offsets are still consecutive; if it fails part way (the
+// leader lost its leadership), the entries that committed stay in the log.
 //
 // On a follower it returns a *NotLeaderError. With no records it appends
 // nothing and returns the local NextOffset. If ctx ends first the records may
@@ -324,6 +325,14 @@ func (l *Log) batchLoop() {
 		}
 	}
 	add := func(req *appendReq) bool {
+		// A request that fits in one entry is never split: it starts a new
+		// entry when the current one has no room left for all of it, so it
+		// commits whole or not at all.
+		if whole := entrySize(req.recs); len(recs) > 0 && whole <= l.conf.MaxEntryBytes && size+whole-entrySize(nil) > l.conf.MaxEntryBytes {
+			if !apply() {
+				return false
+			}
+		}
 		reqs, starts = append(reqs, req), append(starts, len(recs))
 		splitting = req
 		defer func() { splitting = nil }()

@@ -36,12 +36,7 @@ func startTCPNode(t testing.TB, c Config, peerTLS *tls.Config) *tcpNode {
 	}
 	mux := NewMux(ln, c.Logger)
 	stream := NewStreamLayer(mux.Raft(), ln.Addr(), peerTLS, peerTLS)
-	c.Transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  stream,
-		MaxPool: 4,
-		Timeout: 10 * time.Second,
-		Logger:  newHCLogger(c.Logger, "raft-net"),
-	})
+	c.Transport = NewTransport(stream, 10*time.Second, c.Logger)
 	l, err := New(c)
 	if err != nil {
 		mux.Close()

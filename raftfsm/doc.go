@@ -1,0 +1,41 @@
+// Package raftfsm is the replicated log: records appended on the leader are
+// committed by a quorum with hashicorp/raft, then applied exactly once, at the
+// same offsets, to every replica's local logstore.Log, which serves reads.
+//
+// # Write path
+//
+//	Append ──► batchLoop ──► raft.Apply (≤ MaxPendingEntries entries in Raft)
+//	  callers     packs queued requests          │ BatchApplyCh: many entries
+//	  wait        into entries ≤ MaxEntryBytes   ▼ per bolt transaction (fsync)
+//	                                       quorum commit
+//	completeLoop ◄── futures, in order ◄── fsm.ApplyBatch: one logstore append
+//	  answers callers (first offsets)        per batch of entries, carrying the
+//	                                         last entry's Raft index as metadata
+//
+// An entry's data is `kind u8 | count uvarint | (len uvarint | value)*`
+// (entry.go). The FSM is persistent and idempotent: the applied Raft index is
+// stored with the records (logstore metadata), and replayed entries at or below
+// it are skipped, so a record is never appended twice whatever is killed when.
+//
+// # Snapshots
+//
+// A snapshot is a logstore checkpoint: sealed segments hard-linked, the active
+// one copied, so taking one costs at most one segment. The snapshot store keeps
+// each as a directory (snapshotstore.go); a follower that needs one receives
+// the files as an archive stream (archive.go) and installs it with
+// logstore.Replace. Raft does not restore snapshots on start
+// (NoSnapshotRestoreOnStart): the FSM resumes from its own state.
+//
+// # Transport
+//
+// Raft shares the node's RPC port with gRPC: Mux routes connections whose
+// first byte is RaftRPC to StreamLayer, which speaks mutual TLS with peers
+// (transport.go).
+//
+// # Concurrency
+//
+// Append, Join, Leave, Servers and the read methods are safe for concurrent
+// use. batchLoop owns entry encoding, completeLoop owns answering requests,
+// observeLoop publishes leader changes; Close stops all three. Raft calls the
+// FSM from its own goroutine (see fsm.go).
+package raftfsm
