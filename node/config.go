@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"time"
 
 	"github.com/hashicorp/raft"
 
 	"github.com/proglogctl/proglogctl/authz"
+	"github.com/proglogctl/proglogctl/discovery"
 	"github.com/proglogctl/proglogctl/raftfsm"
 )
 
@@ -55,6 +57,11 @@ type Config struct {
 	// Authorizer authorizes every call of the log.v1 service. Required.
 	Authorizer Authorizer
 
+	// Gossip configures Serf membership: members that join are added to the
+	// cluster and members that leave for good are removed. NodeName and the
+	// rpc_addr tag are filled by New. An empty Gossip.BindAddr runs the node
+	// without Serf; members are then added with Join.
+	Gossip discovery.Config
 	// Replica configures the replicated log: Raft timing, entry and store
 	// settings. Leave its Dir, NodeID, Transport and Bootstrap zero: New
 	// fills them from the fields above.
@@ -125,6 +132,11 @@ func (c Config) Validate() error {
 			return err
 		}
 	}
+	if c.Gossip.BindAddr != "" {
+		if err := c.gossipConfig("127.0.0.1:1").Validate(); err != nil {
+			return fmt.Errorf("node: Gossip: %w", err)
+		}
+	}
 	rc := c.replicaConfig(validationTransport{})
 	if err := rc.Validate(); err != nil {
 		return fmt.Errorf("node: Replica: %w", err)
@@ -160,3 +172,15 @@ func (c Config) replicaConfig(t raft.Transport) raftfsm.Config {
 // validationTransport stands in for the transport New creates, so Validate
 // can check the rest of the replica's configuration; it is never used.
 type validationTransport struct{ raft.Transport }
+
+// gossipConfig is c.Gossip with this node's name and RPC address filled in.
+func (c Config) gossipConfig(advertise string) discovery.Config {
+	g := c.Gossip
+	g.NodeName = c.NodeID
+	g.Tags = maps.Clone(g.Tags)
+	if g.Tags == nil {
+		g.Tags = map[string]string{}
+	}
+	g.Tags[discovery.TagRPCAddr] = advertise
+	return g
+}

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	logv1 "github.com/proglogctl/proglogctl/api/v1"
+	"github.com/proglogctl/proglogctl/discovery"
 	"github.com/proglogctl/proglogctl/raftfsm"
 )
 
@@ -35,6 +36,7 @@ type Node struct {
 	log       *raftfsm.Log
 	grpc      *grpc.Server
 	health    *health.Server
+	members   *discovery.Membership // nil without Serf
 
 	// stopCtx is cancelled when Close starts: streams end, no new work
 	// starts; stopping is its Done channel.
@@ -110,10 +112,18 @@ func New(c Config) (*Node, error) {
 	healthpb.RegisterHealthServer(n.grpc, n.health)
 	reflection.Register(n.grpc)
 
+	// Serf starts before watchLeader reads n.members; its handler needs only
+	// the replica.
+	if c.Gossip.BindAddr != "" {
+		if n.members, err = discovery.New(c.gossipConfig(advertise), membership{n}); err != nil {
+			n.Close()
+			return nil, fmt.Errorf("node: %w", err)
+		}
+	}
 	n.wg.Add(2)
 	go n.serve()
 	go n.watchLeader()
-	n.logger.Info("node started", "addr", advertise, "bootstrap", c.Bootstrap)
+	n.logger.Info("node started", "addr", advertise, "bootstrap", c.Bootstrap, "gossip_addr", c.Gossip.BindAddr)
 	return n, nil
 }
 
@@ -137,6 +147,9 @@ func (n *Node) watchLeader() {
 		st := healthpb.HealthCheckResponse_NOT_SERVING
 		if id != "" {
 			st = healthpb.HealthCheckResponse_SERVING
+		}
+		if id == n.conf.NodeID {
+			n.reconcile()
 		}
 		n.health.SetServingStatus("", st)
 		n.health.SetServingStatus(logv1.Log_ServiceDesc.ServiceName, st)
@@ -177,6 +190,11 @@ func (n *Node) WaitForLeader(ctx context.Context) (id, addr string, err error) {
 // started. Close is idempotent; later calls return the first call's result.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
+		var errs []error
+		if n.members != nil {
+			// Peers see this node leave for good; the leader removes it.
+			errs = append(errs, n.members.Leave())
+		}
 		n.stop()
 		n.health.Shutdown()
 		done := make(chan struct{})
@@ -193,7 +211,6 @@ func (n *Node) Close() error {
 			n.grpc.Stop()
 			<-done
 		}
-		var errs []error
 		n.fwdMu.Lock()
 		n.fwdDone = true
 		if n.fwdConn != nil {
