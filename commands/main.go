@@ -67,7 +67,7 @@ func (m *Main) app() *cli.App {
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return UsageError{Err: err}
 		},
-		Commands: []*cli.Command{gencertCommand(), genaclCommand()},
+		Commands: []*cli.Command{serveCommand(), gencertCommand(), genaclCommand()},
 	}
 }
 

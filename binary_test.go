@@ -1,0 +1,304 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	logv1 "github.com/proglogctl/proglogctl/api/v1"
+	"github.com/proglogctl/proglogctl/certs"
+)
+
+// Whole-binary tests: the built proglogctl, run as real processes on loopback
+// ports and driven through its own command line.
+
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "proglogctl")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// freePort returns a loopback port nothing listens on now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+type proc struct {
+	name    string
+	args    []string
+	cmd     *exec.Cmd
+	out     *bytes.Buffer
+	rpcAddr string
+}
+
+type cluster struct {
+	t      *testing.T
+	bin    string
+	cfg    string // config dir: certificates and ACL
+	procs  []*proc
+	client logv1.LogClient
+}
+
+func (c *cluster) run(args ...string) string {
+	c.t.Helper()
+	cmd := exec.Command(c.bin, args...)
+	cmd.Env = append(os.Environ(), "PROGLOG_CONFIG_DIR="+c.cfg, "XDG_CONFIG_HOME="+filepath.Dir(c.cfg))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		c.t.Fatalf("proglogctl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func (c *cluster) start(p *proc) {
+	c.t.Helper()
+	p.out = &bytes.Buffer{}
+	p.cmd = exec.Command(c.bin, p.args...)
+	p.cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Dir(c.cfg))
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *cluster) stop(p *proc, sig syscall.Signal) {
+	c.t.Helper()
+	if p.cmd == nil {
+		return
+	}
+	p.cmd.Process.Signal(sig)
+	p.cmd.Wait()
+	p.cmd = nil
+}
+
+// dial connects to addr as root with the cluster's certificates.
+func (c *cluster) dial(addr string) *grpc.ClientConn {
+	c.t.Helper()
+	tlsConf, err := certs.ClientTLSConfig(certs.TLSFiles{
+		CertFile: filepath.Join(c.cfg, certs.ClientCertFileName(certs.RootSubject)),
+		KeyFile:  filepath.Join(c.cfg, certs.ClientKeyFileName(certs.RootSubject)),
+		CAFile:   filepath.Join(c.cfg, certs.CACertFileName),
+	})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// waitFor polls cond until it holds, failing after timeout with what.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		select {
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (c *cluster) serving(p *proc) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	resp, err := healthpb.NewHealthClient(c.dial(p.rpcAddr)).Check(ctx, &healthpb.HealthCheckRequest{})
+	return err == nil && resp.Status == healthpb.HealthCheckResponse_SERVING
+}
+
+func (c *cluster) voters(addr string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	resp, err := logv1.NewLogClient(c.dial(addr)).GetServers(ctx, &logv1.GetServersRequest{})
+	if err != nil {
+		return -1
+	}
+	n := 0
+	for _, s := range resp.Servers {
+		if s.IsVoter {
+			n++
+		}
+	}
+	return n
+}
+
+func (c *cluster) leader(among ...*proc) *proc {
+	c.t.Helper()
+	var l *proc
+	waitFor(c.t, 30*time.Second, "a leader", func() bool {
+		for _, p := range among {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			resp, err := logv1.NewLogClient(c.dial(p.rpcAddr)).GetServers(ctx, &logv1.GetServersRequest{})
+			cancel()
+			if err != nil {
+				continue
+			}
+			for _, s := range resp.Servers {
+				for _, q := range among {
+					if s.IsLeader && s.RpcAddr == q.rpcAddr && q.cmd != nil {
+						l = q
+						return true
+					}
+				}
+			}
+		}
+		return false
+	})
+	return l
+}
+
+func TestBinaryThreeNodeCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	c := &cluster{t: t, bin: buildBinary(t), cfg: filepath.Join(t.TempDir(), "proglog")}
+	c.run("gencert", "--dir", c.cfg)
+	c.run("genacl", "--dir", c.cfg)
+	t.Cleanup(func() {
+		for _, p := range c.procs {
+			c.stop(p, syscall.SIGKILL)
+			if t.Failed() {
+				t.Logf("output of %s:\n%s", p.name, p.out)
+			}
+		}
+	})
+	var seed string
+	for i := range 3 {
+		gossip, rpc := freePort(t), freePort(t)
+		p := &proc{name: fmt.Sprintf("node-%d", i), rpcAddr: "127.0.0.1:" + strconv.Itoa(rpc)}
+		p.args = []string{"serve", "--node-name", p.name, "--data-dir", filepath.Join(t.TempDir(), p.name),
+			"--bind-addr", "127.0.0.1:" + strconv.Itoa(gossip), "--rpc-port", strconv.Itoa(rpc), "--log-level", "warn"}
+		if i == 0 {
+			p.args = append(p.args, "--bootstrap")
+			seed = "127.0.0.1:" + strconv.Itoa(gossip)
+		} else {
+			p.args = append(p.args, "--start-join-addrs", seed)
+		}
+		c.procs = append(c.procs, p)
+		c.start(p)
+		waitFor(t, 30*time.Second, p.name+" serving", func() bool { return c.serving(p) })
+	}
+	waitFor(t, 30*time.Second, "3 voters", func() bool { return c.voters(c.procs[0].rpcAddr) == 3 })
+
+	// Produce through a follower (it forwards), then read from every node.
+	leader := c.leader(c.procs...)
+	var follower *proc
+	for _, p := range c.procs {
+		if p != leader {
+			follower = p
+		}
+	}
+	fc := logv1.NewLogClient(c.dial(follower.rpcAddr))
+	acked := map[uint64]string{}
+	produce := func(cl logv1.LogClient, from, n int) {
+		t.Helper()
+		for i := from; i < from+n; i++ {
+			v := fmt.Sprintf("record-%d", i)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			resp, err := cl.Produce(ctx, &logv1.ProduceRequest{Record: &logv1.Record{Value: []byte(v)}})
+			cancel()
+			if err != nil {
+				t.Fatalf("Produce(%s): %v", v, err)
+			}
+			acked[resp.Offset] = v
+		}
+	}
+	produce(fc, 0, 50)
+	checkAll := func(procs ...*proc) {
+		t.Helper()
+		for _, p := range procs {
+			cl := logv1.NewLogClient(c.dial(p.rpcAddr))
+			for off, want := range acked {
+				var got string
+				waitFor(t, 20*time.Second, fmt.Sprintf("offset %d on %s", off, p.name), func() bool {
+					ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+					defer cancel()
+					resp, err := cl.Consume(ctx, &logv1.ConsumeRequest{Offset: off})
+					if err != nil {
+						return false
+					}
+					got = string(resp.Record.Value)
+					return true
+				})
+				if got != want {
+					t.Fatalf("%s offset %d = %q, want %q", p.name, off, got, want)
+				}
+			}
+		}
+	}
+	checkAll(c.procs...)
+
+	// Kill the leader: the others elect a new one and lose nothing.
+	c.stop(leader, syscall.SIGKILL)
+	var rest []*proc
+	for _, p := range c.procs {
+		if p != leader {
+			rest = append(rest, p)
+		}
+	}
+	newLeader := c.leader(rest...)
+	produce(logv1.NewLogClient(c.dial(newLeader.rpcAddr)), 50, 20)
+	checkAll(rest...)
+
+	// Restart the old leader: it rejoins and catches up.
+	c.start(leader)
+	waitFor(t, 30*time.Second, leader.name+" serving again", func() bool { return c.serving(leader) })
+	checkAll(leader)
+	t.Logf("%d acknowledged records on every node after a leader kill and restart", len(acked))
+}
+
+func TestServeRefusesMissingSecurityFiles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	c := &cluster{t: t, bin: buildBinary(t), cfg: filepath.Join(t.TempDir(), "proglog")}
+	c.run("gencert", "--dir", c.cfg)
+	c.run("genacl", "--dir", c.cfg)
+	for _, missing := range []string{certs.NodeCertFileName, certs.NodeKeyFileName, certs.CACertFileName, "model.conf", "policy.csv"} {
+		t.Run(missing, func(t *testing.T) {
+			cfg := filepath.Join(t.TempDir(), "proglog")
+			if err := os.CopyFS(cfg, os.DirFS(c.cfg)); err != nil {
+				t.Fatal(err)
+			}
+			os.Remove(filepath.Join(cfg, missing))
+			cmd := exec.Command(c.bin, "serve", "--data-dir", t.TempDir(), "--bootstrap",
+				"--bind-addr", "127.0.0.1:"+strconv.Itoa(freePort(t)), "--rpc-port", strconv.Itoa(freePort(t)))
+			cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Dir(cfg))
+			out, err := cmd.CombinedOutput()
+			if err == nil {
+				t.Fatalf("serve started without %s", missing)
+			}
+			if !strings.Contains(string(out), missing) {
+				t.Fatalf("serve without %s said %q; want the file named", missing, out)
+			}
+		})
+	}
+}
