@@ -6,14 +6,18 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
+	"path/filepath"
 	"runtime/pprof"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 
 	logv1 "github.com/proglogctl/proglogctl/api/v1"
@@ -343,6 +347,28 @@ func TestCluster(t *testing.T) {
 			wantCode(t, "certificate of another CA", err, codes.Unavailable)
 			t.Logf("other CA refused: %v", err)
 		})
+		t.Run("ExpiredClientCert", func(t *testing.T) {
+			// A certificate from the right CA whose validity ended an hour ago.
+			cc := certs.DefaultConfig()
+			cc.NotBefore = time.Now().Add(-3 * time.Hour)
+			cc.LeafValidity = 2 * time.Hour
+			ca, err := certs.LoadCA(filepath.Join(p.dir, certs.CACertFileName), filepath.Join(p.dir, certs.CAKeyFileName), cc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kp, err := ca.IssueClient("expired")
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			if err := kp.Write(filepath.Join(dir, certs.ClientCertFileName("expired")), filepath.Join(dir, certs.ClientKeyFileName("expired")), false); err != nil {
+				t.Fatal(err)
+			}
+			c := logv1.NewLogClient(dial(t, addr, clientTLS(t, dir, p.dir, "expired")))
+			_, err = c.GetOffsets(testCtx(t), &logv1.GetOffsetsRequest{})
+			wantCode(t, "expired client certificate", err, codes.Unavailable)
+			t.Logf("expired certificate refused: %v", err)
+		})
 		produceReq := &logv1.ProduceRequest{Record: &logv1.Record{Value: []byte("x")}}
 		for _, tc := range []struct {
 			subject          string
@@ -429,6 +455,16 @@ func TestCluster(t *testing.T) {
 			_, err = ps.Recv()
 		}
 		wantCode(t, "ProduceStream of a record over the limit", err, codes.InvalidArgument)
+		// Bytes that are not a protobuf message: gRPC refuses them before the
+		// service sees them (INTERNAL, its code for an undecodable request),
+		// and the node goes on serving.
+		conn := dial(t, leader(t, nodes).Addr(), clientTLS(t, p.dir, p.dir, certs.RootSubject))
+		var out rawMessage
+		err = conn.Invoke(testCtx(t), "/log.v1.Log/Produce", rawMessage{0xff, 0xff, 0xff, 0xff}, &out, grpc.ForceCodecV2(rawCodec{}))
+		wantCode(t, "malformed Produce", err, codes.Internal)
+		if _, err := root.GetOffsets(testCtx(t), &logv1.GetOffsetsRequest{}); err != nil {
+			t.Fatalf("node unusable after a malformed message: %v", err)
+		}
 		_, err = root.Consume(testCtx(t), &logv1.ConsumeRequest{Offset: math.MaxUint64})
 		wantCode(t, "Consume at 2^64-1", err, codes.OutOfRange)
 		if !strings.Contains(status.Convert(err).Message(), "past the end of the log") {
@@ -677,4 +713,38 @@ func TestCloseEndsStreams(t *testing.T) {
 	_, err = ps.Recv()
 	wantCode(t, "ProduceStream after Close", err, codes.Unavailable)
 	t.Logf("Close took %v", time.Since(start))
+}
+
+// rawMessage and rawCodec send bytes as they are, to feed a node messages
+// that are not protobuf.
+type rawMessage []byte
+
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(v.(rawMessage))}, nil
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	*v.(*rawMessage) = data.Materialize()
+	return nil
+}
+
+func (rawCodec) Name() string { return "proto" }
+
+func TestPortInUse(t *testing.T) {
+	p := newPKI(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c := testConfig(t, p, 0)
+	c.RPCAddr = ln.Addr().String()
+	if n, err := node.New(c); err == nil {
+		n.Close()
+		t.Fatal("a node started on a port already in use")
+	} else if !strings.Contains(err.Error(), ln.Addr().String()) {
+		t.Fatalf("error %q does not name the address", err)
+	}
 }
