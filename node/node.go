@@ -138,23 +138,34 @@ func (n *Node) serve() {
 	}
 }
 
-// watchLeader keeps the health status in step with leadership: SERVING while
-// this node knows a leader, NOT_SERVING otherwise.
+// watchLeader keeps the health status in step with the replica: SERVING while
+// this node knows a leader and has applied everything it knows is committed,
+// NOT_SERVING otherwise. When this node becomes leader it reconciles Raft's
+// membership with Serf's.
 func (n *Node) watchLeader() {
 	defer n.wg.Done()
+	prev := ""
 	for {
 		id, _, changed := n.log.Leader()
+		ready := id != "" && n.log.CaughtUp()
 		st := healthpb.HealthCheckResponse_NOT_SERVING
-		if id != "" {
+		if ready {
 			st = healthpb.HealthCheckResponse_SERVING
-		}
-		if id == n.conf.NodeID {
-			n.reconcile()
 		}
 		n.health.SetServingStatus("", st)
 		n.health.SetServingStatus(logv1.Log_ServiceDesc.ServiceName, st)
+		if id == n.conf.NodeID && prev != id {
+			n.reconcile()
+		}
+		prev = id
+		// Catching up raises no event: while it lasts, look again shortly.
+		var recheck <-chan time.Time
+		if id != "" && !ready {
+			recheck = time.After(100 * time.Millisecond)
+		}
 		select {
 		case <-changed:
+		case <-recheck:
 		case <-n.stopping:
 			return
 		}

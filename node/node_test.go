@@ -375,7 +375,7 @@ func TestCluster(t *testing.T) {
 			produce, consume codes.Code
 			offsets, servers codes.Code
 		}{
-			{certs.NobodySubject, codes.PermissionDenied, codes.PermissionDenied, codes.PermissionDenied, codes.PermissionDenied},
+			{certs.NobodySubject, codes.PermissionDenied, codes.PermissionDenied, codes.PermissionDenied, codes.OK},
 			{producerSubject, codes.OK, codes.PermissionDenied, codes.PermissionDenied, codes.OK},
 			{consumerSubject, codes.PermissionDenied, codes.OK, codes.OK, codes.OK},
 		} {

@@ -488,6 +488,10 @@ func (l *Log) Servers() ([]Server, error) {
 	return out, nil
 }
 
+// CaughtUp reports whether this server has applied every entry it knows to be
+// committed.
+func (l *Log) CaughtUp() bool { return l.raft.AppliedIndex() >= l.raft.CommitIndex() }
+
 // IsLeader reports whether this server is the leader.
 func (l *Log) IsLeader() bool { return l.raft.State() == raft.Leader }
 

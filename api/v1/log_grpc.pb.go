@@ -94,8 +94,8 @@ type LogClient interface {
 	ProduceStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ProduceRequest, ProduceResponse], error)
 	// GetServers lists the servers of the cluster as the receiving server knows
 	// them. It answers even while there is no leader (then no server has
-	// is_leader set). Any client allowed to produce or to consume may call it.
-	// Errors: PERMISSION_DENIED, UNAUTHENTICATED.
+	// is_leader set). Any authenticated client may call it: clients find the
+	// leader with it. Errors: UNAUTHENTICATED.
 	GetServers(ctx context.Context, in *GetServersRequest, opts ...grpc.CallOption) (*GetServersResponse, error)
 	// ProduceBatch appends all the records of the request as one atomic unit:
 	// either all are committed, at dense offsets first_offset ..
@@ -263,8 +263,8 @@ type LogServer interface {
 	ProduceStream(grpc.BidiStreamingServer[ProduceRequest, ProduceResponse]) error
 	// GetServers lists the servers of the cluster as the receiving server knows
 	// them. It answers even while there is no leader (then no server has
-	// is_leader set). Any client allowed to produce or to consume may call it.
-	// Errors: PERMISSION_DENIED, UNAUTHENTICATED.
+	// is_leader set). Any authenticated client may call it: clients find the
+	// leader with it. Errors: UNAUTHENTICATED.
 	GetServers(context.Context, *GetServersRequest) (*GetServersResponse, error)
 	// ProduceBatch appends all the records of the request as one atomic unit:
 	// either all are committed, at dense offsets first_offset ..
