@@ -273,6 +273,14 @@ func TestBinaryThreeNodeCluster(t *testing.T) {
 	waitFor(t, 30*time.Second, leader.name+" serving again", func() bool { return c.serving(leader) })
 	checkAll(leader)
 	t.Logf("%d acknowledged records on every node after a leader kill and restart", len(acked))
+
+	// SIGTERM stops a node gracefully: it exits 0.
+	p := c.procs[2]
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("%s after SIGTERM: %v\n%s", p.name, err, p.out)
+	}
+	p.cmd = nil
 }
 
 func TestServeRefusesMissingSecurityFiles(t *testing.T) {
