@@ -74,23 +74,14 @@ func ClientTLSConfig(f TLSFiles) (*tls.Config, error) {
 // f.CAFile, and rejects with ErrNotPeer a certificate without the serverAuth
 // extended key usage, so that a client certificate cannot speak for a node.
 func PeerTLSConfig(f TLSFiles) (*tls.Config, error) {
-	cert, err := loadKeyPair(f.CertFile, f.KeyFile)
+	c, err := ServerTLSConfig(f)
 	if err != nil {
 		return nil, err
 	}
-	pool, err := loadCAPool(f.CAFile)
-	if err != nil {
-		return nil, err
-	}
-	return &tls.Config{
-		Certificates:     []tls.Certificate{cert},
-		RootCAs:          pool,
-		ClientCAs:        pool,
-		ClientAuth:       tls.RequireAndVerifyClientCert,
-		ServerName:       f.ServerName,
-		MinVersion:       minTLSVersion,
-		VerifyConnection: verifyPeer,
-	}, nil
+	c.RootCAs = c.ClientCAs
+	c.ServerName = f.ServerName
+	c.VerifyConnection = verifyPeer
+	return c, nil
 }
 
 // verifyPeer runs after the chain was verified, on both ends and on resumed
