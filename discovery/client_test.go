@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -382,4 +383,48 @@ func TestReadBounds(t *testing.T) {
 			t.Fatalf("Read = %q, %v; want [3 4], nil", got, err)
 		}
 	})
+}
+
+func TestDialRefuses(t *testing.T) {
+	p := newPKI(t)
+	for _, tc := range []struct {
+		name   string
+		target string
+		tls    bool
+	}{
+		{"no TLS", "127.0.0.1:1", false},
+		{"no address", "proglog://", true},
+		{"no port", "proglog://localhost", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conf := p.clientTLS(t)
+			if !tc.tls {
+				conf = nil
+			}
+			cl, err := discovery.Dial(tc.target, conf)
+			if err == nil {
+				cl.Close()
+				t.Fatalf("Dial(%q) succeeded", tc.target)
+			}
+		})
+	}
+}
+
+// TestClientWaitsWithinContext checks that a call to a cluster that cannot
+// be reached waits for a server until its context ends.
+func TestClientWaitsWithinContext(t *testing.T) {
+	p := newPKI(t)
+	cl, err := discovery.Dial("127.0.0.1:1", p.clientTLS(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := cl.Produce(ctx, []byte("x")); status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("Produce = %v, want DeadlineExceeded", err)
+	}
+	if err := cl.Read(ctx, 0, 0, true, func(*logv1.Record) error { return nil }); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Read = %v, want context.DeadlineExceeded", err)
+	}
 }

@@ -145,7 +145,9 @@ func (r *clusterResolver) resolve() {
 		asked[addr] = true
 		servers, err := r.ask(addr)
 		if err != nil {
-			lastErr = fmt.Errorf("discovery: GetServers from %s: %w", addr, err)
+			// Not %w: a status error reported to gRPC fails calls that
+			// should wait for a server.
+			lastErr = fmt.Errorf("discovery: GetServers from %s: %v", addr, err)
 			continue
 		}
 		if best == nil || hasLeader(servers) {
