@@ -1,6 +1,8 @@
 // Package discovery is how proglogctl servers find each other: Serf gossip
 // membership, with each member's RPC address in its tags, turned into calls to
-// a Handler that the node implements over the Raft configuration.
+// a Handler that the node implements over the Raft configuration. It is also
+// how clients find the servers: Dial returns a Client that follows the
+// cluster (see Clients below).
 //
 // # Events
 //
@@ -43,7 +45,39 @@
 // With Config.EncryptKey set, all gossip is encrypted and authenticated with
 // AES-GCM, and members without the same key cannot join.
 //
+// # Clients
+//
+// Dial("proglog://host:port[,host:port...]") makes one gRPC ClientConn with
+// its own resolver (passed with grpc.WithResolvers, never registered
+// globally) and the "proglog" load-balancing policy (registered once; it
+// keeps no state outside each ClientConn):
+//
+//	resolver goroutine ──GetServers──▶ last server that answered, else the
+//	   │  (own TLS conn)               servers it knew, else the seeds
+//	   ▼
+//	resolver.State{addresses; the leader's carries an attribute}
+//	   ▼
+//	picker over the READY connections:
+//	  Produce, ProduceBatch, ProduceStream  → leader (none: wait)
+//	  Consume*, GetOffsets                  → followers round robin, else leader
+//	  GetServers                            → any
+//
+// The resolver asks again every few seconds, when gRPC reports a failed
+// connection (ResolveNow), and prefers an answer that names a leader. Every
+// call is made with WaitForReady, so a write waits (within its context) for a
+// leader to be known and connected. Writes are never retried by the client:
+// an UNAVAILABLE whose outcome is unknown is returned as is. Client.Read
+// resumes a broken ConsumeBatchStream at the next offset, on whichever server
+// the picker chooses.
+//
+// Because the leader attribute is part of an address's identity, a leader
+// change replaces the connections of the two servers whose role changed;
+// calls in progress on them finish on the old connections.
+//
 // # Concurrency
+//
+// A Client may be used from many goroutines. Its resolver runs one goroutine
+// that owns its state and its connection; Client.Close stops it.
 //
 // One goroutine per Membership calls the Handler, one call at a time, in event
 // order. Members may be called from any goroutine, also after Leave or Close.

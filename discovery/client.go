@@ -1,0 +1,317 @@
+package discovery
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	logv1 "github.com/proglogctl/proglogctl/api/v1"
+)
+
+// Client is a connection to a cluster: writes go to the leader, reads are
+// spread over the followers, and the servers are rediscovered as the
+// cluster changes. Its methods may be called from many goroutines at once.
+// Errors from the servers are gRPC status errors (status.Code gives the code).
+type Client struct {
+	conn *grpc.ClientConn
+	log  logv1.LogClient
+
+	// served, when set, is told the address that served each unary call
+	// and each stream; tests use it.
+	served func(method, addr string)
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+const (
+	// resumeMin and resumeMax bound the wait before Read resumes after a
+	// broken stream; the wait doubles with each failure in a row.
+	resumeMin = 10 * time.Millisecond
+	resumeMax = time.Second
+)
+
+// Dial connects to a cluster. target is "proglog://host:port[,host:port...]"
+// or the same without the scheme; the addresses are seeds: the client asks
+// any of them for the cluster's servers and then follows the cluster.
+// tlsConf authenticates the client and verifies the servers (each against
+// the host it is dialed at, unless tlsConf.ServerName is set); it is
+// required. opts are added to the client's own dial options.
+//
+// Dial does not wait for a connection: calls wait (within their context)
+// until a suitable server is ready.
+func Dial(target string, tlsConf *tls.Config, opts ...grpc.DialOption) (*Client, error) {
+	return dial(target, tlsConf, defaultRefreshInterval, nil, opts...)
+}
+
+func dial(target string, tlsConf *tls.Config, refresh time.Duration, served func(method, addr string), opts ...grpc.DialOption) (*Client, error) {
+	seeds, err := parseTarget(target)
+	if err != nil {
+		return nil, err
+	}
+	if tlsConf == nil {
+		return nil, errors.New("discovery: TLS configuration is nil: servers speak only TLS")
+	}
+	rb := &resolverBuilder{seeds: seeds, tlsConf: tlsConf, interval: refresh}
+	c := &Client{served: served}
+	all := []grpc.DialOption{
+		grpc.WithResolvers(rb),
+		grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)),
+		grpc.WithDefaultServiceConfig(serviceConfig),
+		grpc.WithAuthority(seeds[0]),
+	}
+	if served != nil {
+		all = append(all, grpc.WithChainUnaryInterceptor(c.recordUnary), grpc.WithChainStreamInterceptor(c.recordStream))
+	}
+	conn, err := grpc.NewClient(Scheme+":///"+strings.Join(seeds, ","), append(all, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("discovery: dial %s: %w", target, err)
+	}
+	c.conn, c.log = conn, logv1.NewLogClient(conn)
+	return c, nil
+}
+
+// parseTarget returns the host:port seeds of target.
+func parseTarget(target string) ([]string, error) {
+	rest := strings.TrimPrefix(target, Scheme+"://")
+	var seeds []string
+	for _, a := range strings.Split(rest, ",") {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			continue
+		}
+		if host, port, err := net.SplitHostPort(a); err != nil || host == "" || port == "" {
+			return nil, fmt.Errorf("discovery: target %q: address %q is not host:port", target, a)
+		}
+		seeds = append(seeds, a)
+	}
+	if len(seeds) == 0 {
+		return nil, fmt.Errorf("discovery: target %q has no address", target)
+	}
+	return seeds, nil
+}
+
+// Close closes the connections and stops the client's goroutines. Calls in
+// progress fail with CANCELED. Close is idempotent.
+func (c *Client) Close() error {
+	c.closeOnce.Do(func() { c.closeErr = c.conn.Close() })
+	return c.closeErr
+}
+
+// waitReady makes a call wait for a suitable server (a leader, for writes)
+// until its context ends, instead of failing while none is ready.
+var waitReady = grpc.WaitForReady(true)
+
+// Produce appends value and returns its offset once committed. A write whose
+// outcome is unknown (UNAVAILABLE, the leader changed while committing) is
+// not retried: the record may or may not be in the log.
+func (c *Client) Produce(ctx context.Context, value []byte) (uint64, error) {
+	res, err := c.log.Produce(ctx, &logv1.ProduceRequest{Record: &logv1.Record{Value: value}}, waitReady)
+	if err != nil {
+		return 0, err
+	}
+	return res.Offset, nil
+}
+
+// ProduceBatch appends values atomically at dense offsets from first.
+// Like Produce, it does not retry a write whose outcome is unknown.
+func (c *Client) ProduceBatch(ctx context.Context, values [][]byte) (first uint64, err error) {
+	req := &logv1.ProduceBatchRequest{Records: make([]*logv1.Record, len(values))}
+	for i, v := range values {
+		req.Records[i] = &logv1.Record{Value: v}
+	}
+	res, err := c.log.ProduceBatch(ctx, req, waitReady)
+	if err != nil {
+		return 0, err
+	}
+	return res.FirstOffset, nil
+}
+
+// Consume returns the record at off, read from a follower when one is ready.
+// A follower may lag the leader for a moment, so a record just produced may
+// be OUT_OF_RANGE there.
+func (c *Client) Consume(ctx context.Context, off uint64) (*logv1.Record, error) {
+	res, err := c.log.Consume(ctx, &logv1.ConsumeRequest{Offset: off}, waitReady)
+	if err != nil {
+		return nil, err
+	}
+	return res.Record, nil
+}
+
+// Offsets returns the range [lowest, next) a server (a follower when one is
+// ready) can serve.
+func (c *Client) Offsets(ctx context.Context) (lowest, next uint64, err error) {
+	res, err := c.log.GetOffsets(ctx, &logv1.GetOffsetsRequest{}, waitReady)
+	if err != nil {
+		return 0, 0, err
+	}
+	return res.LowestOffset, res.NextOffset, nil
+}
+
+// Servers returns the cluster's servers as one of them knows them.
+func (c *Client) Servers(ctx context.Context) ([]*logv1.Server, error) {
+	res, err := c.log.GetServers(ctx, &logv1.GetServersRequest{}, waitReady)
+	if err != nil {
+		return nil, err
+	}
+	return res.Servers, nil
+}
+
+// Read calls fn for each record from `from` on, in order, using
+// ConsumeBatchStream. With follow it waits for new records until ctx ends;
+// without it, it stops at the log's end (as of the call) or before `to`
+// (to==0: no bound). If the server it reads from fails or the stream breaks
+// (UNAVAILABLE), it resumes from the next offset on another server: no
+// record lost, none repeated. It returns nil at the end, ctx.Err() when ctx
+// ends, fn's error if fn fails, or the gRPC status error (e.g. OutOfRange)
+// otherwise.
+//
+// Without follow, the end is the leader's next offset when Read starts (a
+// follower's if no leader is ready); the stream follows up to it, so a
+// lagging follower does not end the read early.
+func (c *Client) Read(ctx context.Context, from, to uint64, follow bool, fn func(*logv1.Record) error) error {
+	end := to
+	if !follow {
+		res, err := c.log.GetOffsets(preferLeader(ctx), &logv1.GetOffsetsRequest{}, waitReady)
+		if err != nil {
+			return ctxErr(ctx, err)
+		}
+		switch next := res.NextOffset; {
+		case from > next:
+			// Past the end: the server says so (OUT_OF_RANGE).
+			return c.readOnce(ctx, from, to, false, fn)
+		case end == 0 || next < end:
+			end = next
+		}
+	}
+	off := from
+	backoff := resumeMin
+	for {
+		if end != 0 && off >= end {
+			return nil
+		}
+		start := off
+		err := c.stream(ctx, &off, end, fn)
+		if err == nil {
+			if end == 0 {
+				// A following stream without a bound ended cleanly:
+				// only a server that stops does that; resume.
+				err = status.Error(codes.Unavailable, "stream ended")
+			} else {
+				return nil
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var fe fnError
+		if errors.As(err, &fe) {
+			return fe.err
+		}
+		if status.Code(err) != codes.Unavailable {
+			return err
+		}
+		if off > start {
+			backoff = resumeMin
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		backoff = min(2*backoff, resumeMax)
+	}
+}
+
+// fnError carries the error of Read's fn out of stream.
+type fnError struct{ err error }
+
+func (e fnError) Error() string { return e.err.Error() }
+
+// readOnce runs one stream without follow and returns its result.
+func (c *Client) readOnce(ctx context.Context, from, to uint64, follow bool, fn func(*logv1.Record) error) error {
+	off := from
+	err := c.streamReq(ctx, &off, &logv1.ConsumeBatchRequest{Offset: from, EndOffset: to, Follow: follow}, fn)
+	var fe fnError
+	if errors.As(err, &fe) {
+		return fe.err
+	}
+	return ctxErr(ctx, err)
+}
+
+// stream reads with follow from *off up to end (0: no bound), advancing *off
+// past each record fn accepted. It returns nil when the stream ends cleanly.
+func (c *Client) stream(ctx context.Context, off *uint64, end uint64, fn func(*logv1.Record) error) error {
+	return c.streamReq(ctx, off, &logv1.ConsumeBatchRequest{Offset: *off, EndOffset: end, Follow: true}, fn)
+}
+
+func (c *Client) streamReq(ctx context.Context, off *uint64, req *logv1.ConsumeBatchRequest, fn func(*logv1.Record) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s, err := c.log.ConsumeBatchStream(ctx, req, waitReady)
+	if err != nil {
+		return err
+	}
+	for {
+		res, err := s.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		for _, r := range res.Records {
+			switch {
+			case r.Offset < *off:
+				continue // already delivered
+			case r.Offset > *off:
+				return fmt.Errorf("discovery: record %d arrived where %d was expected", r.Offset, *off)
+			}
+			if err := fn(r); err != nil {
+				return fnError{err}
+			}
+			*off++
+		}
+	}
+}
+
+// ctxErr is ctx.Err() once ctx has ended, err otherwise.
+func ctxErr(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+func (c *Client) recordUnary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	var p peer.Peer
+	err := invoker(ctx, method, req, reply, cc, append(opts, grpc.Peer(&p))...)
+	if p.Addr != nil {
+		c.served(method, p.Addr.String())
+	}
+	return err
+}
+
+func (c *Client) recordStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	s, err := streamer(ctx, desc, cc, method, opts...)
+	if err == nil {
+		if p, ok := peer.FromContext(s.Context()); ok {
+			c.served(method, p.Addr.String())
+		}
+	}
+	return s, err
+}

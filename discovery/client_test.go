@@ -1,0 +1,430 @@
+package discovery_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	logv1 "github.com/proglogctl/proglogctl/api/v1"
+	"github.com/proglogctl/proglogctl/discovery"
+	"github.com/proglogctl/proglogctl/node"
+)
+
+const (
+	methodProduce = "/log.v1.Log/Produce"
+	methodConsume = "/log.v1.Log/Consume"
+	methodOffsets = "/log.v1.Log/GetOffsets"
+	methodStream  = "/log.v1.Log/ConsumeBatchStream"
+)
+
+func TestClientWritesFollowTheLeader(t *testing.T) {
+	c := startCluster(t, 3)
+	var s served
+	cl := c.dial(t, c.target(), &s)
+	ctx := testCtx(t)
+
+	off, err := cl.Produce(ctx, []byte("before"))
+	if err != nil || off != 0 {
+		t.Fatalf("Produce = %d, %v; want 0, nil", off, err)
+	}
+	old := c.leader(t)
+	if got := s.lastAddr(methodProduce); got != old.Addr() {
+		t.Fatalf("Produce served by %s, want the leader %s", got, old.Addr())
+	}
+	if err := old.Close(); err != nil {
+		t.Fatalf("closing the leader: %v", err)
+	}
+
+	first, err := cl.ProduceBatch(ctx, [][]byte{[]byte("after-1"), []byte("after-2")})
+	if err != nil || first != 1 {
+		t.Fatalf("ProduceBatch after the leader closed = %d, %v; want 1, nil", first, err)
+	}
+	off, err = cl.Produce(ctx, []byte("after-3"))
+	if err != nil || off != 3 {
+		t.Fatalf("Produce after the leader closed = %d, %v; want 3, nil", off, err)
+	}
+	if got, l := s.lastAddr(methodProduce), c.leader(t); got != l.Addr() {
+		t.Fatalf("Produce served by %s, want the new leader %s", got, l.Addr())
+	}
+	var got []string
+	if err := cl.Read(ctx, 0, 0, false, func(r *logv1.Record) error {
+		got = append(got, string(r.Value))
+		return nil
+	}); err != nil {
+		t.Fatalf("Read: %v", err)
+	}
+	if want := []string{"before", "after-1", "after-2", "after-3"}; !slices.Equal(got, want) {
+		t.Fatalf("Read = %q, want %q", got, want)
+	}
+}
+
+func TestClientReadsSpreadOverFollowers(t *testing.T) {
+	c := startCluster(t, 3)
+	var s served
+	cl := c.dial(t, c.target(), &s)
+	ctx := testCtx(t)
+	if _, err := cl.Produce(ctx, []byte("r")); err != nil {
+		t.Fatal(err)
+	}
+	l := c.leader(t)
+	var followers []string
+	for _, n := range c.nodes {
+		if n != l {
+			followers = append(followers, n.Addr())
+		}
+	}
+	// Until both followers are connected, reads may go to one of them
+	// (or to the leader, while none is ready).
+	seen := map[string]bool{}
+	waitFor(t, clusterTimeout, "reads served by both followers", func() bool {
+		if _, _, err := cl.Offsets(ctx); err != nil {
+			t.Fatalf("Offsets: %v", err)
+		}
+		for a := range s.take(methodOffsets) {
+			seen[a] = true
+		}
+		return seen[followers[0]] && seen[followers[1]]
+	})
+
+	// Reads share one round robin, whatever the method.
+	const calls = 40
+	for range calls / 2 {
+		if _, _, err := cl.Offsets(ctx); err != nil {
+			t.Fatalf("Offsets: %v", err)
+		}
+		// The follower may not have applied the record yet.
+		if _, err := cl.Consume(ctx, 0); err != nil && status.Code(err) != codes.OutOfRange {
+			t.Fatalf("Consume: %v", err)
+		}
+	}
+	n := s.take(methodOffsets)
+	for a, k := range s.take(methodConsume) {
+		n[a] += k
+	}
+	if n[l.Addr()] != 0 {
+		t.Errorf("the leader served %d reads; want none while followers are ready (%v)", n[l.Addr()], n)
+	}
+	for _, f := range followers {
+		if n[f] != calls/2 {
+			t.Errorf("follower %s served %d of %d reads; want half (%v)", f, n[f], calls, n)
+		}
+	}
+	if n := s.take(methodProduce); len(n) != 1 || n[l.Addr()] != 1 {
+		t.Errorf("Produce served by %v, want the leader %s", n, l.Addr())
+	}
+}
+
+func TestClientSurvivesLossOfItsOnlySeed(t *testing.T) {
+	c := startCluster(t, 3)
+	seed := c.nodes[1]
+	var s served
+	cl := c.dial(t, c.target(seed), &s)
+	ctx := testCtx(t)
+	if _, err := cl.Produce(ctx, []byte("a")); err != nil {
+		t.Fatalf("Produce: %v", err)
+	}
+	// Learn the whole cluster before the seed goes.
+	waitFor(t, clusterTimeout, "the client to know every server", func() bool {
+		servers, err := cl.Servers(ctx)
+		return err == nil && len(servers) == 3
+	})
+	if err := seed.Close(); err != nil {
+		t.Fatalf("closing the seed: %v", err)
+	}
+	for i := range 5 {
+		if _, err := cl.Produce(ctx, fmt.Appendf(nil, "b%d", i)); err != nil {
+			t.Fatalf("Produce %d after the seed closed: %v", i, err)
+		}
+		servers, err := cl.Servers(ctx)
+		if err != nil {
+			t.Fatalf("Servers after the seed closed: %v", err)
+		}
+		if len(servers) != 3 {
+			t.Fatalf("Servers = %v, want 3", servers)
+		}
+	}
+	waitFor(t, clusterTimeout, "a reader to see all 6 records", func() bool {
+		_, next, err := cl.Offsets(ctx)
+		if err != nil {
+			t.Fatalf("Offsets after the seed closed: %v", err)
+		}
+		return next == 6
+	})
+	if got := s.lastAddr(methodOffsets); got == seed.Addr() {
+		t.Fatalf("Offsets served by the closed seed %s", got)
+	}
+}
+
+// TestClientReadFollowsAcrossLeaderClose reads from the leader while records
+// are produced, closes the leader and checks the stream resumed elsewhere
+// with every record delivered once, in order.
+func TestClientReadFollowsAcrossLeaderClose(t *testing.T) {
+	c := startCluster(t, 3)
+	var s served
+	cl := c.dial(t, c.target(), &s)
+	ctx := testCtx(t)
+	old := c.leader(t)
+	// Once a write went through, the client is connected to the leader
+	// and the read below starts there.
+	if _, err := cl.Produce(ctx, []byte("rec-0")); err != nil {
+		t.Fatal(err)
+	}
+
+	const total = 200
+	var (
+		mu       sync.Mutex
+		got      []uint64
+		midway   = make(chan struct{})
+		midOnce  sync.Once
+		complete = make(chan struct{})
+	)
+	readCtx, stopRead := context.WithCancel(discovery.PreferLeader(ctx))
+	readErr := make(chan error, 1)
+	go func() {
+		readErr <- cl.Read(readCtx, 0, 0, true, func(r *logv1.Record) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if want := fmt.Sprintf("rec-%d", r.Offset); string(r.Value) != want {
+				return fmt.Errorf("record %d holds %q, want %q", r.Offset, r.Value, want)
+			}
+			got = append(got, r.Offset)
+			if len(got) == total/4 {
+				midOnce.Do(func() { close(midway) })
+			}
+			if len(got) == total {
+				close(complete)
+			}
+			return nil
+		})
+	}()
+
+	// Produce one record at a time: a write whose outcome is unknown
+	// would make the expected log ambiguous, so the test fails on one.
+	prodErr := make(chan error, 1)
+	go func() {
+		for i := 1; i < total; i++ {
+			off, err := cl.Produce(ctx, fmt.Appendf(nil, "rec-%d", i))
+			if err != nil {
+				prodErr <- fmt.Errorf("Produce %d: %w", i, err)
+				return
+			}
+			if off != uint64(i) {
+				prodErr <- fmt.Errorf("Produce %d got offset %d", i, off)
+				return
+			}
+		}
+		prodErr <- nil
+	}()
+
+	select {
+	case <-midway:
+	case err := <-readErr:
+		t.Fatalf("Read ended early: %v", err)
+	case <-ctx.Done():
+		t.Fatal("timed out waiting for the first records")
+	}
+	if got := s.lastAddr(methodStream); got != old.Addr() {
+		t.Fatalf("stream served by %s, want the leader %s", got, old.Addr())
+	}
+	if err := old.Close(); err != nil {
+		t.Fatalf("closing the leader: %v", err)
+	}
+	if err := <-prodErr; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-complete:
+	case err := <-readErr:
+		t.Fatalf("Read ended early: %v", err)
+	case <-ctx.Done():
+		mu.Lock()
+		t.Fatalf("timed out with %d of %d records read", len(got), total)
+	}
+	stopRead()
+	if err := <-readErr; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Read after cancel = %v, want context.Canceled", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i, off := range got {
+		if off != uint64(i) {
+			t.Fatalf("record %d has offset %d", i, off)
+		}
+	}
+	if n := s.take(methodStream); len(n) < 2 {
+		t.Fatalf("streams served by %v; want the read to have resumed on another server", n)
+	}
+}
+
+func TestClientsShareNothing(t *testing.T) {
+	a, b := startCluster(t, 1), startCluster(t, 1)
+	ca, cb := a.dial(t, a.target(), nil), b.dial(t, b.target(), nil)
+	ctx := testCtx(t)
+	if _, err := ca.ProduceBatch(ctx, [][]byte{[]byte("a0"), []byte("a1"), []byte("a2")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cb.Produce(ctx, []byte("b0")); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		cl   *discovery.Client
+		n    *node.Node
+		next uint64
+	}{
+		{"a", ca, a.nodes[0], 3},
+		{"b", cb, b.nodes[0], 1},
+	} {
+		servers, err := tc.cl.Servers(ctx)
+		if err != nil {
+			t.Fatalf("%s: Servers: %v", tc.name, err)
+		}
+		if len(servers) != 1 || servers[0].RpcAddr != tc.n.Addr() {
+			t.Errorf("%s: Servers = %v, want only %s", tc.name, servers, tc.n.Addr())
+		}
+		if _, next, err := tc.cl.Offsets(ctx); err != nil || next != tc.next {
+			t.Errorf("%s: Offsets next = %d, %v; want %d", tc.name, next, err, tc.next)
+		}
+	}
+	// Closing one client leaves the other working.
+	if err := ca.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := cb.Produce(ctx, []byte("b1")); err != nil {
+		t.Fatalf("Produce on b after a closed: %v", err)
+	}
+}
+
+func TestReadBounds(t *testing.T) {
+	c := startCluster(t, 1)
+	cl := c.dial(t, c.target(), nil)
+	ctx := testCtx(t)
+	if _, err := cl.ProduceBatch(ctx, [][]byte{[]byte("0"), []byte("1"), []byte("2"), []byte("3")}); err != nil {
+		t.Fatal(err)
+	}
+	errStop := errors.New("stop")
+	for _, tc := range []struct {
+		name     string
+		from, to uint64
+		stopAt   int // fn fails on this record; -1 never
+		want     []string
+		wantErr  error
+		wantCode codes.Code
+	}{
+		{name: "all", to: 0, stopAt: -1, want: []string{"0", "1", "2", "3"}},
+		{name: "range", from: 1, to: 3, stopAt: -1, want: []string{"1", "2"}},
+		{name: "to past end", from: 2, to: 100, stopAt: -1, want: []string{"2", "3"}},
+		{name: "at end", from: 4, stopAt: -1},
+		{name: "past end", from: 9, stopAt: -1, wantCode: codes.OutOfRange},
+		{name: "fn fails", stopAt: 2, want: []string{"0", "1"}, wantErr: errStop},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			err := cl.Read(ctx, tc.from, tc.to, false, func(r *logv1.Record) error {
+				if len(got) == tc.stopAt {
+					return errStop
+				}
+				got = append(got, string(r.Value))
+				return nil
+			})
+			switch {
+			case tc.wantErr != nil:
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("Read = %v, want %v", err, tc.wantErr)
+				}
+			case status.Code(err) != tc.wantCode:
+				t.Fatalf("Read = %v, want code %v", err, tc.wantCode)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("Read = %q, want %q", got, tc.want)
+			}
+		})
+	}
+	t.Run("follow ends with ctx", func(t *testing.T) {
+		rctx, cancel := context.WithCancel(ctx)
+		n := 0
+		err := cl.Read(rctx, 0, 0, true, func(r *logv1.Record) error {
+			if n++; n == 4 {
+				cancel()
+			}
+			return nil
+		})
+		if !errors.Is(err, context.Canceled) || n != 4 {
+			t.Fatalf("Read = %v after %d records, want context.Canceled after 4", err, n)
+		}
+	})
+	t.Run("follow with bound", func(t *testing.T) {
+		produced := make(chan error, 1)
+		go func() {
+			_, err := cl.Produce(ctx, []byte("4"))
+			produced <- err
+		}()
+		defer func() {
+			if err := <-produced; err != nil {
+				t.Errorf("Produce: %v", err)
+			}
+		}()
+		var got []string
+		err := cl.Read(ctx, 3, 5, true, func(r *logv1.Record) error {
+			got = append(got, string(r.Value))
+			return nil
+		})
+		if err != nil || !slices.Equal(got, []string{"3", "4"}) {
+			t.Fatalf("Read = %q, %v; want [3 4], nil", got, err)
+		}
+	})
+}
+
+func TestDialRefuses(t *testing.T) {
+	p := newPKI(t)
+	for _, tc := range []struct {
+		name   string
+		target string
+		tls    bool
+	}{
+		{"no TLS", "127.0.0.1:1", false},
+		{"no address", "proglog://", true},
+		{"no port", "proglog://localhost", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conf := p.clientTLS(t)
+			if !tc.tls {
+				conf = nil
+			}
+			cl, err := discovery.Dial(tc.target, conf)
+			if err == nil {
+				cl.Close()
+				t.Fatalf("Dial(%q) succeeded", tc.target)
+			}
+		})
+	}
+}
+
+// TestClientWaitsWithinContext checks that a call to a cluster that cannot
+// be reached waits for a server until its context ends.
+func TestClientWaitsWithinContext(t *testing.T) {
+	p := newPKI(t)
+	cl, err := discovery.Dial("127.0.0.1:1", p.clientTLS(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := cl.Produce(ctx, []byte("x")); status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("Produce = %v, want DeadlineExceeded", err)
+	}
+	if err := cl.Read(ctx, 0, 0, true, func(*logv1.Record) error { return nil }); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Read = %v, want context.DeadlineExceeded", err)
+	}
+}

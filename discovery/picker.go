@@ -1,0 +1,97 @@
+package discovery
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+
+	"google.golang.org/grpc/balancer"
+	"google.golang.org/grpc/balancer/base"
+)
+
+// balancerName is the name of the load-balancing policy Dial selects.
+const balancerName = "proglog"
+
+// serviceConfig selects the policy for a Client's ClientConn.
+const serviceConfig = `{"loadBalancingConfig":[{"` + balancerName + `":{}}]}`
+
+// The policy is registered once per process, as gRPC requires; it is
+// stateless: every ClientConn gets its own balancer and pickers.
+func init() {
+	balancer.Register(base.NewBalancerBuilder(balancerName, pickerBuilder{}, base.Config{}))
+}
+
+// preferLeaderKey is a context key: a read carrying it goes to the leader
+// when the leader is ready. Read uses it to learn where the log ends.
+type preferLeaderKey struct{}
+
+func preferLeader(ctx context.Context) context.Context {
+	return context.WithValue(ctx, preferLeaderKey{}, true)
+}
+
+// pickerBuilder builds a picker over the ready connections each time they or
+// the resolver's addresses change.
+type pickerBuilder struct{}
+
+var _ base.PickerBuilder = pickerBuilder{}
+
+// Build sorts the ready connections into the leader and the followers.
+func (pickerBuilder) Build(info base.PickerBuildInfo) balancer.Picker {
+	p := &picker{}
+	for sc, sci := range info.ReadySCs {
+		p.all = append(p.all, sc)
+		if isLeader(sci.Address) {
+			p.leader = sc
+		} else {
+			p.followers = append(p.followers, sc)
+		}
+	}
+	return p
+}
+
+// picker routes writes to the leader, reads round-robin over the followers
+// (the leader when no follower is ready) and GetServers to any server. It is
+// immutable but for the round-robin counter, so gRPC may call Pick from many
+// goroutines.
+type picker struct {
+	leader    balancer.SubConn // nil when no leader is known or ready
+	followers []balancer.SubConn
+	all       []balancer.SubConn
+	next      atomic.Uint32
+}
+
+var _ balancer.Picker = (*picker)(nil)
+
+// Pick chooses the connection for one call. Without a suitable connection
+// it returns balancer.ErrNoSubConnAvailable: the call waits for the next
+// picker (calls are made with WaitForReady).
+func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
+	method := info.FullMethodName[strings.LastIndexByte(info.FullMethodName, '/')+1:]
+	var sc balancer.SubConn
+	switch method {
+	case "Produce", "ProduceBatch", "ProduceStream":
+		sc = p.leader
+	case "GetServers":
+		sc = p.roundRobin(p.all)
+	default: // Consume, ConsumeStream, ConsumeBatchStream, GetOffsets
+		if v, _ := info.Ctx.Value(preferLeaderKey{}).(bool); v && p.leader != nil {
+			sc = p.leader
+			break
+		}
+		sc = p.roundRobin(p.followers)
+		if sc == nil {
+			sc = p.leader
+		}
+	}
+	if sc == nil {
+		return balancer.PickResult{}, balancer.ErrNoSubConnAvailable
+	}
+	return balancer.PickResult{SubConn: sc}, nil
+}
+
+func (p *picker) roundRobin(scs []balancer.SubConn) balancer.SubConn {
+	if len(scs) == 0 {
+		return nil
+	}
+	return scs[int(p.next.Add(1)-1)%len(scs)]
+}
