@@ -14,9 +14,9 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
 
-# The main job. Until `serve --dev` exists this builds the binary and shows its help.
+# The main job: a local 3-node TLS cluster in one process (Ctrl-C stops it).
 run: build
-	./$(BIN) --help
+	./$(BIN) serve --dev
 
 # Every test, with the race detector (it needs cgo, hence gcc).
 test:

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"errors"
+	"io"
 	"context"
 	"fmt"
 	"net"
@@ -309,4 +312,108 @@ func TestServeRefusesMissingSecurityFiles(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A newcomer's walk-through: `serve --dev` in the background, then produce,
+// consume, tail and servers with no flags at all.
+func TestBinaryDevWalkthrough(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildBinary(t)
+	home := t.TempDir()
+	env := append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Join(home, "config"), "XDG_DATA_HOME="+filepath.Join(home, "data"))
+	// A free block of ports for 3 nodes: base, base+1, ..., base+21.
+	base := 20000 + freePort(t)%20000
+	dev := exec.Command(bin, "serve", "--dev", "--dev-port", strconv.Itoa(base), "--log-level", "warn")
+	dev.Env = env
+	var devOut bytes.Buffer
+	dev.Stdout, dev.Stderr = &devOut, &devOut
+	if err := dev.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		dev.Process.Signal(syscall.SIGINT)
+		dev.Wait()
+		if t.Failed() {
+			t.Logf("serve --dev output:\n%s", devOut.String())
+		}
+	})
+	run := func(stdin string, args ...string) (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Env = env
+		cmd.Stdin = strings.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	// servers exits 0 once the cluster has a leader.
+	waitFor(t, 60*time.Second, "the dev cluster to have a leader", func() bool {
+		_, err := run("", "servers")
+		return err == nil
+	})
+	out, err := run("", "produce", "hello", "world")
+	if err != nil || out != "0\n1\n" {
+		t.Fatalf("produce hello world = %q, %v; want offsets 0 and 1", out, err)
+	}
+	out, err = run("three\nfour\n", "produce", "--quiet")
+	if err != nil || !strings.Contains(out, "produced 2 records at offsets 2..3") {
+		t.Fatalf("produce from stdin = %q, %v", out, err)
+	}
+	out, err = run("", "consume")
+	if err != nil || out != "0\thello\n1\tworld\n2\tthree\n3\tfour\n" {
+		t.Fatalf("consume = %q, %v", out, err)
+	}
+	out, err = run("", "consume", "--from", "-1", "--output", "json")
+	if err != nil || out != `{"offset":3,"value":"four"}`+"\n" {
+		t.Fatalf("consume --from -1 --output json = %q, %v", out, err)
+	}
+	out, err = run("", "servers")
+	if err != nil || strings.Count(out, "dev-") != 3 || !strings.Contains(out, "leader") {
+		t.Fatalf("servers = %q, %v", out, err)
+	}
+	out, err = run("", "consume", "--from", "100")
+	if code := exitCode(err); code != 5 || !strings.Contains(out, "past the end of the log") {
+		t.Fatalf("consume past the end: exit %d, %q; want exit 5 and a message saying so", code, out)
+	}
+
+	// tail prints the last records, then follows new ones.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tail := exec.CommandContext(ctx, bin, "tail", "-n", "2")
+	tail.Env = env
+	pr, pw := io.Pipe()
+	tail.Stdout = pw
+	if err := tail.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(pr)
+	want := []string{"2\tthree", "3\tfour", "4\tfive"}
+	for i, w := range want {
+		if i == 2 {
+			if _, err := run("", "produce", "five"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !lines.Scan() || lines.Text() != w {
+			t.Fatalf("tail line %d = %q, want %q", i, lines.Text(), w)
+		}
+	}
+	tail.Process.Signal(syscall.SIGINT)
+	if err := tail.Wait(); err != nil {
+		t.Fatalf("tail after SIGINT: %v", err)
+	}
+	pw.Close()
+}
+
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
 }

@@ -36,11 +36,14 @@ func (e UsageError) Unwrap() error { return e.Err }
 // ExitCode maps an error returned by Run onto the process exit code.
 func ExitCode(err error) int {
 	var ue UsageError
+	var ce CodedError
 	switch {
 	case err == nil:
 		return ExitOK
 	case errors.As(err, &ue):
 		return ExitUsage
+	case errors.As(err, &ce):
+		return ce.Code
 	default:
 		return ExitError
 	}
@@ -67,7 +70,7 @@ func (m *Main) app() *cli.App {
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return UsageError{Err: err}
 		},
-		Commands: []*cli.Command{serveCommand(), gencertCommand(), genaclCommand()},
+		Commands: []*cli.Command{serveCommand(), produceCommand(), consumeCommand(), tailCommand(), serversCommand(), gencertCommand(), genaclCommand()},
 	}
 }
 

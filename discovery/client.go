@@ -150,10 +150,19 @@ func (c *Client) Consume(ctx context.Context, off uint64) (*logv1.Record, error)
 	return res.Record, nil
 }
 
-// Offsets returns the range [lowest, next) a server (a follower when one is
-// ready) can serve.
+// leaderWait bounds how long Offsets waits for the leader's connection.
+const leaderWait = 5 * time.Second
+
+// Offsets returns the log's range [lowest, next) as the leader knows it: what
+// has been acknowledged to writers. When no leader answers within
+// leaderWait it returns a follower's range, which may lag.
 func (c *Client) Offsets(ctx context.Context) (lowest, next uint64, err error) {
-	res, err := c.log.GetOffsets(ctx, &logv1.GetOffsetsRequest{}, waitReady)
+	lctx, cancel := context.WithTimeout(requireLeader(ctx), leaderWait)
+	res, err := c.log.GetOffsets(lctx, &logv1.GetOffsetsRequest{}, waitReady)
+	cancel()
+	if err != nil && ctx.Err() == nil && status.Code(err) == codes.DeadlineExceeded {
+		res, err = c.log.GetOffsets(ctx, &logv1.GetOffsetsRequest{}, waitReady)
+	}
 	if err != nil {
 		return 0, 0, err
 	}
@@ -178,17 +187,17 @@ func (c *Client) Servers(ctx context.Context) ([]*logv1.Server, error) {
 // ends, fn's error if fn fails, or the gRPC status error (e.g. OutOfRange)
 // otherwise.
 //
-// Without follow, the end is the leader's next offset when Read starts (a
-// follower's if no leader is ready); the stream follows up to it, so a
-// lagging follower does not end the read early.
+// Without follow, the end is the next offset Offsets reports when Read starts
+// (the leader's); the stream follows up to it, so a lagging follower does not
+// end the read early.
 func (c *Client) Read(ctx context.Context, from, to uint64, follow bool, fn func(*logv1.Record) error) error {
 	end := to
 	if !follow {
-		res, err := c.log.GetOffsets(preferLeader(ctx), &logv1.GetOffsetsRequest{}, waitReady)
+		_, next, err := c.Offsets(ctx)
 		if err != nil {
 			return ctxErr(ctx, err)
 		}
-		switch next := res.NextOffset; {
+		switch {
 		case from > next:
 			// Past the end: the server says so (OUT_OF_RANGE).
 			return c.readOnce(ctx, from, to, false, fn)

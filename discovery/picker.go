@@ -29,6 +29,14 @@ func preferLeader(ctx context.Context) context.Context {
 	return context.WithValue(ctx, preferLeaderKey{}, true)
 }
 
+// requireLeaderKey is a context key: a read carrying it waits for the leader's
+// connection to be ready instead of going to a follower.
+type requireLeaderKey struct{}
+
+func requireLeader(ctx context.Context) context.Context {
+	return context.WithValue(ctx, requireLeaderKey{}, true)
+}
+
 // pickerBuilder builds a picker over the ready connections each time they or
 // the resolver's addresses change.
 type pickerBuilder struct{}
@@ -74,6 +82,10 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	case "GetServers":
 		sc = p.roundRobin(p.all)
 	default: // Consume, ConsumeStream, ConsumeBatchStream, GetOffsets
+		if v, _ := info.Ctx.Value(requireLeaderKey{}).(bool); v {
+			sc = p.leader
+			break
+		}
 		if v, _ := info.Ctx.Value(preferLeaderKey{}).(bool); v && p.leader != nil {
 			sc = p.leader
 			break

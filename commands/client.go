@@ -1,0 +1,118 @@
+package commands
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/proglogctl/proglogctl/certs"
+	"github.com/proglogctl/proglogctl/discovery"
+)
+
+// Exit codes of the client commands, beyond ExitError and ExitUsage.
+const (
+	ExitUnavailable = 3 // no server reachable, or no leader
+	ExitDenied      = 4 // not authenticated, or not allowed
+	ExitOutOfRange  = 5 // an offset outside the log
+)
+
+// clusterFile, in the config directory, holds the address `serve --dev` runs
+// its cluster on; client commands dial it when --addr is not given.
+const clusterFile = "cluster"
+
+// defaultAddr is the cluster address client commands use without --addr.
+func defaultAddr() string {
+	if dir, err := ConfigDir(); err == nil {
+		if b, err := os.ReadFile(filepath.Join(dir, clusterFile)); err == nil {
+			if a := strings.TrimSpace(string(b)); a != "" {
+				return a
+			}
+		}
+	}
+	return discovery.Scheme + "://127.0.0.1:8400"
+}
+
+// clientFlags are the flags every client command takes.
+func clientFlags() []cli.Flag {
+	cfgDir, _ := ConfigDir()
+	inConfig := func(name string) string {
+		if cfgDir == "" {
+			return ""
+		}
+		return filepath.Join(cfgDir, name)
+	}
+	return []cli.Flag{
+		&cli.StringFlag{Name: "addr", Usage: "cluster to talk to: proglog://host:port[,host:port...]", Value: defaultAddr(), EnvVars: []string{"PROGLOG_ADDR"}},
+		&cli.StringFlag{Name: "ca-file", Usage: "CA certificate servers are verified against", Value: inConfig(certs.CACertFileName), EnvVars: []string{"PROGLOG_CA_FILE"}, TakesFile: true},
+		&cli.StringFlag{Name: "cert-file", Usage: "client certificate (its subject is who you are to the ACL)", Value: inConfig(certs.ClientCertFileName(certs.RootSubject)), EnvVars: []string{"PROGLOG_CERT_FILE"}, TakesFile: true},
+		&cli.StringFlag{Name: "key-file", Usage: "client key", Value: inConfig(certs.ClientKeyFileName(certs.RootSubject)), EnvVars: []string{"PROGLOG_KEY_FILE"}, TakesFile: true},
+	}
+}
+
+// dial connects to the cluster the client flags name.
+func dial(c *cli.Context) (*discovery.Client, error) {
+	tlsConf, err := certs.ClientTLSConfig(certs.TLSFiles{
+		CertFile: c.String("cert-file"), KeyFile: c.String("key-file"), CAFile: c.String("ca-file"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("client credentials: %w", err)
+	}
+	cl, err := discovery.Dial(c.String("addr"), tlsConf)
+	if err != nil {
+		return nil, fmt.Errorf("cannot dial %s: %w", c.String("addr"), err)
+	}
+	return cl, nil
+}
+
+// CodedError carries the exit code an error maps to.
+type CodedError struct {
+	Code int
+	Err  error
+}
+
+func (e CodedError) Error() string { return e.Err.Error() }
+func (e CodedError) Unwrap() error { return e.Err }
+
+// callError turns an error of a call to the cluster into what a person should
+// read, with an exit code scripts can rely on.
+func callError(c *cli.Context, err error) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	msg := st.Message()
+	// Drop the package prefixes servers put on their messages.
+	for _, p := range []string{"node: ", "authz: ", "logstore: ", "raftfsm: "} {
+		msg = strings.ReplaceAll(msg, p, "")
+	}
+	switch st.Code() {
+	case codes.PermissionDenied:
+		return CodedError{ExitDenied, fmt.Errorf("permission denied: %s", strings.ReplaceAll(msg, `"`, "'"))}
+	case codes.Unauthenticated:
+		return CodedError{ExitDenied, fmt.Errorf("not authenticated: %s", msg)}
+	case codes.OutOfRange:
+		return CodedError{ExitOutOfRange, errors.New(msg)}
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return CodedError{ExitUnavailable, fmt.Errorf("no server reachable at %s: %s", c.String("addr"), msg)}
+	case codes.InvalidArgument:
+		return CodedError{ExitError, fmt.Errorf("refused: %s", msg)}
+	}
+	return CodedError{ExitError, fmt.Errorf("%s: %s", st.Code(), msg)}
+}
+
+// isTerminal reports whether w is a terminal, where output is styled.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,100 @@
+package commands
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/proglogctl/proglogctl/authz"
+	"github.com/proglogctl/proglogctl/certs"
+	"github.com/proglogctl/proglogctl/discovery"
+	"github.com/proglogctl/proglogctl/node"
+)
+
+// runDev runs `serve --dev`: a local cluster of --nodes nodes in this process
+// on loopback ports from --dev-port on (node i: RPC port+10i, Serf port+10i+1),
+// with certificates and the ACL generated in the config directory on first use
+// and data under --data-dir/dev. It writes the cluster's address to the config
+// directory so client commands need no flags.
+func runDev(c *cli.Context) error {
+	nodes, base := c.Int("nodes"), c.Int("dev-port")
+	if nodes < 1 || nodes > 9 {
+		return UsageError{Err: fmt.Errorf("serve --dev: --nodes %d: want 1 to 9", nodes)}
+	}
+	cfgDir, err := ConfigDir()
+	if err != nil {
+		return err
+	}
+	if err := devSecurity(c, cfgDir); err != nil {
+		return err
+	}
+	dataDir := filepath.Join(c.String("data-dir"), "dev")
+	var addrs []string
+	var running []*node.Node
+	defer func() {
+		for i := len(running) - 1; i >= 0; i-- {
+			running[i].Close()
+		}
+	}()
+	for i := range nodes {
+		cfg, err := serveConfig(c)
+		if err != nil {
+			return err
+		}
+		cfg.NodeID = fmt.Sprintf("dev-%d", i)
+		cfg.DataDir = filepath.Join(dataDir, cfg.NodeID)
+		cfg.RPCAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(base+10*i))
+		cfg.AdvertiseAddr = ""
+		cfg.Bootstrap = i == 0
+		cfg.Gossip.BindAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(base+10*i+1))
+		cfg.Gossip.StartJoinAddrs = nil
+		if i > 0 {
+			cfg.Gossip.StartJoinAddrs = []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(base+1))}
+		}
+		n, err := node.New(cfg)
+		if err != nil {
+			return fmt.Errorf("serve --dev: node %d: %w", i, err)
+		}
+		running = append(running, n)
+		addrs = append(addrs, n.Addr())
+	}
+	target := discovery.Scheme + "://" + strings.Join(addrs, ",")
+	if err := certs.WriteFile(filepath.Join(cfgDir, clusterFile), []byte(target+"\n"), 0o644, true); err != nil {
+		return err
+	}
+	w := c.App.Writer
+	fmt.Fprintf(w, "proglog dev cluster: %d nodes at %s\n", nodes, target)
+	fmt.Fprintf(w, "data in %s, certificates and ACL in %s\n\n", dataDir, cfgDir)
+	fmt.Fprintf(w, "try, in another terminal:\n")
+	fmt.Fprintf(w, "  proglogctl produce hello world\n  proglogctl consume\n  proglogctl tail\n  proglogctl servers\n\n")
+	fmt.Fprintf(w, "Ctrl-C stops the cluster; starting it again keeps the data.\n")
+	<-c.Context.Done()
+	fmt.Fprintln(w, "stopping the dev cluster")
+	return nil
+}
+
+// devSecurity makes the CA, certificates and ACL in dir unless they exist.
+func devSecurity(c *cli.Context, dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, certs.CACertFileName)); errors.Is(err, fs.ErrNotExist) {
+		cc := certs.DefaultConfig()
+		cc.Dir = dir
+		if _, err := certs.Generate(cc); err != nil {
+			return fmt.Errorf("serve --dev: certificates: %w", err)
+		}
+		fmt.Fprintf(c.App.Writer, "generated a CA and certificates in %s\n", dir)
+	}
+	if _, err := os.Stat(filepath.Join(dir, authz.PolicyFileName)); errors.Is(err, fs.ErrNotExist) {
+		if _, err := authz.WriteFiles(dir, authz.DefaultGrants(), false); err != nil {
+			return fmt.Errorf("serve --dev: ACL: %w", err)
+		}
+		fmt.Fprintf(c.App.Writer, "generated an ACL in %s (root may produce and consume)\n", dir)
+	}
+	return nil
+}
