@@ -3,10 +3,10 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"errors"
-	"io"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
