@@ -113,6 +113,7 @@ func (r *clusterResolver) run() {
 	defer r.closeConn()
 	t := time.NewTimer(0)
 	defer t.Stop()
+	var retry time.Duration
 	for {
 		select {
 		case <-r.ctx.Done():
@@ -120,15 +121,23 @@ func (r *clusterResolver) run() {
 		case <-r.now:
 		case <-t.C:
 		}
-		r.resolve()
-		t.Reset(r.interval)
+		// Until an answer names a leader, writes wait: ask again soon,
+		// backing off up to the interval.
+		wait := r.interval
+		if r.resolve() {
+			retry = 0
+		} else {
+			retry = min(max(2*retry, 50*time.Millisecond), r.interval)
+			wait = retry
+		}
+		t.Reset(wait)
 	}
 }
 
 // resolve asks the servers it knows, then the seeds, until one answers with
 // a leader, and hands the answer to gRPC. An answer without a leader is used
-// only if no server knows one.
-func (r *clusterResolver) resolve() {
+// only if no server knows one. It reports whether the answer named a leader.
+func (r *clusterResolver) resolve() bool {
 	var (
 		best    []*logv1.Server
 		lastErr error
@@ -158,14 +167,14 @@ func (r *clusterResolver) resolve() {
 		}
 	}
 	if r.ctx.Err() != nil {
-		return
+		return false
 	}
 	if best == nil {
 		if lastErr == nil {
 			lastErr = errors.New("discovery: no server to ask")
 		}
 		r.cc.ReportError(lastErr)
-		return
+		return false
 	}
 	var addrs []resolver.Address
 	r.known = r.known[:0]
@@ -185,8 +194,9 @@ func (r *clusterResolver) resolve() {
 	if err := r.cc.UpdateState(resolver.State{Addresses: addrs}); err != nil {
 		// The balancer refused the state (no addresses); gRPC calls
 		// ResolveNow again.
-		return
+		return false
 	}
+	return hasLeader(best)
 }
 
 // ask calls GetServers on addr, reusing the connection if addr is the
