@@ -1,12 +1,14 @@
 package commands
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"google.golang.org/grpc/codes"
@@ -53,7 +55,13 @@ func clientFlags() []cli.Flag {
 		&cli.StringFlag{Name: "ca-file", Usage: "CA certificate servers are verified against", Value: inConfig(certs.CACertFileName), EnvVars: []string{"PROGLOG_CA_FILE"}, TakesFile: true},
 		&cli.StringFlag{Name: "cert-file", Usage: "client certificate (its subject is who you are to the ACL)", Value: inConfig(certs.ClientCertFileName(certs.RootSubject)), EnvVars: []string{"PROGLOG_CERT_FILE"}, TakesFile: true},
 		&cli.StringFlag{Name: "key-file", Usage: "client key", Value: inConfig(certs.ClientKeyFileName(certs.RootSubject)), EnvVars: []string{"PROGLOG_KEY_FILE"}, TakesFile: true},
+		&cli.DurationFlag{Name: "timeout", Usage: "how long one request may wait for a server (or the leader) to answer", Value: 10 * time.Second, EnvVars: []string{"PROGLOG_TIMEOUT"}},
 	}
+}
+
+// callCtx bounds one request by --timeout.
+func callCtx(c *cli.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(c.Context, c.Duration("timeout"))
 }
 
 // dial connects to the cluster the client flags name.

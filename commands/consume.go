@@ -58,7 +58,9 @@ func runRead(c *cli.Context, follow bool) error {
 		return err
 	}
 	defer cl.Close()
-	lowest, next, err := cl.Offsets(c.Context)
+	ctx, cancel := callCtx(c)
+	lowest, next, err := cl.Offsets(ctx)
+	cancel()
 	if err != nil {
 		return callError(c, err)
 	}
@@ -67,6 +69,9 @@ func runRead(c *cli.Context, follow bool) error {
 		from = max(lowest, next-min(next, c.Uint64("lines")))
 	} else {
 		from, to = resolveFrom(c.Int64("from"), lowest, next), c.Uint64("to")
+		if !c.IsSet("from") {
+			from = lowest // everything still retained
+		}
 		switch {
 		case from > next:
 			return CodedError{ExitOutOfRange, fmt.Errorf("offset %d is past the end of the log (next offset %d)", from, next)}
@@ -76,15 +81,14 @@ func runRead(c *cli.Context, follow bool) error {
 		if to == 0 {
 			to = next
 		}
-		if n := c.Uint64("count"); n > 0 && from+n < to {
-			to = from + n
-		}
 		if from >= to {
 			return nil
 		}
+		if n := c.Uint64("count"); n > 0 && n < to-from {
+			to = from + n
+		}
 	}
 	out := bufio.NewWriter(c.App.Writer)
-	defer out.Flush()
 	err = cl.Read(c.Context, from, to, follow, func(r *logv1.Record) error {
 		if err := write(out, r); err != nil {
 			return err
@@ -95,12 +99,13 @@ func runRead(c *cli.Context, follow bool) error {
 		return nil
 	})
 	if follow && errors.Is(err, context.Canceled) {
-		return nil // interrupted: the normal end of tail
+		err = nil // interrupted: the normal end of tail
 	}
 	if err != nil {
+		out.Flush()
 		return callError(c, err)
 	}
-	return nil
+	return out.Flush()
 }
 
 // resolveFrom turns --from into an offset: negative counts back from next,

@@ -8,6 +8,8 @@ import (
 	"os"
 
 	"github.com/urfave/cli/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 func produceCommand() *cli.Command {
@@ -16,7 +18,7 @@ func produceCommand() *cli.Command {
 		Usage:     "append records: the arguments, or one record per line of --file or stdin",
 		ArgsUsage: "[VALUE...]",
 		Flags: append(clientFlags(),
-			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "read one record per line from `FILE` (- is stdin)", EnvVars: []string{"PROGLOG_PRODUCE_FILE"}, TakesFile: true},
+			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "read one record per line from `FILE` (- is stdin)", TakesFile: true},
 			&cli.IntFlag{Name: "batch", Usage: "records sent per request", Value: 500, EnvVars: []string{"PROGLOG_PRODUCE_BATCH"}},
 			&cli.IntFlag{Name: "max-record-bytes", Usage: "refuse lines longer than this before sending anything of them", Value: 1 << 20, EnvVars: []string{"PROGLOG_MAX_RECORD_BYTES"}},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only a summary", EnvVars: []string{"PROGLOG_QUIET"}},
@@ -43,37 +45,51 @@ func runProduce(c *cli.Context) error {
 	defer cl.Close()
 
 	out := bufio.NewWriter(c.App.Writer)
-	defer out.Flush()
 	enc := json.NewEncoder(out)
 	var batch [][]byte
 	var lines []int
-	produced, first := 0, uint64(0)
+	batchBytes := 0
+	produced, first, end := 0, uint64(0), uint64(0)
+	contiguous := true // every batch landed right after the one before
 	send := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
-		off, err := cl.ProduceBatch(c.Context, batch)
+		ctx, cancel := callCtx(c)
+		off, err := cl.ProduceBatch(ctx, batch)
+		cancel()
 		if err != nil {
 			out.Flush()
+			switch status.Code(err) {
+			case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled, codes.Unknown:
+				return fmt.Errorf("records from line %d on may or may not have been produced (%d before them were): %w", lines[0], produced, callError(c, err))
+			}
 			return fmt.Errorf("records from line %d on were not produced (%d before them were): %w", lines[0], produced, callError(c, err))
 		}
 		if produced == 0 {
 			first = off
+		} else if off != end {
+			contiguous = false
 		}
+		end = off + uint64(len(batch))
 		for i := range batch {
+			var err error
 			switch {
 			case c.Bool("quiet"):
 			case c.Bool("json"):
-				enc.Encode(struct {
+				err = enc.Encode(struct {
 					Offset uint64 `json:"offset"`
 					Line   int    `json:"line"`
 				}{off + uint64(i), lines[i]})
 			default:
-				fmt.Fprintln(out, off+uint64(i))
+				_, err = fmt.Fprintln(out, off+uint64(i))
+			}
+			if err != nil {
+				return err
 			}
 		}
 		produced += len(batch)
-		batch, lines = batch[:0], lines[:0]
+		batch, lines, batchBytes = batch[:0], lines[:0], 0
 		return nil
 	}
 	for {
@@ -88,7 +104,14 @@ func runProduce(c *cli.Context) error {
 			out.Flush()
 			return fmt.Errorf("%w; %d records before it were produced", err, produced)
 		}
-		batch, lines = append(batch, rec), append(lines, line)
+		// A batch is one atomic request, and a request must fit in one Raft
+		// entry: keep it well under that.
+		if batchBytes+len(rec) > maxBatchBytes {
+			if err := send(); err != nil {
+				return err
+			}
+		}
+		batch, lines, batchBytes = append(batch, rec), append(lines, line), batchBytes+len(rec)
 		if len(batch) == batchSize {
 			if err := send(); err != nil {
 				return err
@@ -99,14 +122,21 @@ func runProduce(c *cli.Context) error {
 		return err
 	}
 	if c.Bool("quiet") {
-		if produced == 0 {
+		switch {
+		case produced == 0:
 			fmt.Fprintln(out, "produced 0 records")
-		} else {
-			fmt.Fprintf(out, "produced %d records at offsets %d..%d\n", produced, first, first+uint64(produced)-1)
+		case contiguous:
+			fmt.Fprintf(out, "produced %d records at offsets %d..%d\n", produced, first, end-1)
+		default:
+			fmt.Fprintf(out, "produced %d records between offsets %d and %d (other producers' records in between)\n", produced, first, end-1)
 		}
 	}
-	return nil
+	return out.Flush()
 }
+
+// maxBatchBytes bounds the records of one produce request; a single larger
+// record still goes alone.
+const maxBatchBytes = 1 << 20
 
 // produceInput returns a function yielding the records to produce with their
 // line numbers (argument numbers for arguments), then io.EOF. A record over

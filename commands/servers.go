@@ -33,7 +33,9 @@ func runServers(c *cli.Context) error {
 		return err
 	}
 	defer cl.Close()
-	servers, err := cl.Servers(c.Context)
+	ctx, cancel := callCtx(c)
+	servers, err := cl.Servers(ctx)
+	cancel()
 	if err != nil {
 		return callError(c, err)
 	}

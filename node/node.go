@@ -146,6 +146,11 @@ func (n *Node) watchLeader() {
 	defer n.wg.Done()
 	prev := ""
 	for {
+		select {
+		case <-n.stopping:
+			return // the replica may be closing
+		default:
+		}
 		id, _, changed := n.log.Leader()
 		ready := id != "" && n.log.CaughtUp()
 		st := healthpb.HealthCheckResponse_NOT_SERVING
