@@ -221,6 +221,19 @@ func (tc *testCluster) leader(among ...int) *Log {
 	}
 }
 
+// leaderIndex waits for a leader among the running nodes and returns its index.
+func (tc *testCluster) leaderIndex() int {
+	tc.t.Helper()
+	l := tc.leader()
+	for i, n := range tc.nodes {
+		if n == l {
+			return i
+		}
+	}
+	tc.t.Fatal("the leader is not a member of the cluster")
+	return -1
+}
+
 // waitApplied waits until node i has applied offsets below next.
 func (tc *testCluster) waitApplied(i int, next uint64) {
 	tc.t.Helper()
@@ -475,13 +488,7 @@ func TestLargeBatchIsSplitButContiguous(t *testing.T) {
 func TestLeaderFailover(t *testing.T) {
 	tc := newTestCluster(t, 3)
 	tc.appendValues(0, 100)
-	old := tc.leader()
-	var oldIdx int
-	for i, n := range tc.nodes {
-		if n == old {
-			oldIdx = i
-		}
-	}
+	oldIdx := tc.leaderIndex()
 	tc.stop(oldIdx)
 	tc.appendValues(100, 100)
 	tc.start(oldIdx, false)
@@ -493,13 +500,8 @@ func TestLeaderFailover(t *testing.T) {
 func TestMinorityCannotCommit(t *testing.T) {
 	tc := newTestCluster(t, 3)
 	tc.appendValues(0, 10)
-	leader := tc.leader()
-	var li int
-	for i, n := range tc.nodes {
-		if n == leader {
-			li = i
-		}
-	}
+	li := tc.leaderIndex()
+	leader := tc.nodes[li]
 	tc.partition(li)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
