@@ -19,7 +19,8 @@ import (
 )
 
 // runDev runs `serve --dev`: a local cluster of --nodes nodes in this process
-// on loopback ports from --dev-port on (node i: RPC port+10i, Serf port+10i+1),
+// on loopback ports from --dev-port on (node i: RPC port+10i, Serf port+10i+1;
+// --dev-port 0: free ports the system picks),
 // with certificates and the ACL generated in the config directory on first use
 // and data under --data-dir/dev. It writes the cluster's address to the config
 // directory so client commands need no flags.
@@ -27,6 +28,9 @@ func runDev(c *cli.Context) error {
 	nodes, base := c.Int("nodes"), c.Int("dev-port")
 	if nodes < 1 || nodes > 9 {
 		return UsageError{Err: fmt.Errorf("serve --dev: --nodes %d: want 1 to 9", nodes)}
+	}
+	if base < 0 || base+10*(nodes-1)+1 > 65535 {
+		return UsageError{Err: fmt.Errorf("serve --dev: --dev-port %d: want 0 (free ports) or a port that leaves room for %d nodes", base, nodes)}
 	}
 	cfgDir, err := ConfigDir()
 	if err != nil {
@@ -50,13 +54,12 @@ func runDev(c *cli.Context) error {
 		}
 		cfg.NodeID = fmt.Sprintf("dev-%d", i)
 		cfg.DataDir = filepath.Join(dataDir, cfg.NodeID)
-		cfg.RPCAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(base+10*i))
+		cfg.RPCAddr, cfg.Gossip.BindAddr = devAddr(base, 10*i), devAddr(base, 10*i+1)
 		cfg.AdvertiseAddr = ""
 		cfg.Bootstrap = i == 0
-		cfg.Gossip.BindAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(base+10*i+1))
 		cfg.Gossip.StartJoinAddrs = nil
 		if i > 0 {
-			cfg.Gossip.StartJoinAddrs = []string{net.JoinHostPort("127.0.0.1", strconv.Itoa(base+1))}
+			cfg.Gossip.StartJoinAddrs = []string{running[0].GossipAddr()}
 		}
 		n, err := node.New(cfg)
 		if err != nil {
@@ -78,6 +81,15 @@ func runDev(c *cli.Context) error {
 	<-c.Context.Done()
 	fmt.Fprintln(w, "stopping the dev cluster")
 	return nil
+}
+
+// devAddr is the loopback address of port base+delta; base 0 lets the
+// system pick a free port.
+func devAddr(base, delta int) string {
+	if base == 0 {
+		return "127.0.0.1:0"
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(base+delta))
 }
 
 // devSecurity makes the CA, certificates and ACL in dir unless they exist.

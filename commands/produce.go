@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
+	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -23,6 +25,7 @@ func produceCommand() *cli.Command {
 			&cli.IntFlag{Name: "max-record-bytes", Usage: "refuse lines longer than this before sending anything of them", Value: 1 << 20, EnvVars: []string{"PROGLOG_MAX_RECORD_BYTES"}},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only a summary", EnvVars: []string{"PROGLOG_QUIET"}},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object per record", EnvVars: []string{"PROGLOG_JSON"}},
+			&cli.StringFlag{Name: "progress", Usage: "a progress bar on stderr: `auto` (when stderr is a terminal that offsets are not printed to, for input that takes over a second), always or never", Value: "auto", EnvVars: []string{"PROGLOG_PROGRESS"}},
 		),
 		Action: runProduce,
 	}
@@ -33,11 +36,15 @@ func runProduce(c *cli.Context) error {
 	if batchSize < 1 || maxBytes < 1 {
 		return UsageError{Err: fmt.Errorf("produce: --batch and --max-record-bytes must be positive")}
 	}
-	next, closeInput, err := produceInput(c, maxBytes)
+	in, err := produceInput(c, maxBytes)
 	if err != nil {
 		return err
 	}
-	defer closeInput()
+	defer in.close()
+	bar, err := newProgress(c, in.size)
+	if err != nil {
+		return err
+	}
 	cl, err := dial(c)
 	if err != nil {
 		return err
@@ -59,6 +66,7 @@ func runProduce(c *cli.Context) error {
 		off, err := cl.ProduceBatch(ctx, batch)
 		cancel()
 		if err != nil {
+			bar.stop()
 			out.Flush()
 			switch status.Code(err) {
 			case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled, codes.Unknown:
@@ -89,11 +97,12 @@ func runProduce(c *cli.Context) error {
 			}
 		}
 		produced += len(batch)
+		bar.add(int64(batchBytes+len(batch)), produced) // each line with its newline
 		batch, lines, batchBytes = batch[:0], lines[:0], 0
 		return nil
 	}
 	for {
-		rec, line, err := next()
+		rec, line, err := in.next()
 		if err == io.EOF {
 			break
 		}
@@ -101,6 +110,7 @@ func runProduce(c *cli.Context) error {
 			if serr := send(); serr != nil {
 				return serr
 			}
+			bar.stop()
 			out.Flush()
 			return fmt.Errorf("%w; %d records before it were produced", err, produced)
 		}
@@ -121,6 +131,7 @@ func runProduce(c *cli.Context) error {
 	if err := send(); err != nil {
 		return err
 	}
+	bar.finish()
 	if c.Bool("quiet") {
 		switch {
 		case produced == 0:
@@ -138,10 +149,20 @@ func runProduce(c *cli.Context) error {
 // record still goes alone.
 const maxBatchBytes = 1 << 20
 
-// produceInput returns a function yielding the records to produce with their
-// line numbers (argument numbers for arguments), then io.EOF. A record over
-// maxBytes is an error naming its line.
-func produceInput(c *cli.Context, maxBytes int) (next func() ([]byte, int, error), closeInput func(), err error) {
+// produceSource is the input of produce.
+type produceSource struct {
+	// next yields the records with their line numbers (argument numbers
+	// for arguments), then io.EOF. A record over the size limit is an
+	// error naming its line.
+	next  func() (rec []byte, line int, err error)
+	close func()
+	// size is the input's length in bytes, -1 when unknown (a pipe), 0 for
+	// arguments.
+	size int64
+}
+
+// produceInput opens the records to produce: the arguments, --file, or stdin.
+func produceInput(c *cli.Context, maxBytes int) (produceSource, error) {
 	check := func(rec []byte, line int) ([]byte, int, error) {
 		if len(rec) > maxBytes {
 			return nil, line, fmt.Errorf("line %d: record of %d bytes is over the limit of %d bytes", line, len(rec), maxBytes)
@@ -150,30 +171,35 @@ func produceInput(c *cli.Context, maxBytes int) (next func() ([]byte, int, error
 	}
 	if c.NArg() > 0 {
 		if c.IsSet("file") {
-			return nil, nil, UsageError{Err: fmt.Errorf("produce: give values as arguments or --file, not both")}
+			return produceSource{}, UsageError{Err: fmt.Errorf("produce: give values as arguments or --file, not both")}
 		}
 		args, i := c.Args().Slice(), 0
-		return func() ([]byte, int, error) {
+		return produceSource{next: func() ([]byte, int, error) {
 			if i == len(args) {
 				return nil, 0, io.EOF
 			}
 			i++
 			return check([]byte(args[i-1]), i)
-		}, func() {}, nil
+		}, close: func() {}}, nil
 	}
-	var r io.Reader = c.App.Reader
-	closeInput = func() {}
+	src := produceSource{close: func() {}, size: -1}
+	r := c.App.Reader
 	if f := c.String("file"); f != "" && f != "-" {
 		file, err := os.Open(f)
 		if err != nil {
-			return nil, nil, fmt.Errorf("produce: %w", err)
+			return produceSource{}, fmt.Errorf("produce: %w", err)
 		}
-		r, closeInput = file, func() { file.Close() }
+		r, src.close = file, func() { file.Close() }
+	}
+	if f, ok := r.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			src.size = fi.Size()
+		}
 	}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), maxBytes+1)
 	line := 0
-	return func() ([]byte, int, error) {
+	src.next = func() ([]byte, int, error) {
 		if !sc.Scan() {
 			if err := sc.Err(); err == bufio.ErrTooLong {
 				return nil, line + 1, fmt.Errorf("line %d: record is over the limit of %d bytes", line+1, maxBytes)
@@ -184,5 +210,82 @@ func produceInput(c *cli.Context, maxBytes int) (next func() ([]byte, int, error
 		}
 		line++
 		return check(append([]byte(nil), sc.Bytes()...), line)
-	}, closeInput, nil
+	}
+	return src, nil
+}
+
+// progressDelay is how long produce runs before --progress auto shows a bar:
+// small inputs finish without one.
+const progressDelay = time.Second
+
+// progress is a bar of the input produced so far, on stderr. A nil *progress
+// draws nothing. Only the goroutine producing uses it.
+type progress struct{ bar *progressbar.ProgressBar }
+
+// newProgress returns the bar --progress asks for over an input of size
+// bytes (-1: unknown, 0: arguments, which never get one), or nil.
+func newProgress(c *cli.Context, size int64) (*progress, error) {
+	w := c.App.ErrWriter
+	switch mode := c.String("progress"); mode {
+	case "never":
+		return nil, nil
+	case "always":
+	case "auto":
+		// Offsets printed to the same terminal would tear the bar.
+		offsetsOnTerminal := !c.Bool("quiet") && isTerminal(c.App.Writer)
+		if !isTerminal(w) || offsetsOnTerminal {
+			return nil, nil
+		}
+		w = silentUntil{w: w, t: time.Now().Add(progressDelay)}
+	default:
+		return nil, UsageError{Err: fmt.Errorf("produce: --progress %q: want auto, always or never", mode)}
+	}
+	if size == 0 {
+		return nil, nil
+	}
+	return &progress{bar: progressbar.NewOptions64(size,
+		progressbar.OptionSetWriter(w),
+		progressbar.OptionShowBytes(true),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionSpinnerType(14),
+		progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }),
+	)}, nil
+}
+
+// add counts n more bytes of input produced, produced records in all.
+// Errors drawing on stderr are not produce's to report.
+func (p *progress) add(n int64, produced int) {
+	if p != nil {
+		p.bar.Describe(fmt.Sprintf("produced %d records", produced))
+		_ = p.bar.Add64(n)
+	}
+}
+
+// finish draws the bar complete.
+func (p *progress) finish() {
+	if p != nil {
+		_ = p.bar.Finish()
+	}
+}
+
+// stop leaves the bar as it is and ends its line, so that what follows (an
+// error) starts on a line of its own.
+func (p *progress) stop() {
+	if p != nil {
+		_ = p.bar.Exit()
+	}
+}
+
+// silentUntil discards what is written to it until t.
+type silentUntil struct {
+	w io.Writer
+	t time.Time
+}
+
+func (s silentUntil) Write(b []byte) (int, error) {
+	if time.Now().Before(s.t) {
+		return len(b), nil
+	}
+	return s.w.Write(b)
 }

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/lipgloss/table"
 	"github.com/urfave/cli/v2"
 
 	logv1 "github.com/proglogctl/proglogctl/api/v1"
+	"github.com/proglogctl/proglogctl/discovery"
 )
 
 func serversCommand() *cli.Command {
@@ -39,32 +41,47 @@ func runServers(c *cli.Context) error {
 	if err != nil {
 		return callError(c, err)
 	}
-	w := c.App.Writer
+	return writeServers(c.App.Writer, servers, c.Bool("json"), isTerminal(c.App.Writer))
+}
+
+// writeServers prints servers as JSON, as a table (for a terminal) or as
+// plain tab-separated columns, and fails when none of them leads.
+func writeServers(w io.Writer, servers []*logv1.Server, asJSON, terminal bool) error {
+	leaderNext, hasLeader := uint64(0), false
+	for _, s := range servers {
+		if s.IsLeader {
+			leaderNext, hasLeader = s.NextOffset, known(s)
+		}
+	}
+	rows := make([]serverRow, len(servers))
+	for i, s := range servers {
+		rows[i] = serverRow{ID: s.Id, RPCAddr: s.RpcAddr, IsLeader: s.IsLeader, IsVoter: s.IsVoter, State: s.State}
+		if known(s) {
+			next := s.NextOffset
+			rows[i].NextOffset = &next
+			if hasLeader {
+				lag := leaderNext - min(leaderNext, next)
+				rows[i].Lag = &lag
+			}
+		}
+	}
+	var err error
 	switch {
-	case c.Bool("json"):
-		type server struct {
-			ID         string `json:"id"`
-			RPCAddr    string `json:"rpc_addr"`
-			IsLeader   bool   `json:"is_leader"`
-			IsVoter    bool   `json:"is_voter"`
-			State      string `json:"state,omitempty"`
-			NextOffset uint64 `json:"next_offset,omitempty"`
-		}
-		out := []server{}
-		for _, s := range servers {
-			out = append(out, server{s.Id, s.RpcAddr, s.IsLeader, s.IsVoter, s.State, s.NextOffset})
-		}
+	case asJSON:
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(out); err != nil {
-			return err
-		}
-	case isTerminal(w):
-		renderServersTable(w, servers)
+		err = enc.Encode(rows)
+	case terminal:
+		_, err = fmt.Fprintln(w, serversTable(rows))
 	default:
-		for _, s := range servers {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Id, s.RpcAddr, role(s), suffrage(s), orDash(s.State), nextOffset(s))
+		for _, r := range rows {
+			if _, err = fmt.Fprintln(w, strings.Join(r.cells(), "\t")); err != nil {
+				break
+			}
 		}
+	}
+	if err != nil {
+		return err
 	}
 	for _, s := range servers {
 		if s.IsLeader {
@@ -74,52 +91,64 @@ func runServers(c *cli.Context) error {
 	return CodedError{ExitUnavailable, fmt.Errorf("the cluster has no leader")}
 }
 
-func renderServersTable(w io.Writer, servers []*logv1.Server) {
+// known reports whether s answered for itself with its next offset.
+func known(s *logv1.Server) bool {
+	return s.State != "" && s.State != discovery.StateUnreachable
+}
+
+// serverRow is one server as `servers` prints it. NextOffset and Lag (how
+// many records it trails the leader by) are nil when unknown.
+type serverRow struct {
+	ID         string  `json:"id"`
+	RPCAddr    string  `json:"rpc_addr"`
+	IsLeader   bool    `json:"is_leader"`
+	IsVoter    bool    `json:"is_voter"`
+	State      string  `json:"state,omitempty"`
+	NextOffset *uint64 `json:"next_offset,omitempty"`
+	Lag        *uint64 `json:"lag,omitempty"`
+}
+
+var serverColumns = []string{"ID", "RPC ADDRESS", "ROLE", "SUFFRAGE", "STATE", "NEXT OFFSET", "LAG"}
+
+func (r serverRow) cells() []string {
+	role, suffrage := "follower", "nonvoter"
+	if r.IsLeader {
+		role = "leader"
+	}
+	if r.IsVoter {
+		suffrage = "voter"
+	}
+	orDash := func(v *uint64) string {
+		if v == nil {
+			return "-"
+		}
+		return strconv.FormatUint(*v, 10)
+	}
+	state := r.State
+	if state == "" {
+		state = "-"
+	}
+	return []string{r.ID, r.RPCAddr, role, suffrage, state, orDash(r.NextOffset), orDash(r.Lag)}
+}
+
+func serversTable(rows []serverRow) string {
 	header := lipgloss.NewStyle().Bold(true).Padding(0, 1)
 	cell := lipgloss.NewStyle().Padding(0, 1)
 	leader := cell.Foreground(lipgloss.Color("10")).Bold(true)
 	t := table.New().
 		Border(lipgloss.RoundedBorder()).
-		Headers("ID", "RPC ADDRESS", "ROLE", "SUFFRAGE", "STATE", "NEXT OFFSET").
+		Headers(serverColumns...).
 		StyleFunc(func(row, col int) lipgloss.Style {
 			switch {
 			case row == table.HeaderRow:
 				return header
-			case row < len(servers) && servers[row].IsLeader:
+			case row < len(rows) && rows[row].IsLeader:
 				return leader
 			}
 			return cell
 		})
-	for _, s := range servers {
-		t.Row(s.Id, s.RpcAddr, role(s), suffrage(s), orDash(s.State), nextOffset(s))
+	for _, r := range rows {
+		t.Row(r.cells()...)
 	}
-	fmt.Fprintln(w, t.Render())
-}
-
-func role(s *logv1.Server) string {
-	if s.IsLeader {
-		return "leader"
-	}
-	return "follower"
-}
-
-func suffrage(s *logv1.Server) string {
-	if s.IsVoter {
-		return "voter"
-	}
-	return "nonvoter"
-}
-
-func orDash(v string) string {
-	if v == "" {
-		return "-"
-	}
-	return v
-}
-
-func nextOffset(s *logv1.Server) string {
-	if s.NextOffset == 0 && !s.IsLeader {
-		return "-"
-	}
-	return strconv.FormatUint(s.NextOffset, 10)
+	return t.Render()
 }

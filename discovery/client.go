@@ -25,8 +25,9 @@ import (
 // cluster changes. Its methods may be called from many goroutines at once.
 // Errors from the servers are gRPC status errors (status.Code gives the code).
 type Client struct {
-	conn *grpc.ClientConn
-	log  logv1.LogClient
+	conn  *grpc.ClientConn
+	log   logv1.LogClient
+	creds credentials.TransportCredentials
 
 	// served, when set, is told the address that served each unary call
 	// and each stream; tests use it.
@@ -65,10 +66,10 @@ func dial(target string, tlsConf *tls.Config, refresh time.Duration, served func
 		return nil, errors.New("discovery: TLS configuration is nil: servers speak only TLS")
 	}
 	rb := &resolverBuilder{seeds: seeds, tlsConf: tlsConf, interval: refresh}
-	c := &Client{served: served}
+	c := &Client{served: served, creds: credentials.NewTLS(tlsConf)}
 	all := []grpc.DialOption{
 		grpc.WithResolvers(rb),
-		grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)),
+		grpc.WithTransportCredentials(c.creds),
 		grpc.WithDefaultServiceConfig(serviceConfig),
 		grpc.WithAuthority(seeds[0]),
 	}
@@ -169,13 +170,46 @@ func (c *Client) Offsets(ctx context.Context) (lowest, next uint64, err error) {
 	return res.LowestOffset, res.NextOffset, nil
 }
 
-// Servers returns the cluster's servers as one of them knows them.
+// StateUnreachable is the State Servers gives a server it could not ask.
+const StateUnreachable = "unreachable"
+
+// Servers returns the cluster's servers as one of them knows them. It then
+// asks every server, in parallel, for its own Raft state and next offset, so
+// each entry says how that server sees itself; a server that does not answer
+// within askTimeout (and ctx) has State StateUnreachable.
 func (c *Client) Servers(ctx context.Context) ([]*logv1.Server, error) {
 	res, err := c.log.GetServers(ctx, &logv1.GetServersRequest{}, waitReady)
 	if err != nil {
 		return nil, err
 	}
+	var wg sync.WaitGroup
+	for _, s := range res.Servers {
+		wg.Go(func() { c.askSelf(ctx, s) })
+	}
+	wg.Wait()
 	return res.Servers, nil
+}
+
+// askSelf sets s's State and NextOffset to what the server at s.RpcAddr
+// reports of itself.
+func (c *Client) askSelf(ctx context.Context, s *logv1.Server) {
+	s.State, s.NextOffset = StateUnreachable, 0
+	conn, err := grpc.NewClient("passthrough:///"+s.RpcAddr, grpc.WithTransportCredentials(c.creds))
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, askTimeout)
+	defer cancel()
+	res, err := logv1.NewLogClient(conn).GetServers(ctx, &logv1.GetServersRequest{})
+	if err != nil {
+		return
+	}
+	for _, self := range res.Servers {
+		if self.Id == s.Id {
+			s.State, s.NextOffset = self.State, self.NextOffset
+		}
+	}
 }
 
 // Read calls fn for each record from `from` on, in order, using

@@ -431,3 +431,46 @@ func TestClientWaitsWithinContext(t *testing.T) {
 		t.Fatalf("Read = %v, want context.DeadlineExceeded", err)
 	}
 }
+
+func TestServersReportsEachServersOwnView(t *testing.T) {
+	c := startCluster(t, 3)
+	cl := c.dial(t, c.target(), nil)
+	ctx := testCtx(t)
+	first, err := cl.ProduceBatch(ctx, [][]byte{[]byte("a"), []byte("b"), []byte("c")})
+	if err != nil || first != 0 {
+		t.Fatalf("ProduceBatch = %d, %v; want 0, nil", first, err)
+	}
+	// Followers apply the batch a moment after the leader acknowledges it.
+	var servers []*logv1.Server
+	waitFor(t, clusterTimeout, "every server to report itself (next offset 3; Leader or Follower as the cluster says)", func() bool {
+		servers, err = cl.Servers(ctx)
+		if err != nil {
+			t.Fatalf("Servers: %v", err)
+		}
+		t.Logf("servers: %v", servers)
+		return len(servers) == 3 && !slices.ContainsFunc(servers, func(s *logv1.Server) bool {
+			want := "Follower"
+			if s.IsLeader {
+				want = "Leader"
+			}
+			return s.NextOffset != 3 || s.State != want
+		})
+	})
+
+	// A server that is gone is still listed, as unreachable.
+	gone := c.nodes[0]
+	if gone == c.leader(t) {
+		gone = c.nodes[1]
+	}
+	if err := gone.Close(); err != nil {
+		t.Fatalf("closing %s: %v", gone.Addr(), err)
+	}
+	servers, err = cl.Servers(ctx)
+	if err != nil {
+		t.Fatalf("Servers after a follower closed: %v", err)
+	}
+	i := slices.IndexFunc(servers, func(s *logv1.Server) bool { return s.RpcAddr == gone.Addr() })
+	if i < 0 || servers[i].State != discovery.StateUnreachable || servers[i].NextOffset != 0 {
+		t.Fatalf("closed follower %s: want it listed as %q with no next offset; servers: %v", gone.Addr(), discovery.StateUnreachable, servers)
+	}
+}

@@ -369,18 +369,14 @@ func (s *service) GetServers(ctx context.Context, req *logv1.GetServersRequest) 
 	if err != nil {
 		return nil, n.status(err)
 	}
-	leaderID, _, _ := n.log.Leader()
 	res := &logv1.GetServersResponse{Servers: make([]*logv1.Server, 0, len(servers))}
 	for _, sv := range servers {
 		out := &logv1.Server{Id: sv.ID, RpcAddr: sv.Address, IsLeader: sv.IsLeader, IsVoter: sv.IsVoter}
 		switch {
+		case sv.ID == n.conf.NodeID:
+			out.State, out.NextOffset = n.log.State(), n.log.NextOffset()
 		case sv.IsLeader:
 			out.State = "Leader"
-		case sv.ID == n.conf.NodeID && leaderID != "":
-			out.State = "Follower"
-		}
-		if sv.ID == n.conf.NodeID {
-			out.NextOffset = n.log.NextOffset()
 		}
 		res.Servers = append(res.Servers, out)
 	}

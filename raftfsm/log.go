@@ -495,6 +495,10 @@ func (l *Log) CaughtUp() bool { return l.raft.AppliedIndex() >= l.raft.CommitInd
 // IsLeader reports whether this server is the leader.
 func (l *Log) IsLeader() bool { return l.raft.State() == raft.Leader }
 
+// State returns this server's Raft state: "Follower", "Candidate", "Leader"
+// or "Shutdown".
+func (l *Log) State() string { return l.raft.State().String() }
+
 // Leader returns the leader's ID and address as this server knows them (empty
 // when there is none), and a channel closed when that changes.
 func (l *Log) Leader() (id, addr string, changed <-chan struct{}) {

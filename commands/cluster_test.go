@@ -1,0 +1,192 @@
+package commands
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/ with the outputs got")
+
+// golden compares got with testdata/name.golden (or rewrites the file with
+// -update).
+func golden(t testing.TB, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("output differs from %s (run with -update if the change is intended)\ngot:\n%s\nwant:\n%s", path, got, want)
+	}
+}
+
+// runIn runs the CLI in-process with stdin and returns its outputs.
+func runIn(t testing.TB, stdin string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	m := &Main{Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errOut, Version: "test"}
+	err = m.Run(context.Background(), append([]string{"proglogctl"}, args...))
+	return out.String(), errOut.String(), err
+}
+
+// mustRun is runIn that fails the test unless the command succeeds.
+func mustRun(t testing.TB, stdin string, args ...string) string {
+	t.Helper()
+	out, errOut, err := runIn(t, stdin, args...)
+	if err != nil {
+		t.Fatalf("proglogctl %s: %v (exit %d)\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, ExitCode(err), out, errOut)
+	}
+	return out
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// logWriter sends what is written to it to t.Log, until the test ends.
+type logWriter struct{ t testing.TB }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// devCluster is `serve --dev` running in-process on free loopback ports, with
+// its config directory (XDG_CONFIG_HOME) and data in temporary directories,
+// so client commands need no flags.
+type devCluster struct {
+	addrs []string // the nodes' RPC addresses, dev-0 first
+}
+
+// startDev starts a dev cluster of n nodes, waits until every node answers
+// `servers` and agrees on a leader, and stops it when the test ends.
+func startDev(t *testing.T, n int) *devCluster {
+	t.Helper()
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	for _, v := range os.Environ() {
+		if k, _, _ := strings.Cut(v, "="); strings.HasPrefix(k, "PROGLOG_") {
+			t.Setenv(k, "")
+			os.Unsetenv(k)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var out syncBuffer
+	go func() {
+		m := &Main{Stdin: strings.NewReader(""), Stdout: &out, Stderr: logWriter{t}, Version: "test"}
+		done <- m.Run(ctx, []string{"proglogctl", "serve", "--dev", "--nodes", strconv.Itoa(n),
+			"--dev-port", "0", "--data-dir", t.TempDir(), "--log-level", "warn"})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("serve --dev: %v", err)
+			}
+		case <-time.After(time.Minute):
+			t.Errorf("serve --dev did not stop within a minute of its context ending")
+		}
+	})
+
+	dir, err := ConfigDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var target string
+	waitFor(t, 30*time.Second, "serve --dev to write the cluster's address", func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("serve --dev exited: %v\n%s", err, out.String())
+		default:
+		}
+		b, err := os.ReadFile(filepath.Join(dir, clusterFile))
+		target = strings.TrimSpace(string(b))
+		return err == nil && target != ""
+	})
+	c := &devCluster{addrs: strings.Split(strings.TrimPrefix(target, "proglog://"), ",")}
+	if len(c.addrs) != n {
+		t.Fatalf("cluster address %q names %d nodes, want %d", target, len(c.addrs), n)
+	}
+	c.waitInSync(t)
+	return c
+}
+
+// waitInSync waits until `servers` reports every node, one leader, and every
+// node at the leader's next offset, and returns that report.
+func (c *devCluster) waitInSync(t testing.TB) []serverRow {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		out, _, err := runIn(t, "", "servers", "--json")
+		if err != nil && ExitCode(err) != ExitUnavailable {
+			t.Fatalf("servers --json: %v", err)
+		}
+		var rows []serverRow
+		if json.Unmarshal([]byte(out), &rows) == nil && len(rows) == len(c.addrs) &&
+			!slices.ContainsFunc(rows, func(r serverRow) bool { return r.Lag == nil || *r.Lag != 0 }) {
+			return rows
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cluster did not get in sync (every node answering, one leader, no lag) within 30s; last `servers --json`:\n%s", out)
+		}
+		<-tick.C
+	}
+}
+
+// waitFor checks cond every few milliseconds until it holds, and fails the
+// test if it does not within timeout.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		<-tick.C
+	}
+}
+
+// exitError fails the test unless err maps to exit code want and its message
+// contains msg.
+func exitError(t testing.TB, err error, want int, msg string) {
+	t.Helper()
+	if got := ExitCode(err); got != want || err == nil || !strings.Contains(err.Error(), msg) {
+		t.Fatalf("error %v (exit %d), want exit %d with %q", err, got, want, msg)
+	}
+}
