@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -202,4 +204,54 @@ func lineValue(i int) string {
 		return fmt.Sprintf("zeile-%d-ÄÖÜ-%s", i, strings.Repeat("ß", i%13))
 	}
 	return fmt.Sprintf("line-%d-%s", i, strings.Repeat("x", i%61))
+}
+
+// TestDevRestartKeepsData stops a dev cluster and starts it again on the same
+// ports and data: the records are still there and the cluster takes more.
+func TestDevRestartKeepsData(t *testing.T) {
+	isolateConfig(t)
+	data := t.TempDir()
+	base := freePortBlock(t, 22) // 3 nodes: base+0, +1, +10, +11, +20, +21
+	c := serveDev(t, 3, base, data)
+	mustRun(t, "", "produce", "before", "restart")
+	if err := c.stop(); err != nil {
+		t.Fatalf("stopping the dev cluster: %v", err)
+	}
+	serveDev(t, 3, base, data)
+	mustRun(t, "", "produce", "after")
+	if got, want := mustRun(t, "", "consume"), "0\tbefore\n1\trestart\n2\tafter\n"; got != want {
+		t.Fatalf("consume after a restart = %q, want %q", got, want)
+	}
+
+	_, _, err := runIn(t, "", "serve", "--dev", "--dev-port", "0", "--data-dir", data)
+	exitError(t, err, ExitUsage, "holds a dev cluster whose nodes expect the ports they had")
+}
+
+// freePortBlock returns the first of n consecutive loopback ports that were
+// all free a moment ago.
+func freePortBlock(t testing.TB, n int) int {
+	t.Helper()
+	for range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		base := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if base+n > 65535 {
+			continue
+		}
+		free := true
+		for p := base; p < base+n && free; p++ {
+			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+			if free = err == nil; free {
+				l.Close()
+			}
+		}
+		if free {
+			return base
+		}
+	}
+	t.Fatalf("no block of %d free ports found", n)
+	return 0
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -82,17 +83,24 @@ func (w logWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// devCluster is `serve --dev` running in-process on free loopback ports, with
-// its config directory (XDG_CONFIG_HOME) and data in temporary directories,
-// so client commands need no flags.
+// devCluster is `serve --dev` running in-process on loopback ports, so
+// client commands need no flags.
 type devCluster struct {
-	addrs []string // the nodes' RPC addresses, dev-0 first
+	addrs []string     // the nodes' RPC addresses, dev-0 first
+	stop  func() error // stops the cluster (at the latest when the test ends)
 }
 
-// startDev starts a dev cluster of n nodes, waits until every node answers
-// `servers` and agrees on a leader, and stops it when the test ends.
+// startDev starts a dev cluster of n nodes on free ports with its config
+// directory and data in temporary directories.
 func startDev(t *testing.T, n int) *devCluster {
 	t.Helper()
+	isolateConfig(t)
+	return serveDev(t, n, 0, t.TempDir())
+}
+
+// isolateConfig points the config directory (XDG_CONFIG_HOME) at a temporary
+// directory and clears the PROGLOG_* variables for the test.
+func isolateConfig(t *testing.T) {
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 	for _, v := range os.Environ() {
 		if k, _, _ := strings.Cut(v, "="); strings.HasPrefix(k, "PROGLOG_") {
@@ -100,23 +108,33 @@ func startDev(t *testing.T, n int) *devCluster {
 			os.Unsetenv(k)
 		}
 	}
+}
+
+// serveDev runs `serve --dev` with n nodes on ports from base (0: free
+// ports) and data under dataDir, and waits until every node answers
+// `servers` and agrees on a leader.
+func serveDev(t *testing.T, n, base int, dataDir string) *devCluster {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	var out syncBuffer
 	go func() {
 		m := &Main{Stdin: strings.NewReader(""), Stdout: &out, Stderr: logWriter{t}, Version: "test"}
 		done <- m.Run(ctx, []string{"proglogctl", "serve", "--dev", "--nodes", strconv.Itoa(n),
-			"--dev-port", "0", "--data-dir", t.TempDir(), "--log-level", "warn"})
+			"--dev-port", strconv.Itoa(base), "--data-dir", dataDir, "--log-level", "warn"})
 	}()
-	t.Cleanup(func() {
+	c := &devCluster{stop: sync.OnceValue(func() error {
 		cancel()
 		select {
 		case err := <-done:
-			if err != nil {
-				t.Errorf("serve --dev: %v", err)
-			}
+			return err
 		case <-time.After(time.Minute):
-			t.Errorf("serve --dev did not stop within a minute of its context ending")
+			return errors.New("serve --dev did not stop within a minute of its context ending")
+		}
+	})}
+	t.Cleanup(func() {
+		if err := c.stop(); err != nil {
+			t.Errorf("serve --dev: %v", err)
 		}
 	})
 
@@ -131,11 +149,12 @@ func startDev(t *testing.T, n int) *devCluster {
 			t.Fatalf("serve --dev exited: %v\n%s", err, out.String())
 		default:
 		}
+		// The file names this run's nodes once it mentions their ports.
 		b, err := os.ReadFile(filepath.Join(dir, clusterFile))
 		target = strings.TrimSpace(string(b))
-		return err == nil && target != ""
+		return err == nil && target != "" && strings.Contains(out.String(), "nodes at "+target+"\n")
 	})
-	c := &devCluster{addrs: strings.Split(strings.TrimPrefix(target, "proglog://"), ",")}
+	c.addrs = strings.Split(strings.TrimPrefix(target, "proglog://"), ",")
 	if len(c.addrs) != n {
 		t.Fatalf("cluster address %q names %d nodes, want %d", target, len(c.addrs), n)
 	}

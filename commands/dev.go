@@ -40,6 +40,11 @@ func runDev(c *cli.Context) error {
 		return err
 	}
 	dataDir := filepath.Join(c.String("data-dir"), "dev")
+	if _, err := os.Stat(dataDir); base == 0 && err == nil {
+		// Raft remembers each member's address: on new ports the nodes
+		// could not find each other.
+		return UsageError{Err: fmt.Errorf("serve --dev: --dev-port 0: %s holds a dev cluster whose nodes expect the ports they had; give --dev-port, or remove the directory", dataDir)}
+	}
 	var addrs []string
 	var running []*node.Node
 	defer func() {
