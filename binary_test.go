@@ -4,15 +4,19 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,6 +27,7 @@ import (
 
 	logv1 "github.com/proglogctl/proglogctl/api/v1"
 	"github.com/proglogctl/proglogctl/certs"
+	"github.com/proglogctl/proglogctl/discovery"
 )
 
 // Whole-binary tests: the built proglogctl, run as real processes on loopback
@@ -53,16 +58,55 @@ type proc struct {
 	name    string
 	args    []string
 	cmd     *exec.Cmd
-	out     *bytes.Buffer
+	out     *bytes.Buffer // stderr, and stdout unless stdout is set; kept across restarts
+	stdout  io.Writer     // where stdout goes, when not to out
 	rpcAddr string
 }
 
 type cluster struct {
-	t      *testing.T
-	bin    string
-	cfg    string // config dir: certificates and ACL
-	procs  []*proc
-	client logv1.LogClient
+	t       *testing.T
+	bin     string
+	cfg     string  // config dir: certificates and ACL
+	procs   []*proc // the nodes
+	clients []*proc // client commands running in the background
+}
+
+// startCluster builds the binary, generates certificates and an ACL, and
+// starts n `proglogctl serve` processes on loopback ports (node-0 bootstraps,
+// the others join it); it returns once all n are voters. Every process the
+// cluster starts is killed when the test ends, and its output logged if the
+// test failed.
+func startCluster(t *testing.T, n int) *cluster {
+	t.Helper()
+	c := &cluster{t: t, bin: buildBinary(t), cfg: filepath.Join(t.TempDir(), "proglog")}
+	c.run("gencert", "--dir", c.cfg)
+	c.run("genacl", "--dir", c.cfg)
+	t.Cleanup(func() {
+		for _, p := range append(slices.Clone(c.clients), c.procs...) {
+			c.stop(p, syscall.SIGKILL)
+			if t.Failed() && p.out != nil {
+				t.Logf("output of %s:\n%s", p.name, p.out)
+			}
+		}
+	})
+	var seed string
+	for i := range n {
+		gossip, rpc := freePort(t), freePort(t)
+		p := &proc{name: fmt.Sprintf("node-%d", i), rpcAddr: "127.0.0.1:" + strconv.Itoa(rpc)}
+		p.args = []string{"serve", "--node-name", p.name, "--data-dir", filepath.Join(t.TempDir(), p.name),
+			"--bind-addr", "127.0.0.1:" + strconv.Itoa(gossip), "--rpc-port", strconv.Itoa(rpc), "--log-level", "warn"}
+		if i == 0 {
+			p.args = append(p.args, "--bootstrap")
+			seed = "127.0.0.1:" + strconv.Itoa(gossip)
+		} else {
+			p.args = append(p.args, "--start-join-addrs", seed)
+		}
+		c.procs = append(c.procs, p)
+		c.start(p)
+		waitFor(t, 30*time.Second, p.name+" serving", func() bool { return c.serving(p) })
+	}
+	waitFor(t, 30*time.Second, fmt.Sprintf("%d voters", n), func() bool { return c.voters(c.procs[0].rpcAddr) == n })
+	return c
 }
 
 func (c *cluster) run(args ...string) string {
@@ -76,12 +120,55 @@ func (c *cluster) run(args ...string) string {
 	return string(out)
 }
 
+// withClientArgs returns args (a command and its own flags and arguments)
+// with the client flags that point it at every node of the cluster, as root,
+// inserted after the command name.
+func (c *cluster) withClientArgs(args ...string) []string {
+	addrs := make([]string, len(c.procs))
+	for i, p := range c.procs {
+		addrs[i] = p.rpcAddr
+	}
+	return slices.Concat(args[:1], []string{
+		"--addr", discovery.Scheme + "://" + strings.Join(addrs, ","),
+		"--ca-file", filepath.Join(c.cfg, certs.CACertFileName),
+		"--cert-file", filepath.Join(c.cfg, certs.ClientCertFileName(certs.RootSubject)),
+		"--key-file", filepath.Join(c.cfg, certs.ClientKeyFileName(certs.RootSubject)),
+	}, args[1:])
+}
+
+// runClient runs a client command against the cluster and returns its
+// stdout, its stderr and its exit code (-1 if it did not run to an exit).
+// It does not touch the test, so any goroutine may call it.
+func (c *cluster) runClient(ctx context.Context, args ...string) (stdout, stderr string, code int) {
+	cmd := exec.CommandContext(ctx, c.bin, c.withClientArgs(args...)...)
+	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Dir(c.cfg))
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	return out.String(), errOut.String(), exitCode(err)
+}
+
+// startClient starts a client command against the cluster in the background,
+// its stdout copied to stdout as it comes. It is killed when the test ends.
+func (c *cluster) startClient(name string, stdout io.Writer, args ...string) *proc {
+	c.t.Helper()
+	p := &proc{name: name, args: c.withClientArgs(args...), stdout: stdout}
+	c.clients = append(c.clients, p)
+	c.start(p)
+	return p
+}
+
 func (c *cluster) start(p *proc) {
 	c.t.Helper()
-	p.out = &bytes.Buffer{}
+	if p.out == nil {
+		p.out = &bytes.Buffer{}
+	}
 	p.cmd = exec.Command(c.bin, p.args...)
 	p.cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Dir(c.cfg))
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if p.stdout != nil {
+		p.cmd.Stdout = p.stdout
+	}
 	if err := p.cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
@@ -89,16 +176,33 @@ func (c *cluster) start(p *proc) {
 
 func (c *cluster) stop(p *proc, sig syscall.Signal) {
 	c.t.Helper()
-	if p.cmd == nil {
-		return
-	}
-	p.cmd.Process.Signal(sig)
-	p.cmd.Wait()
-	p.cmd = nil
+	c.signal(p, sig)
 }
 
-// dial connects to addr as root with the cluster's certificates.
+// signal sends sig to p and returns how it exited (nil: status 0).
+func (c *cluster) signal(p *proc, sig syscall.Signal) error {
+	c.t.Helper()
+	if p.cmd == nil {
+		return nil
+	}
+	p.cmd.Process.Signal(sig)
+	err := p.cmd.Wait()
+	p.cmd = nil
+	return err
+}
+
+// dial connects to addr as root with the cluster's certificates; the
+// connection is closed when the test ends.
 func (c *cluster) dial(addr string) *grpc.ClientConn {
+	c.t.Helper()
+	conn := c.connect(addr)
+	c.t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// connect connects to addr as root with the cluster's certificates; the
+// caller closes the connection.
+func (c *cluster) connect(addr string) *grpc.ClientConn {
 	c.t.Helper()
 	tlsConf, err := certs.ClientTLSConfig(certs.TLSFiles{
 		CertFile: filepath.Join(c.cfg, certs.ClientCertFileName(certs.RootSubject)),
@@ -112,7 +216,6 @@ func (c *cluster) dial(addr string) *grpc.ClientConn {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	c.t.Cleanup(func() { conn.Close() })
 	return conn
 }
 
@@ -133,14 +236,18 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 func (c *cluster) serving(p *proc) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	resp, err := healthpb.NewHealthClient(c.dial(p.rpcAddr)).Check(ctx, &healthpb.HealthCheckRequest{})
+	conn := c.connect(p.rpcAddr)
+	defer conn.Close()
+	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
 	return err == nil && resp.Status == healthpb.HealthCheckResponse_SERVING
 }
 
 func (c *cluster) voters(addr string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	resp, err := logv1.NewLogClient(c.dial(addr)).GetServers(ctx, &logv1.GetServersRequest{})
+	conn := c.connect(addr)
+	defer conn.Close()
+	resp, err := logv1.NewLogClient(conn).GetServers(ctx, &logv1.GetServersRequest{})
 	if err != nil {
 		return -1
 	}
@@ -159,7 +266,9 @@ func (c *cluster) leader(among ...*proc) *proc {
 	waitFor(c.t, 30*time.Second, "a leader", func() bool {
 		for _, p := range among {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			resp, err := logv1.NewLogClient(c.dial(p.rpcAddr)).GetServers(ctx, &logv1.GetServersRequest{})
+			conn := c.connect(p.rpcAddr)
+			resp, err := logv1.NewLogClient(conn).GetServers(ctx, &logv1.GetServersRequest{})
+			conn.Close()
 			cancel()
 			if err != nil {
 				continue
@@ -182,34 +291,7 @@ func TestBinaryThreeNodeCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	c := &cluster{t: t, bin: buildBinary(t), cfg: filepath.Join(t.TempDir(), "proglog")}
-	c.run("gencert", "--dir", c.cfg)
-	c.run("genacl", "--dir", c.cfg)
-	t.Cleanup(func() {
-		for _, p := range c.procs {
-			c.stop(p, syscall.SIGKILL)
-			if t.Failed() {
-				t.Logf("output of %s:\n%s", p.name, p.out)
-			}
-		}
-	})
-	var seed string
-	for i := range 3 {
-		gossip, rpc := freePort(t), freePort(t)
-		p := &proc{name: fmt.Sprintf("node-%d", i), rpcAddr: "127.0.0.1:" + strconv.Itoa(rpc)}
-		p.args = []string{"serve", "--node-name", p.name, "--data-dir", filepath.Join(t.TempDir(), p.name),
-			"--bind-addr", "127.0.0.1:" + strconv.Itoa(gossip), "--rpc-port", strconv.Itoa(rpc), "--log-level", "warn"}
-		if i == 0 {
-			p.args = append(p.args, "--bootstrap")
-			seed = "127.0.0.1:" + strconv.Itoa(gossip)
-		} else {
-			p.args = append(p.args, "--start-join-addrs", seed)
-		}
-		c.procs = append(c.procs, p)
-		c.start(p)
-		waitFor(t, 30*time.Second, p.name+" serving", func() bool { return c.serving(p) })
-	}
-	waitFor(t, 30*time.Second, "3 voters", func() bool { return c.voters(c.procs[0].rpcAddr) == 3 })
+	c := startCluster(t, 3)
 
 	// Produce through a follower (it forwards), then read from every node.
 	leader := c.leader(c.procs...)
@@ -279,11 +361,322 @@ func TestBinaryThreeNodeCluster(t *testing.T) {
 
 	// SIGTERM stops a node gracefully: it exits 0.
 	p := c.procs[2]
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	if err := p.cmd.Wait(); err != nil {
+	if err := c.signal(p, syscall.SIGTERM); err != nil {
 		t.Fatalf("%s after SIGTERM: %v\n%s", p.name, err, p.out)
 	}
-	p.cmd = nil
+}
+
+// tail follows the log across a rolling SIGKILL of every node, the leader
+// first, while records are produced: it prints every record once, in order,
+// exactly as the log holds them.
+func TestBinaryTailAcrossNodeKills(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	c := startCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	// History: tail -n 3 starts at the eighth of ten records.
+	history := []string{"produce"}
+	for i := range 10 {
+		history = append(history, fmt.Sprintf("h-%d", i))
+	}
+	if out, errOut, code := c.runClient(ctx, history...); code != 0 || out != "0\n1\n2\n3\n4\n5\n6\n7\n8\n9\n" {
+		t.Fatalf("produce h-0..h-9: exit %d, %q, %s; want offsets 0 to 9", code, out, errOut)
+	}
+	const from = 7
+	acked := map[uint64]string{7: "h-7", 8: "h-8", 9: "h-9"}
+
+	tailOut := &lineLog{}
+	tail := c.startClient("tail", tailOut, "tail", "-n", "3", "--output", "json")
+	waitFor(t, 20*time.Second, "tail to print the last 3 of 10 records", func() bool { return len(tailOut.lines()) >= 3 })
+
+	prod := startProducer(t, c)
+	// progress waits for the producer to have more records acknowledged.
+	progress := func(when string) {
+		t.Helper()
+		n := prod.ackedCount(t)
+		waitFor(t, 30*time.Second, "5 more acknowledged records "+when, func() bool { return prod.ackedCount(t) >= n+5 })
+	}
+	progress("before any kill")
+
+	// Kill the leader, then each other node, restarting each before the
+	// next: tail's stream is served by one node until that node dies, and
+	// every node dies once, so the stream is broken at least once; each
+	// kill of a leader also changes the leader.
+	first := c.leader(c.procs...)
+	order := []*proc{first}
+	for _, p := range c.procs {
+		if p != first {
+			order = append(order, p)
+		}
+	}
+	var killed []string
+	for i, p := range order {
+		name := p.name
+		if i == 0 {
+			name += " (leader)"
+		}
+		killed = append(killed, name)
+		c.stop(p, syscall.SIGKILL)
+		progress("with " + name + " killed")
+		c.start(p)
+		waitFor(t, 30*time.Second, p.name+" serving again", func() bool { return c.serving(p) })
+		progress("after " + p.name + " restarted")
+	}
+	prodAcked, unknown := prod.halt(t)
+	var last uint64
+	for off, v := range prodAcked {
+		acked[off] = v
+		last = max(last, off)
+	}
+
+	waitFor(t, 30*time.Second, fmt.Sprintf("tail to print offset %d, the last acknowledged", last), func() bool {
+		recs := parseRecords(t, "tail", tailOut.lines())
+		return len(recs) > 0 && recs[len(recs)-1].Offset >= last
+	})
+	if err := c.signal(tail, syscall.SIGTERM); err != nil {
+		t.Fatalf("tail after SIGTERM: %v; want exit 0\n%s", err, tail.out)
+	}
+	got := parseRecords(t, "tail", tailOut.lines()) // complete: Wait has copied all of stdout
+
+	if probs := sequenceProblems(from, got); len(probs) > 0 {
+		t.Errorf("tail's offsets do not run one by one from %d:\n\t%s", from, strings.Join(probs, "\n\t"))
+	}
+	end := got[len(got)-1].Offset + 1
+	out, errOut, code := c.runClient(ctx, "consume", "--from", strconv.Itoa(from), "--to", strconv.FormatUint(end, 10), "--output", "json")
+	if code != 0 {
+		t.Fatalf("consume --from %d --to %d: exit %d: %s", from, end, code, errOut)
+	}
+	want := parseRecords(t, "consume", strings.Split(strings.TrimSuffix(out, "\n"), "\n"))
+	if !slices.Equal(got, want) {
+		for i := range max(len(got), len(want)) {
+			var g, w jsonRecord
+			if i < len(got) {
+				g = got[i]
+			}
+			if i < len(want) {
+				w = want[i]
+			}
+			if g != w {
+				t.Errorf("tail and consume --from %d --to %d differ (%d and %d records), first at line %d: tail %+v, consume %+v",
+					from, end, len(got), len(want), i+1, g, w)
+				break
+			}
+		}
+	}
+	if probs := ackedProblems(acked, got); len(probs) > 0 {
+		t.Errorf("acknowledged records wrong in tail's output:\n\t%s", strings.Join(probs, "\n\t"))
+	}
+	t.Logf("tail printed offsets %d..%d across SIGKILLs of %s; %d records acknowledged, %d produce runs of unknown outcome",
+		from, end-1, strings.Join(killed, ", "), len(acked), len(unknown))
+}
+
+// lineLog keeps the lines written to it; a process's stdout copied into it
+// can be read while the process runs.
+type lineLog struct {
+	mu      sync.Mutex // guards the fields below
+	done    []string
+	partial []byte
+}
+
+func (l *lineLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.partial = append(l.partial, p...)
+	for {
+		i := bytes.IndexByte(l.partial, '\n')
+		if i < 0 {
+			break
+		}
+		l.done = append(l.done, string(l.partial[:i]))
+		l.partial = l.partial[i+1:]
+	}
+	l.partial = slices.Clone(l.partial)
+	return len(p), nil
+}
+
+// lines returns the complete lines written so far.
+func (l *lineLog) lines() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.done)
+}
+
+// jsonRecord is one line of `--output json`.
+type jsonRecord struct {
+	Offset uint64 `json:"offset"`
+	Value  string `json:"value"`
+}
+
+func parseRecords(t *testing.T, who string, lines []string) []jsonRecord {
+	t.Helper()
+	recs := make([]jsonRecord, len(lines))
+	for i, line := range lines {
+		if err := json.Unmarshal([]byte(line), &recs[i]); err != nil {
+			t.Fatalf("%s line %d %q: %v", who, i+1, line, err)
+		}
+	}
+	return recs
+}
+
+// sequenceProblems says how the offsets of recs fail to run one by one from
+// `from`: which are missing, which repeated, and where the order breaks.
+func sequenceProblems(from uint64, recs []jsonRecord) []string {
+	if len(recs) == 0 {
+		return []string{"no records"}
+	}
+	count := map[uint64]int{}
+	hi := from
+	for _, r := range recs {
+		count[r.Offset]++
+		hi = max(hi, r.Offset)
+	}
+	var probs []string
+	for _, off := range slices.Sorted(maps.Keys(count)) {
+		if off < from {
+			probs = append(probs, fmt.Sprintf("offset %d printed, before the first expected", off))
+		}
+	}
+	for off := from; off <= hi; off++ {
+		switch n := count[off]; {
+		case n == 0:
+			probs = append(probs, fmt.Sprintf("offset %d missing", off))
+		case n > 1:
+			probs = append(probs, fmt.Sprintf("offset %d printed %d times", off, n))
+		}
+	}
+	for i, r := range recs {
+		if r.Offset != from+uint64(i) {
+			probs = append(probs, fmt.Sprintf("line %d has offset %d where %d was due", i+1, r.Offset, from+uint64(i)))
+			break
+		}
+	}
+	return probs
+}
+
+// ackedProblems says which acknowledged records (offset → value) recs lacks
+// or holds at another offset, and which values recs holds twice: every
+// produce sends a distinct value and is never retried.
+func ackedProblems(acked map[uint64]string, recs []jsonRecord) []string {
+	at := map[uint64]string{}
+	where := map[string]uint64{}
+	var probs []string
+	for _, r := range recs {
+		at[r.Offset] = r.Value
+		if prev, ok := where[r.Value]; ok && prev != r.Offset {
+			probs = append(probs, fmt.Sprintf("value %q printed at offsets %d and %d", r.Value, prev, r.Offset))
+		}
+		where[r.Value] = r.Offset
+	}
+	for _, off := range slices.Sorted(maps.Keys(acked)) {
+		v := acked[off]
+		switch got, ok := at[off]; {
+		case !ok:
+			probs = append(probs, fmt.Sprintf("%q acknowledged at offset %d: offset %d not printed", v, off, off))
+		case got != v:
+			probs = append(probs, fmt.Sprintf("%q acknowledged at offset %d: %q printed there", v, off, got))
+		}
+	}
+	return probs
+}
+
+// producer runs `proglogctl produce` over and over from its own goroutine,
+// one distinct value ("r-0", "r-1", ...) a run, until halted. A run either
+// prints the value's offset, or exits 3 saying the record may or may not have
+// been produced (its outcome is unknown: a node died under it). Any other
+// end stops the producer and fails the test.
+type producer struct {
+	stop chan struct{} // closed by halt
+	done chan struct{} // closed when the goroutine returns
+
+	mu      sync.Mutex        // guards the fields below
+	acked   map[uint64]string // offset → value
+	unknown []string          // values of unknown outcome
+	err     error             // the run that stopped the producer
+}
+
+// startProducer starts a producer; it is halted when the test ends.
+func startProducer(t *testing.T, c *cluster) *producer {
+	p := &producer{stop: make(chan struct{}), done: make(chan struct{}), acked: map[uint64]string{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		defer close(p.done)
+		for i := 0; ; i++ {
+			select {
+			case <-p.stop:
+				return
+			default:
+			}
+			if !p.produce(ctx, c, fmt.Sprintf("r-%d", i)) {
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cancel() // kills a run in progress
+		<-p.done
+	})
+	return p
+}
+
+// produce runs produce once and records its outcome; it reports whether the
+// producer goes on.
+func (p *producer) produce(ctx context.Context, c *cluster, v string) bool {
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	out, errOut, code := c.runClient(rctx, "produce", "--timeout", "5s", v)
+	cancel()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if ctx.Err() != nil {
+		return false // the test has ended
+	}
+	switch {
+	case code == 0:
+		off, err := strconv.ParseUint(strings.TrimSpace(out), 10, 64)
+		if err != nil {
+			p.err = fmt.Errorf("produce %s printed %q; want its offset", v, out)
+			return false
+		}
+		if prev, ok := p.acked[off]; ok {
+			p.err = fmt.Errorf("produce %s and produce %s were both acknowledged at offset %d", prev, v, off)
+			return false
+		}
+		p.acked[off] = v
+	case code == 3 && strings.Contains(errOut, "may or may not have been produced"):
+		p.unknown = append(p.unknown, v)
+	default:
+		p.err = fmt.Errorf("produce %s: exit %d, stdout %q, stderr %q; want an offset, or exit 3 saying the outcome is unknown", v, code, out, errOut)
+		return false
+	}
+	return true
+}
+
+// ackedCount returns how many records have been acknowledged so far,
+// failing the test if the producer has stopped on an error.
+func (p *producer) ackedCount(t *testing.T) int {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err != nil {
+		t.Fatal(p.err)
+	}
+	return len(p.acked)
+}
+
+// halt lets the run in progress finish, stops the producer and returns the
+// acknowledged records and the values of unknown outcome.
+func (p *producer) halt(t *testing.T) (acked map[uint64]string, unknown []string) {
+	t.Helper()
+	close(p.stop)
+	<-p.done
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err != nil {
+		t.Fatal(p.err)
+	}
+	return maps.Clone(p.acked), slices.Clone(p.unknown)
 }
 
 func TestServeRefusesMissingSecurityFiles(t *testing.T) {
