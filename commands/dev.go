@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/urfave/cli/v2"
 
@@ -24,7 +25,7 @@ import (
 // with certificates and the ACL generated in the config directory on first use
 // and data under --data-dir/dev. It writes the cluster's address to the config
 // directory so client commands need no flags.
-func runDev(c *cli.Context) error {
+func runDev(c *cli.Context) (err error) {
 	nodes, base := c.Int("nodes"), c.Int("dev-port")
 	if nodes < 1 || nodes > 9 {
 		return UsageError{Err: fmt.Errorf("serve --dev: --nodes %d: want 1 to 9", nodes)}
@@ -48,8 +49,15 @@ func runDev(c *cli.Context) error {
 	var addrs []string
 	var running []*node.Node
 	defer func() {
-		for i := len(running) - 1; i >= 0; i-- {
-			running[i].Close()
+		// All at once: one by one, the last would lose its quorum first.
+		errs := make([]error, len(running))
+		var wg sync.WaitGroup
+		for i, n := range running {
+			wg.Go(func() { errs[i] = n.Close() })
+		}
+		wg.Wait()
+		if err == nil {
+			err = errors.Join(errs...)
 		}
 	}()
 	for i := range nodes {
@@ -62,6 +70,7 @@ func runDev(c *cli.Context) error {
 		cfg.RPCAddr, cfg.Gossip.BindAddr = devAddr(base, 10*i), devAddr(base, 10*i+1)
 		cfg.AdvertiseAddr = ""
 		cfg.Bootstrap = i == 0
+		cfg.LeaveOnClose = false // the cluster stops as a whole and comes back as it was
 		cfg.Gossip.StartJoinAddrs = nil
 		if i > 0 {
 			cfg.Gossip.StartJoinAddrs = []string{running[0].GossipAddr()}

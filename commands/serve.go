@@ -40,6 +40,7 @@ func serveCommand() *cli.Command {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "advertise-host", Usage: "host peers and clients use to reach this node (default: the host of --bind-addr)", EnvVars: []string{"PROGLOG_ADVERTISE_HOST"}}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "bootstrap", Usage: "start a new cluster with this node as its first voter (ignored once the node has state)", EnvVars: []string{"PROGLOG_BOOTSTRAP"}}),
 		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "start-join-addrs", Usage: "Serf addresses (host:port) of members to join", EnvVars: []string{"PROGLOG_START_JOIN_ADDRS"}}),
+		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "leave-on-shutdown", Usage: "on SIGINT/SIGTERM leave the cluster for good (removed from Raft until it joins again); false for restarts", Value: true, EnvVars: []string{"PROGLOG_LEAVE_ON_SHUTDOWN"}}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "gossip-key", Usage: "base64 key (16, 24 or 32 bytes) encrypting Serf gossip", EnvVars: []string{"PROGLOG_GOSSIP_KEY"}}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "server-tls-cert-file", Value: inConfig(certs.NodeCertFileName), EnvVars: []string{"PROGLOG_SERVER_TLS_CERT_FILE"}, TakesFile: true}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "server-tls-key-file", Value: inConfig(certs.NodeKeyFileName), EnvVars: []string{"PROGLOG_SERVER_TLS_KEY_FILE"}, TakesFile: true}),
@@ -121,6 +122,7 @@ func serveConfig(c *cli.Context) (node.Config, error) {
 	cfg.DataDir = c.String("data-dir")
 	cfg.NodeID = c.String("node-name")
 	cfg.Bootstrap = c.Bool("bootstrap")
+	cfg.LeaveOnClose = c.Bool("leave-on-shutdown")
 	bindHost, _, err := net.SplitHostPort(c.String("bind-addr"))
 	if err != nil {
 		return node.Config{}, UsageError{Err: fmt.Errorf("serve: --bind-addr %q: %w", c.String("bind-addr"), err)}

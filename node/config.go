@@ -74,6 +74,11 @@ type Config struct {
 	// ProduceStreamWindow is how many ProduceStream requests a stream may
 	// have read but not yet answered; reading stops while it is full.
 	ProduceStreamWindow int
+	// LeaveOnClose makes Close leave Serf first, so that the leader removes
+	// this node from the Raft configuration: the node is stopped for good.
+	// Without it Close just stops the node: peers see it fail and it stays a
+	// voter, as for a restart, or for a whole cluster stopped at once.
+	LeaveOnClose bool
 	// GracefulStopTimeout bounds how long Close waits for calls in flight
 	// before cutting them off.
 	GracefulStopTimeout time.Duration
@@ -92,6 +97,7 @@ func DefaultConfig() Config {
 		Replica:             raftfsm.DefaultConfig(),
 		ConsumeBatchBytes:   1 << 20,
 		ProduceStreamWindow: 1024,
+		LeaveOnClose:        true,
 		GracefulStopTimeout: 10 * time.Second,
 		RaftTimeout:         10 * time.Second,
 		Logger:              slog.Default(),

@@ -10,10 +10,11 @@ import (
 	"github.com/proglogctl/proglogctl/node"
 )
 
-// Nodes that only know one member's gossip address become voters through
-// Serf's join events alone, and a node that leaves is removed.
-func TestSerfMembershipDrivesRaft(t *testing.T) {
-	p := newPKI(t)
+// startGossipCluster starts 3 nodes that only know node 0's gossip address,
+// so they become voters through Serf's join events alone, and waits until
+// they are.
+func startGossipCluster(t *testing.T, p *pki, tweak func(i int, c *node.Config)) []*node.Node {
+	t.Helper()
 	var nodes []*node.Node
 	for i := range 3 {
 		c := testConfig(t, p, i)
@@ -22,6 +23,9 @@ func TestSerfMembershipDrivesRaft(t *testing.T) {
 		c.Gossip.Logger = c.Logger
 		if i > 0 {
 			c.Gossip.StartJoinAddrs = []string{nodes[0].GossipAddr()}
+		}
+		if tweak != nil {
+			tweak(i, &c)
 		}
 		n := startNode(t, c)
 		if i == 0 {
@@ -36,26 +40,58 @@ func TestSerfMembershipDrivesRaft(t *testing.T) {
 		}
 		nodes = append(nodes, n)
 	}
-	voters := func() int {
-		cl := p.client(t, leader(t, nodes).Addr(), "root")
-		resp, err := cl.GetServers(testCtx(t), &logv1.GetServersRequest{})
-		if err != nil {
-			return -1
-		}
-		v := 0
-		for _, s := range resp.Servers {
-			if s.IsVoter {
-				v++
-			}
-		}
-		return v
-	}
-	waitFor(t, 30*time.Second, "3 voters joined through Serf", func() bool { return voters() == 3 })
+	waitFor(t, 30*time.Second, "3 voters joined through Serf", func() bool { return voters(t, p, nodes) == 3 })
+	return nodes
+}
 
-	// Node 2 leaves for good: the leader removes it from Raft.
+// voters returns how many voters the leader among nodes reports (-1 when it
+// does not answer).
+func voters(t *testing.T, p *pki, nodes []*node.Node) int {
+	cl := p.client(t, leader(t, nodes).Addr(), "root")
+	resp, err := cl.GetServers(testCtx(t), &logv1.GetServersRequest{})
+	if err != nil {
+		return -1
+	}
+	v := 0
+	for _, s := range resp.Servers {
+		if s.IsVoter {
+			v++
+		}
+	}
+	return v
+}
+
+// A node that leaves for good (Close with LeaveOnClose) is removed.
+func TestSerfMembershipDrivesRaft(t *testing.T) {
+	p := newPKI(t)
+	nodes := startGossipCluster(t, p, nil)
 	if err := nodes[2].Close(); err != nil {
 		t.Fatal(err)
 	}
-	nodes = nodes[:2]
-	waitFor(t, 30*time.Second, "2 voters after a node left", func() bool { return voters() == 2 })
+	waitFor(t, 30*time.Second, "2 voters after a node left", func() bool { return voters(t, p, nodes[:2]) == 2 })
+}
+
+// A node closed without LeaveOnClose is seen to fail, not to leave, and stays
+// a voter, so it can come back as it was.
+func TestCloseWithoutLeaveStaysAVoter(t *testing.T) {
+	p := newPKI(t)
+	nodes := startGossipCluster(t, p, func(i int, c *node.Config) { c.LeaveOnClose = i != 2 })
+	if err := nodes[2].Close(); err != nil {
+		t.Fatal(err)
+	}
+	var status discovery.Status
+	waitFor(t, 30*time.Second, "node 0's Serf to see node 2 gone", func() bool {
+		for _, m := range nodes[0].GossipMembers() {
+			if m.Name == nodeID(2) {
+				status = m.Status
+			}
+		}
+		return status != discovery.StatusAlive
+	})
+	if status != discovery.StatusFailed {
+		t.Fatalf("node 2 closed without leaving has Serf status %q, want %q", status, discovery.StatusFailed)
+	}
+	if v := voters(t, p, nodes[:2]); v != 3 {
+		t.Fatalf("%d voters after node 2 stopped without leaving, want 3", v)
+	}
 }

@@ -207,9 +207,13 @@ func (n *Node) WaitForLeader(ctx context.Context) (id, addr string, err error) {
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		var errs []error
-		if n.members != nil {
+		switch {
+		case n.members != nil && n.conf.LeaveOnClose:
 			// Peers see this node leave for good; the leader removes it.
 			errs = append(errs, n.members.Leave())
+		case n.members != nil:
+			// Peers see this node fail; it stays a member.
+			errs = append(errs, n.members.Close())
 		}
 		n.stop()
 		n.health.Shutdown()

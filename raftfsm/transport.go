@@ -379,6 +379,17 @@ type trackedConn struct {
 	s *StreamLayer
 }
 
+// Read ends with io.EOF once the connection is closed under it (by
+// StreamLayer.Close): to Raft that is the end of the peer's commands, not a
+// command that failed to decode.
+func (c *trackedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if errors.Is(err, net.ErrClosed) {
+		err = io.EOF
+	}
+	return n, err
+}
+
 func (c *trackedConn) Close() error {
 	c.s.mu.Lock()
 	delete(c.s.conns, c)
