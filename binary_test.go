@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -27,6 +28,7 @@ import (
 
 	logv1 "github.com/proglogctl/proglogctl/api/v1"
 	"github.com/proglogctl/proglogctl/certs"
+	"github.com/proglogctl/proglogctl/commands"
 	"github.com/proglogctl/proglogctl/discovery"
 )
 
@@ -43,15 +45,37 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
-// freePort returns a loopback port nothing listens on now.
+// freePort returns a loopback port nothing listens on now (TCP or UDP: Serf
+// uses both). It lies below the range the system takes the local ports of
+// outgoing connections from, so that while a node is killed no client
+// connection can take its port and keep it from starting again.
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	low := 32768 // Linux's default start of the range
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 11000 {
+				low = n
+			}
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	for range 100 {
+		port := 10000 + rand.IntN(low-10000)
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		pc, err := net.ListenPacket("udp", addr)
+		ln.Close()
+		if err != nil {
+			continue
+		}
+		pc.Close()
+		return port
+	}
+	t.Fatal("no free port found below the ephemeral range")
+	return 0
 }
 
 type proc struct {
@@ -83,7 +107,7 @@ func startCluster(t *testing.T, n int) *cluster {
 	c.run("genacl", "--dir", c.cfg)
 	t.Cleanup(func() {
 		for _, p := range append(slices.Clone(c.clients), c.procs...) {
-			c.stop(p, syscall.SIGKILL)
+			c.signal(p, syscall.SIGKILL)
 			if t.Failed() && p.out != nil {
 				t.Logf("output of %s:\n%s", p.name, p.out)
 			}
@@ -172,11 +196,6 @@ func (c *cluster) start(p *proc) {
 	if err := p.cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
-}
-
-func (c *cluster) stop(p *proc, sig syscall.Signal) {
-	c.t.Helper()
-	c.signal(p, sig)
 }
 
 // signal sends sig to p and returns how it exited (nil: status 0).
@@ -342,7 +361,7 @@ func TestBinaryThreeNodeCluster(t *testing.T) {
 	checkAll(c.procs...)
 
 	// Kill the leader: the others elect a new one and lose nothing.
-	c.stop(leader, syscall.SIGKILL)
+	c.signal(leader, syscall.SIGKILL)
 	var rest []*proc
 	for _, p := range c.procs {
 		if p != leader {
@@ -419,7 +438,7 @@ func TestBinaryTailAcrossNodeKills(t *testing.T) {
 			name += " (leader)"
 		}
 		killed = append(killed, name)
-		c.stop(p, syscall.SIGKILL)
+		c.signal(p, syscall.SIGKILL)
 		progress("with " + name + " killed")
 		c.start(p)
 		waitFor(t, 30*time.Second, p.name+" serving again", func() bool { return c.serving(p) })
@@ -644,7 +663,7 @@ func (p *producer) produce(ctx context.Context, c *cluster, v string) bool {
 			return false
 		}
 		p.acked[off] = v
-	case code == 3 && strings.Contains(errOut, "may or may not have been produced"):
+	case code == commands.ExitUnavailable && strings.Contains(errOut, "may or may not have been produced"):
 		p.unknown = append(p.unknown, v)
 	default:
 		p.err = fmt.Errorf("produce %s: exit %d, stdout %q, stderr %q; want an offset, or exit 3 saying the outcome is unknown", v, code, out, errOut)
@@ -766,7 +785,7 @@ func TestBinaryDevWalkthrough(t *testing.T) {
 		t.Fatalf("servers = %q, %v", out, err)
 	}
 	out, err = run("", "consume", "--from", "100")
-	if code := exitCode(err); code != 5 || !strings.Contains(out, "past the end of the log") {
+	if code := exitCode(err); code != commands.ExitOutOfRange || !strings.Contains(out, "past the end of the log") {
 		t.Fatalf("consume past the end: exit %d, %q; want exit 5 and a message saying so", code, out)
 	}
 

@@ -4,10 +4,9 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -21,7 +20,8 @@ import (
 )
 
 // TestDevClusterCommands drives produce, consume, tail and servers in-process
-// against a 3-node dev cluster, comparing their outputs with golden files.
+// against a 3-node dev cluster, comparing their outputs with golden files. Its
+// steps share one log and run in order: run it whole.
 func TestDevClusterCommands(t *testing.T) {
 	c := startDev(t, 3)
 
@@ -45,12 +45,24 @@ func TestDevClusterCommands(t *testing.T) {
 		exitError(t, err, ExitOutOfRange, "offset 100 is past the end of the log (next offset 9)")
 
 		// A line over the limit stops produce at that line: the lines
-		// before it are produced, nothing of it or after it is sent.
-		out, _, err := runIn(t, "iota\nkappa-too-long\nlambda\n", "produce", "--max-record-bytes", "8")
+		// before it are produced, nothing of it or after it is sent. The
+		// progress spinner (the size of stdin is unknown) ends its line
+		// before the error is printed.
+		out, errOut, err := runIn(t, "iota\nkappa-too-long\nlambda\n", "produce", "--max-record-bytes", "8", "--progress", "always")
 		exitError(t, err, ExitError, "line 2: record of 14 bytes is over the limit of 8 bytes; 1 records before it were produced")
 		if out != "9\n" {
 			t.Errorf("produce stdout = %q, want the offset of line 1 only", out)
 		}
+		if !strings.Contains(errOut, "produced 1 records") || !strings.HasSuffix(errOut, "\n") {
+			t.Errorf("progress on stderr = %q, want it to show 1 record and end its line", errOut)
+		}
+		_, errOut, err = runIn(t, "xx\n", "produce", "--progress", "never", "--max-record-bytes", "1")
+		exitError(t, err, ExitError, "line 1: record of 2 bytes is over the limit of 1 bytes; 0 records before it were produced")
+		if errOut != "" {
+			t.Errorf("produce --progress never wrote %q to stderr", errOut)
+		}
+		_, _, err = runIn(t, "", "produce", "--progress", "sometimes", "x")
+		exitError(t, err, ExitUsage, `--progress "sometimes": want auto, always or never`)
 
 		dir, err := ConfigDir()
 		if err != nil {
@@ -70,24 +82,29 @@ func TestDevClusterCommands(t *testing.T) {
 	})
 
 	t.Run("servers", func(t *testing.T) {
-		rows := c.waitInSync(t)
-		var want strings.Builder
+		// The plain output, in the same round as a JSON report that the
+		// cluster is in sync (a leader change in between makes another
+		// round).
+		var rows []serverRow
+		var got, want string
+		waitFor(t, 30*time.Second, "`servers` to print what `servers --json` reports", func() bool {
+			rows = c.waitInSync(t)
+			var b strings.Builder
+			for _, r := range rows {
+				role, state := "follower", "Follower"
+				if r.IsLeader {
+					role, state = "leader", "Leader"
+				}
+				fmt.Fprintf(&b, "%s\t%s\t%s\tvoter\t%s\t10\t0\n", r.ID, r.RPCAddr, role, state)
+			}
+			want = b.String()
+			got = mustRun(t, "", "servers") // exits 0: there is a leader
+			return got == want
+		})
 		for i, r := range rows {
 			if r.ID != fmt.Sprintf("dev-%d", i) || r.RPCAddr != c.addrs[i] || !r.IsVoter || *r.NextOffset != 10 {
 				t.Errorf("server %d: %+v, want dev-%d at %s, a voter at next offset 10", i, r, i, c.addrs[i])
 			}
-			role, state := "follower", "Follower"
-			if r.IsLeader {
-				role, state = "leader", "Leader"
-			}
-			if r.State != state {
-				t.Errorf("server %s: state %q, want %q", r.ID, r.State, state)
-			}
-			fmt.Fprintf(&want, "dev-%d\t%s\t%s\tvoter\t%s\t10\t0\n", i, c.addrs[i], role, state)
-		}
-		// `servers` also checks that there is a leader: it exits 0.
-		if got := mustRun(t, "", "servers"); got != want.String() {
-			t.Errorf("servers =\n%s\nwant\n%s", got, want.String())
 		}
 	})
 
@@ -125,27 +142,45 @@ func TestServersOneNode(t *testing.T) {
 	golden(t, "servers_one_node_json", got)
 }
 
-// TestServersFormats renders fixed server lists (1 and 3 servers, one of
-// them unreachable, one lagging) in every format.
+// TestServersFormats renders fixed server lists in every format: 1 and 3
+// servers, one unreachable, one lagging, and clusters without a usable
+// leader, for which servers also exits 3 saying why.
 func TestServersFormats(t *testing.T) {
-	lipgloss.SetColorProfile(termenv.Ascii)
-	one := []*logv1.Server{{Id: "dev-0", RpcAddr: "127.0.0.1:8400", IsLeader: true, IsVoter: true, State: "Leader", NextOffset: 42}}
-	three := []*logv1.Server{
-		{Id: "dev-0", RpcAddr: "127.0.0.1:8400", IsVoter: true, State: "Follower", NextOffset: 40},
-		{Id: "dev-1", RpcAddr: "127.0.0.1:8410", IsLeader: true, IsVoter: true, State: "Leader", NextOffset: 42},
-		{Id: "dev-2", RpcAddr: "127.0.0.1:8420", State: "unreachable"},
+	profile := lipgloss.ColorProfile()
+	lipgloss.SetColorProfile(termenv.Ascii) // golden tables without colour codes
+	t.Cleanup(func() { lipgloss.SetColorProfile(profile) })
+	leader := func(id, addr string, next uint64) *logv1.Server {
+		return &logv1.Server{Id: id, RpcAddr: addr, IsLeader: true, IsVoter: true, State: "Leader", NextOffset: next}
 	}
-	noLeader := []*logv1.Server{{Id: "dev-0", RpcAddr: "127.0.0.1:8400", IsVoter: true, State: "Candidate", NextOffset: 7}}
-	for _, tt := range []struct {
+	tests := []struct {
 		name    string
 		servers []*logv1.Server
-	}{{"one", one}, {"three", three}, {"no_leader", noLeader}} {
+		wantErr string
+	}{
+		{name: "one", servers: []*logv1.Server{leader("dev-0", "127.0.0.1:8400", 42)}},
+		{name: "three", servers: []*logv1.Server{
+			{Id: "dev-0", RpcAddr: "127.0.0.1:8400", IsVoter: true, State: "Follower", NextOffset: 40},
+			leader("dev-1", "127.0.0.1:8410", 42),
+			{Id: "dev-2", RpcAddr: "127.0.0.1:8420", State: "unreachable"},
+		}},
+		{name: "no_leader", servers: []*logv1.Server{
+			{Id: "dev-0", RpcAddr: "127.0.0.1:8400", IsVoter: true, State: "Candidate", NextOffset: 7},
+		}, wantErr: "the cluster has no leader"},
+		{name: "leader_unreachable", servers: []*logv1.Server{
+			{Id: "dev-0", RpcAddr: "127.0.0.1:8400", IsVoter: true, State: "Follower", NextOffset: 7},
+			{Id: "dev-1", RpcAddr: "127.0.0.1:8410", IsLeader: true, IsVoter: true, State: "unreachable"},
+		}, wantErr: "the leader dev-1 (127.0.0.1:8410) is unreachable"},
+		{name: "leader_moving", servers: []*logv1.Server{
+			{Id: "dev-0", RpcAddr: "127.0.0.1:8400", IsLeader: true, IsVoter: true, State: "Follower", NextOffset: 7},
+		}, wantErr: "dev-0 (127.0.0.1:8400) is named leader but reports itself Follower: leadership is changing"},
+	}
+	for _, tt := range tests {
 		for _, format := range []string{"plain", "json", "table"} {
 			t.Run(tt.name+"_"+format, func(t *testing.T) {
 				var b strings.Builder
 				err := writeServers(&b, tt.servers, format == "json", format == "table")
-				if tt.name == "no_leader" {
-					exitError(t, err, ExitUnavailable, "the cluster has no leader")
+				if tt.wantErr != "" {
+					exitError(t, err, ExitUnavailable, tt.wantErr)
 				} else if err != nil {
 					t.Fatal(err)
 				}
@@ -206,52 +241,35 @@ func lineValue(i int) string {
 	return fmt.Sprintf("line-%d-%s", i, strings.Repeat("x", i%61))
 }
 
-// TestDevRestartKeepsData stops a dev cluster and starts it again on the same
-// ports and data: the records are still there and the cluster takes more.
+// TestDevRestartKeepsData stops a dev cluster on free ports and starts it
+// again on the same data: it comes back on the ports it had, with its
+// records, and takes more.
 func TestDevRestartKeepsData(t *testing.T) {
 	isolateConfig(t)
 	data := t.TempDir()
-	base := freePortBlock(t, 22) // 3 nodes: base+0, +1, +10, +11, +20, +21
-	c := serveDev(t, 3, base, data)
+	c := serveDev(t, 3, 0, data)
 	mustRun(t, "", "produce", "before", "restart")
 	if err := c.stop(); err != nil {
 		t.Fatalf("stopping the dev cluster: %v", err)
 	}
-	serveDev(t, 3, base, data)
+
+	for _, tt := range []struct {
+		args    []string
+		wantErr string
+	}{
+		{[]string{"--dev-port", "1000"}, "holds a dev cluster on " + c.addrs[0] + " (Raft knows its members by address); leave out --dev-port"},
+		{[]string{"--nodes", "5"}, "holds a dev cluster of 3 nodes; give --nodes 3"},
+	} {
+		_, _, err := runIn(t, "", append([]string{"serve", "--dev", "--data-dir", data}, tt.args...)...)
+		exitError(t, err, ExitUsage, tt.wantErr)
+	}
+
+	again := serveDev(t, 3, 0, data)
+	if !slices.Equal(again.addrs, c.addrs) {
+		t.Fatalf("restarted on %v, want the addresses it had, %v", again.addrs, c.addrs)
+	}
 	mustRun(t, "", "produce", "after")
 	if got, want := mustRun(t, "", "consume"), "0\tbefore\n1\trestart\n2\tafter\n"; got != want {
 		t.Fatalf("consume after a restart = %q, want %q", got, want)
 	}
-
-	_, _, err := runIn(t, "", "serve", "--dev", "--dev-port", "0", "--data-dir", data)
-	exitError(t, err, ExitUsage, "holds a dev cluster whose nodes expect the ports they had")
-}
-
-// freePortBlock returns the first of n consecutive loopback ports that were
-// all free a moment ago.
-func freePortBlock(t testing.TB, n int) int {
-	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		base := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if base+n > 65535 {
-			continue
-		}
-		free := true
-		for p := base; p < base+n && free; p++ {
-			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
-			if free = err == nil; free {
-				l.Close()
-			}
-		}
-		if free {
-			return base
-		}
-	}
-	t.Fatalf("no block of %d free ports found", n)
-	return 0
 }

@@ -42,7 +42,7 @@ func golden(t testing.TB, name, got string) {
 func runIn(t testing.TB, stdin string, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	m := &Main{Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errOut, Version: "test"}
+	m := &Main{Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errOut, Version: "v1.2.3-test"}
 	err = m.Run(context.Background(), append([]string{"proglogctl"}, args...))
 	return out.String(), errOut.String(), err
 }
@@ -166,24 +166,23 @@ func serveDev(t *testing.T, n, base int, dataDir string) *devCluster {
 // node at the leader's next offset, and returns that report.
 func (c *devCluster) waitInSync(t testing.TB) []serverRow {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
+	var rows []serverRow
+	var last string
+	defer func() {
+		if t.Failed() {
+			t.Logf("last `servers --json`:\n%s", last)
+		}
+	}()
+	waitFor(t, 30*time.Second, "every node to answer `servers` with one leader and no lag", func() bool {
 		out, _, err := runIn(t, "", "servers", "--json")
 		if err != nil && ExitCode(err) != ExitUnavailable {
 			t.Fatalf("servers --json: %v", err)
 		}
-		var rows []serverRow
-		if json.Unmarshal([]byte(out), &rows) == nil && len(rows) == len(c.addrs) &&
-			!slices.ContainsFunc(rows, func(r serverRow) bool { return r.Lag == nil || *r.Lag != 0 }) {
-			return rows
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the cluster did not get in sync (every node answering, one leader, no lag) within 30s; last `servers --json`:\n%s", out)
-		}
-		<-tick.C
-	}
+		last, rows = out, nil
+		return json.Unmarshal([]byte(out), &rows) == nil && len(rows) == len(c.addrs) &&
+			!slices.ContainsFunc(rows, func(r serverRow) bool { return r.Lag == nil || *r.Lag != 0 })
+	})
+	return rows
 }
 
 // waitFor checks cond every few milliseconds until it holds, and fails the

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,10 +22,12 @@ import (
 
 // runDev runs `serve --dev`: a local cluster of --nodes nodes in this process
 // on loopback ports from --dev-port on (node i: RPC port+10i, Serf port+10i+1;
-// --dev-port 0: free ports the system picks),
-// with certificates and the ACL generated in the config directory on first use
-// and data under --data-dir/dev. It writes the cluster's address to the config
-// directory so client commands need no flags.
+// --dev-port 0: free ports the system picks), with certificates and the ACL
+// generated in the config directory on first use and data under
+// --data-dir/dev. It writes the cluster's address to the config directory so
+// client commands need no flags. A cluster started again on the same data
+// runs on the addresses it had (recorded in the data), since Raft knows its
+// members by address.
 func runDev(c *cli.Context) (err error) {
 	nodes, base := c.Int("nodes"), c.Int("dev-port")
 	if nodes < 1 || nodes > 9 {
@@ -33,18 +36,17 @@ func runDev(c *cli.Context) (err error) {
 	if base < 0 || base+10*(nodes-1)+1 > 65535 {
 		return UsageError{Err: fmt.Errorf("serve --dev: --dev-port %d: want 0 (free ports) or a port that leaves room for %d nodes", base, nodes)}
 	}
+	dataDir := filepath.Join(c.String("data-dir"), "dev")
+	listen, recorded, err := devAddrs(dataDir, nodes, base, c.IsSet("dev-port"))
+	if err != nil {
+		return err
+	}
 	cfgDir, err := ConfigDir()
 	if err != nil {
 		return err
 	}
 	if err := devSecurity(c, cfgDir); err != nil {
 		return err
-	}
-	dataDir := filepath.Join(c.String("data-dir"), "dev")
-	if _, err := os.Stat(dataDir); base == 0 && err == nil {
-		// Raft remembers each member's address: on new ports the nodes
-		// could not find each other.
-		return UsageError{Err: fmt.Errorf("serve --dev: --dev-port 0: %s holds a dev cluster whose nodes expect the ports they had; give --dev-port, or remove the directory", dataDir)}
 	}
 	var addrs []string
 	var running []*node.Node
@@ -67,7 +69,7 @@ func runDev(c *cli.Context) (err error) {
 		}
 		cfg.NodeID = fmt.Sprintf("dev-%d", i)
 		cfg.DataDir = filepath.Join(dataDir, cfg.NodeID)
-		cfg.RPCAddr, cfg.Gossip.BindAddr = devAddr(base, 10*i), devAddr(base, 10*i+1)
+		cfg.RPCAddr, cfg.Gossip.BindAddr = listen[i].rpc, listen[i].gossip
 		cfg.AdvertiseAddr = ""
 		cfg.Bootstrap = i == 0
 		cfg.LeaveOnClose = false // the cluster stops as a whole and comes back as it was
@@ -81,6 +83,12 @@ func runDev(c *cli.Context) (err error) {
 		}
 		running = append(running, n)
 		addrs = append(addrs, n.Addr())
+		listen[i] = devNodeAddrs{n.Addr(), n.GossipAddr()}
+	}
+	if !recorded {
+		if err := writeDevAddrs(dataDir, listen); err != nil {
+			return err
+		}
 	}
 	target := discovery.Scheme + "://" + strings.Join(addrs, ",")
 	if err := certs.WriteFile(filepath.Join(cfgDir, clusterFile), []byte(target+"\n"), 0o644, true); err != nil {
@@ -95,6 +103,53 @@ func runDev(c *cli.Context) (err error) {
 	<-c.Context.Done()
 	fmt.Fprintln(w, "stopping the dev cluster")
 	return nil
+}
+
+// devAddrsFile, in the dev data directory, records each node's RPC and Serf
+// address: "dev-0 127.0.0.1:8400 127.0.0.1:8401", a line per node.
+const devAddrsFile = "addresses"
+
+// devNodeAddrs are the addresses one dev node listens on.
+type devNodeAddrs struct{ rpc, gossip string }
+
+// devAddrs returns the addresses the dev cluster in dataDir runs on: those
+// recorded there (recorded true), else those --dev-port base gives. A
+// recorded cluster of another size, or on other ports than an explicit
+// --dev-port other than 0, is a usage error.
+func devAddrs(dataDir string, nodes, base int, baseSet bool) (addrs []devNodeAddrs, recorded bool, err error) {
+	for i := range nodes {
+		addrs = append(addrs, devNodeAddrs{devAddr(base, 10*i), devAddr(base, 10*i+1)})
+	}
+	b, err := os.ReadFile(filepath.Join(dataDir, devAddrsFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return addrs, false, nil
+	} else if err != nil {
+		return nil, false, fmt.Errorf("serve --dev: %w", err)
+	}
+	var had []devNodeAddrs
+	for i, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 || f[0] != fmt.Sprintf("dev-%d", i) {
+			return nil, false, fmt.Errorf("serve --dev: %s line %d: %q is not \"dev-%d RPC-ADDR SERF-ADDR\"", filepath.Join(dataDir, devAddrsFile), i+1, line, i)
+		}
+		had = append(had, devNodeAddrs{f[1], f[2]})
+	}
+	switch {
+	case len(had) != nodes:
+		return nil, false, UsageError{Err: fmt.Errorf("serve --dev: %s holds a dev cluster of %d nodes; give --nodes %d, or remove the directory", dataDir, len(had), len(had))}
+	case baseSet && base != 0 && !slices.Equal(had, addrs):
+		return nil, false, UsageError{Err: fmt.Errorf("serve --dev: %s holds a dev cluster on %s (Raft knows its members by address); leave out --dev-port, or remove the directory", dataDir, had[0].rpc)}
+	}
+	return had, true, nil
+}
+
+// writeDevAddrs records addrs in dataDir.
+func writeDevAddrs(dataDir string, addrs []devNodeAddrs) error {
+	var b strings.Builder
+	for i, a := range addrs {
+		fmt.Fprintf(&b, "dev-%d %s %s\n", i, a.rpc, a.gossip)
+	}
+	return certs.WriteFile(filepath.Join(dataDir, devAddrsFile), []byte(b.String()), 0o644, true)
 }
 
 // devAddr is the loopback address of port base+delta; base 0 lets the

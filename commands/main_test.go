@@ -1,18 +1,25 @@
 package commands
 
 import (
-	"bytes"
-	"context"
 	"strings"
 	"testing"
+
+	"go.uber.org/goleak"
 )
 
+// TestMain fails the package if a test leaves a goroutine behind. Raft does
+// not join the goroutine of a leadership transfer still under way when it
+// shuts down.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreTopFunction("github.com/hashicorp/raft.(*Raft).leaderLoop.func2"),
+	)
+}
+
+// run runs the CLI in-process with an empty stdin.
 func run(t testing.TB, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
-	var out, errOut bytes.Buffer
-	m := &Main{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut, Version: "v1.2.3-test"}
-	err = m.Run(context.Background(), append([]string{"proglogctl"}, args...))
-	return out.String(), errOut.String(), err
+	return runIn(t, "", args...)
 }
 
 func TestMain_versionAndHelp(t *testing.T) {

@@ -45,6 +45,7 @@ func runProduce(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	defer bar.stop() // on an error, before it is printed
 	cl, err := dial(c)
 	if err != nil {
 		return err
@@ -66,7 +67,6 @@ func runProduce(c *cli.Context) error {
 		off, err := cl.ProduceBatch(ctx, batch)
 		cancel()
 		if err != nil {
-			bar.stop()
 			out.Flush()
 			switch status.Code(err) {
 			case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled, codes.Unknown:
@@ -110,7 +110,6 @@ func runProduce(c *cli.Context) error {
 			if serr := send(); serr != nil {
 				return serr
 			}
-			bar.stop()
 			out.Flush()
 			return fmt.Errorf("%w; %d records before it were produced", err, produced)
 		}
@@ -220,7 +219,10 @@ const progressDelay = time.Second
 
 // progress is a bar of the input produced so far, on stderr. A nil *progress
 // draws nothing. Only the goroutine producing uses it.
-type progress struct{ bar *progressbar.ProgressBar }
+type progress struct {
+	bar   *progressbar.ProgressBar
+	ended bool // finish or stop was called
+}
 
 // newProgress returns the bar --progress asks for over an input of size
 // bytes (-1: unknown, 0: arguments, which never get one), or nil.
@@ -249,6 +251,7 @@ func newProgress(c *cli.Context, size int64) (*progress, error) {
 		progressbar.OptionSetWidth(30),
 		progressbar.OptionThrottle(100*time.Millisecond),
 		progressbar.OptionSpinnerType(14),
+		progressbar.OptionSetSpinnerChangeInterval(0), // the spinner turns on each add: no goroutine of its own
 		progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }),
 	)}, nil
 }
@@ -264,15 +267,17 @@ func (p *progress) add(n int64, produced int) {
 
 // finish draws the bar complete.
 func (p *progress) finish() {
-	if p != nil {
+	if p != nil && !p.ended {
+		p.ended = true
 		_ = p.bar.Finish()
 	}
 }
 
-// stop leaves the bar as it is and ends its line, so that what follows (an
-// error) starts on a line of its own.
+// stop leaves an unfinished bar as it is and ends its line, so that what
+// follows (an error) starts on a line of its own.
 func (p *progress) stop() {
-	if p != nil {
+	if p != nil && !p.ended {
+		p.ended = true
 		_ = p.bar.Exit()
 	}
 }

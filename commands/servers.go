@@ -2,6 +2,7 @@ package commands
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -45,22 +46,24 @@ func runServers(c *cli.Context) error {
 }
 
 // writeServers prints servers as JSON, as a table (for a terminal) or as
-// plain tab-separated columns, and fails when none of them leads.
+// plain tab-separated columns. It fails unless the server the cluster names
+// leader answered for itself as the leader.
 func writeServers(w io.Writer, servers []*logv1.Server, asJSON, terminal bool) error {
-	leaderNext, hasLeader := uint64(0), false
+	var leader *logv1.Server
 	for _, s := range servers {
 		if s.IsLeader {
-			leaderNext, hasLeader = s.NextOffset, known(s)
+			leader = s
 		}
 	}
+	leads := leader != nil && leader.State == stateLeader
 	rows := make([]serverRow, len(servers))
 	for i, s := range servers {
 		rows[i] = serverRow{ID: s.Id, RPCAddr: s.RpcAddr, IsLeader: s.IsLeader, IsVoter: s.IsVoter, State: s.State}
 		if known(s) {
 			next := s.NextOffset
 			rows[i].NextOffset = &next
-			if hasLeader {
-				lag := leaderNext - min(leaderNext, next)
+			if leads {
+				lag := leader.NextOffset - min(leader.NextOffset, next)
 				rows[i].Lag = &lag
 			}
 		}
@@ -80,16 +83,21 @@ func writeServers(w io.Writer, servers []*logv1.Server, asJSON, terminal bool) e
 			}
 		}
 	}
-	if err != nil {
+	switch {
+	case err != nil:
 		return err
+	case leader == nil:
+		return CodedError{ExitUnavailable, errors.New("the cluster has no leader")}
+	case leader.State == discovery.StateUnreachable:
+		return CodedError{ExitUnavailable, fmt.Errorf("the leader %s (%s) is unreachable", leader.Id, leader.RpcAddr)}
+	case !leads:
+		return CodedError{ExitUnavailable, fmt.Errorf("%s (%s) is named leader but reports itself %s: leadership is changing", leader.Id, leader.RpcAddr, orDash(leader.State))}
 	}
-	for _, s := range servers {
-		if s.IsLeader {
-			return nil
-		}
-	}
-	return CodedError{ExitUnavailable, fmt.Errorf("the cluster has no leader")}
+	return nil
 }
+
+// stateLeader is the Raft state of a leader.
+const stateLeader = "Leader"
 
 // known reports whether s answered for itself with its next offset.
 func known(s *logv1.Server) bool {
@@ -118,17 +126,13 @@ func (r serverRow) cells() []string {
 	if r.IsVoter {
 		suffrage = "voter"
 	}
-	orDash := func(v *uint64) string {
+	offset := func(v *uint64) string {
 		if v == nil {
 			return "-"
 		}
 		return strconv.FormatUint(*v, 10)
 	}
-	state := r.State
-	if state == "" {
-		state = "-"
-	}
-	return []string{r.ID, r.RPCAddr, role, suffrage, state, orDash(r.NextOffset), orDash(r.Lag)}
+	return []string{r.ID, r.RPCAddr, role, suffrage, orDash(r.State), offset(r.NextOffset), offset(r.Lag)}
 }
 
 func serversTable(rows []serverRow) string {
@@ -151,4 +155,11 @@ func serversTable(rows []serverRow) string {
 		t.Row(r.cells()...)
 	}
 	return t.Render()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -173,10 +173,11 @@ func (c *Client) Offsets(ctx context.Context) (lowest, next uint64, err error) {
 // StateUnreachable is the State Servers gives a server it could not ask.
 const StateUnreachable = "unreachable"
 
-// Servers returns the cluster's servers as one of them knows them. It then
-// asks every server, in parallel, for its own Raft state and next offset, so
-// each entry says how that server sees itself; a server that does not answer
-// within askTimeout (and ctx) has State StateUnreachable.
+// Servers returns the cluster's servers as one of them knows them, each with
+// its Raft state and next offset as it reports them itself: Servers asks
+// every other server directly, in parallel. A server that does not answer at
+// its address within askTimeout (and ctx), or where another server answers,
+// has State StateUnreachable.
 func (c *Client) Servers(ctx context.Context) ([]*logv1.Server, error) {
 	res, err := c.log.GetServers(ctx, &logv1.GetServersRequest{}, waitReady)
 	if err != nil {
@@ -184,6 +185,10 @@ func (c *Client) Servers(ctx context.Context) ([]*logv1.Server, error) {
 	}
 	var wg sync.WaitGroup
 	for _, s := range res.Servers {
+		if self := res.Self; self != nil && s.Id == self.Id {
+			s.State, s.NextOffset = self.State, self.NextOffset
+			continue
+		}
 		wg.Go(func() { c.askSelf(ctx, s) })
 	}
 	wg.Wait()
@@ -191,10 +196,10 @@ func (c *Client) Servers(ctx context.Context) ([]*logv1.Server, error) {
 }
 
 // askSelf sets s's State and NextOffset to what the server at s.RpcAddr
-// reports of itself.
+// reports of itself, if it is s.
 func (c *Client) askSelf(ctx context.Context, s *logv1.Server) {
 	s.State, s.NextOffset = StateUnreachable, 0
-	conn, err := grpc.NewClient("passthrough:///"+s.RpcAddr, grpc.WithTransportCredentials(c.creds))
+	conn, err := dialServer(s.RpcAddr, c.creds)
 	if err != nil {
 		return
 	}
@@ -202,14 +207,14 @@ func (c *Client) askSelf(ctx context.Context, s *logv1.Server) {
 	ctx, cancel := context.WithTimeout(ctx, askTimeout)
 	defer cancel()
 	res, err := logv1.NewLogClient(conn).GetServers(ctx, &logv1.GetServersRequest{})
-	if err != nil {
-		return
+	if err == nil && res.Self.GetId() == s.Id {
+		s.State, s.NextOffset = res.Self.State, res.Self.NextOffset
 	}
-	for _, self := range res.Servers {
-		if self.Id == s.Id {
-			s.State, s.NextOffset = self.State, self.NextOffset
-		}
-	}
+}
+
+// dialServer connects to the one server at addr, not through the resolver.
+func dialServer(addr string, creds credentials.TransportCredentials) (*grpc.ClientConn, error) {
+	return grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(creds))
 }
 
 // Read calls fn for each record from `from` on, in order, using

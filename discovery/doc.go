@@ -64,8 +64,10 @@
 //
 // The resolver asks again every few seconds, when gRPC reports a failed
 // connection (ResolveNow), and prefers an answer that names a leader. Every
-// call is made with WaitForReady, so a write waits (within its context) for a
-// leader to be known and connected. Writes are never retried by the client:
+// call through the picker is made with WaitForReady, so a write waits (within
+// its context) for a leader to be known and connected. Client.Servers is the
+// exception that bypasses the picker: after one answer it asks each server
+// directly, on a connection of its own, how it sees itself. Writes are never retried by the client:
 // an UNAVAILABLE whose outcome is unknown is returned as is. Client.Read
 // resumes a broken ConsumeBatchStream at the next offset, on whichever server
 // the picker chooses.
@@ -78,6 +80,8 @@
 //
 // A Client may be used from many goroutines. Its resolver runs one goroutine
 // that owns its state and its connection; Client.Close stops it.
+// Client.Servers runs one goroutine per server it asks and returns when all
+// have ended.
 //
 // One goroutine per Membership calls the Handler, one call at a time, in event
 // order. Members may be called from any goroutine, also after Leave or Close.

@@ -25,7 +25,8 @@ const (
 	// defaultRefreshInterval is how often a resolver asks for the servers
 	// when nothing else makes it ask.
 	defaultRefreshInterval = 5 * time.Second
-	// askTimeout bounds one GetServers call of the resolver.
+	// askTimeout bounds one GetServers call made to one server directly
+	// (the resolver's, and Client.Servers').
 	askTimeout = 3 * time.Second
 )
 
@@ -204,7 +205,7 @@ func (r *clusterResolver) resolve() bool {
 func (r *clusterResolver) ask(addr string) ([]*logv1.Server, error) {
 	if r.addr != addr {
 		r.closeConn()
-		conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(r.creds))
+		conn, err := dialServer(addr, r.creds)
 		if err != nil {
 			return nil, err
 		}

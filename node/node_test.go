@@ -320,6 +320,13 @@ func TestCluster(t *testing.T) {
 			if leaders != 1 {
 				t.Fatalf("%d leaders", leaders)
 			}
+			self, wantState := res.Self, "Follower"
+			if self.GetIsLeader() {
+				wantState = "Leader"
+			}
+			if self.GetRpcAddr() != n.Addr() || self.Id == "" || !self.IsVoter || self.NextOffset == 0 || self.State != wantState {
+				t.Fatalf("self = %+v, want the answering server %s, a voter with its state and next offset", self, n.Addr())
+			}
 		}
 	})
 

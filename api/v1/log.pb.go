@@ -329,8 +329,9 @@ type Server struct {
 	// Whether this server is a Raft voter (counts toward quorum and may become
 	// leader); false for a non-voting member.
 	IsVoter bool `protobuf:"varint,4,opt,name=is_voter,json=isVoter,proto3" json:"is_voter,omitempty"`
-	// The server's Raft state as the answering server knows it: "Leader",
-	// "Follower", "Candidate" or "Shutdown"; empty when unknown.
+	// The server's Raft state: "Leader", "Follower", "Candidate" or
+	// "Shutdown". The answering server reports its own, and "Leader" for the
+	// leader; empty when it does not know.
 	State string `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
 	// The offset the next record appended to this server's log will get, that
 	// is one past the last record it has applied; 0 when unknown (or the log is
@@ -452,9 +453,12 @@ func (*GetServersRequest) Descriptor() ([]byte, []int) {
 // GetServersResponse lists the cluster's servers.
 type GetServersResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Every server in the cluster configuration, the answering one included,
-	// in no particular order.
-	Servers       []*Server `protobuf:"bytes,1,rep,name=servers,proto3" json:"servers,omitempty"`
+	// Every server in the cluster configuration, the answering one included
+	// (unless it is not, or no longer, a member), in no particular order.
+	Servers []*Server `protobuf:"bytes,1,rep,name=servers,proto3" json:"servers,omitempty"`
+	// The answering server as it sees itself: its id, address, Raft state and
+	// next offset, whether or not it is in the configuration.
+	Self          *Server `protobuf:"bytes,2,opt,name=self,proto3" json:"self,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -492,6 +496,13 @@ func (*GetServersResponse) Descriptor() ([]byte, []int) {
 func (x *GetServersResponse) GetServers() []*Server {
 	if x != nil {
 		return x.Servers
+	}
+	return nil
+}
+
+func (x *GetServersResponse) GetSelf() *Server {
+	if x != nil {
+		return x.Self
 	}
 	return nil
 }
@@ -850,9 +861,10 @@ const file_api_v1_log_proto_rawDesc = "" +
 	"\x05state\x18\x05 \x01(\tR\x05state\x12\x1f\n" +
 	"\vnext_offset\x18\x06 \x01(\x04R\n" +
 	"nextOffset\"\x13\n" +
-	"\x11GetServersRequest\">\n" +
+	"\x11GetServersRequest\"b\n" +
 	"\x12GetServersResponse\x12(\n" +
-	"\aservers\x18\x01 \x03(\v2\x0e.log.v1.ServerR\aservers\"?\n" +
+	"\aservers\x18\x01 \x03(\v2\x0e.log.v1.ServerR\aservers\x12\"\n" +
+	"\x04self\x18\x02 \x01(\v2\x0e.log.v1.ServerR\x04self\"?\n" +
 	"\x13ProduceBatchRequest\x12(\n" +
 	"\arecords\x18\x01 \x03(\v2\x0e.log.v1.RecordR\arecords\"O\n" +
 	"\x14ProduceBatchResponse\x12!\n" +
@@ -916,29 +928,30 @@ var file_api_v1_log_proto_depIdxs = []int32{
 	0,  // 0: log.v1.ProduceRequest.record:type_name -> log.v1.Record
 	0,  // 1: log.v1.ConsumeResponse.record:type_name -> log.v1.Record
 	5,  // 2: log.v1.GetServersResponse.servers:type_name -> log.v1.Server
-	0,  // 3: log.v1.ProduceBatchRequest.records:type_name -> log.v1.Record
-	0,  // 4: log.v1.ConsumeBatchResponse.records:type_name -> log.v1.Record
-	1,  // 5: log.v1.Log.Produce:input_type -> log.v1.ProduceRequest
-	3,  // 6: log.v1.Log.Consume:input_type -> log.v1.ConsumeRequest
-	3,  // 7: log.v1.Log.ConsumeStream:input_type -> log.v1.ConsumeRequest
-	1,  // 8: log.v1.Log.ProduceStream:input_type -> log.v1.ProduceRequest
-	6,  // 9: log.v1.Log.GetServers:input_type -> log.v1.GetServersRequest
-	8,  // 10: log.v1.Log.ProduceBatch:input_type -> log.v1.ProduceBatchRequest
-	10, // 11: log.v1.Log.ConsumeBatchStream:input_type -> log.v1.ConsumeBatchRequest
-	12, // 12: log.v1.Log.GetOffsets:input_type -> log.v1.GetOffsetsRequest
-	2,  // 13: log.v1.Log.Produce:output_type -> log.v1.ProduceResponse
-	4,  // 14: log.v1.Log.Consume:output_type -> log.v1.ConsumeResponse
-	4,  // 15: log.v1.Log.ConsumeStream:output_type -> log.v1.ConsumeResponse
-	2,  // 16: log.v1.Log.ProduceStream:output_type -> log.v1.ProduceResponse
-	7,  // 17: log.v1.Log.GetServers:output_type -> log.v1.GetServersResponse
-	9,  // 18: log.v1.Log.ProduceBatch:output_type -> log.v1.ProduceBatchResponse
-	11, // 19: log.v1.Log.ConsumeBatchStream:output_type -> log.v1.ConsumeBatchResponse
-	13, // 20: log.v1.Log.GetOffsets:output_type -> log.v1.GetOffsetsResponse
-	13, // [13:21] is the sub-list for method output_type
-	5,  // [5:13] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	5,  // 3: log.v1.GetServersResponse.self:type_name -> log.v1.Server
+	0,  // 4: log.v1.ProduceBatchRequest.records:type_name -> log.v1.Record
+	0,  // 5: log.v1.ConsumeBatchResponse.records:type_name -> log.v1.Record
+	1,  // 6: log.v1.Log.Produce:input_type -> log.v1.ProduceRequest
+	3,  // 7: log.v1.Log.Consume:input_type -> log.v1.ConsumeRequest
+	3,  // 8: log.v1.Log.ConsumeStream:input_type -> log.v1.ConsumeRequest
+	1,  // 9: log.v1.Log.ProduceStream:input_type -> log.v1.ProduceRequest
+	6,  // 10: log.v1.Log.GetServers:input_type -> log.v1.GetServersRequest
+	8,  // 11: log.v1.Log.ProduceBatch:input_type -> log.v1.ProduceBatchRequest
+	10, // 12: log.v1.Log.ConsumeBatchStream:input_type -> log.v1.ConsumeBatchRequest
+	12, // 13: log.v1.Log.GetOffsets:input_type -> log.v1.GetOffsetsRequest
+	2,  // 14: log.v1.Log.Produce:output_type -> log.v1.ProduceResponse
+	4,  // 15: log.v1.Log.Consume:output_type -> log.v1.ConsumeResponse
+	4,  // 16: log.v1.Log.ConsumeStream:output_type -> log.v1.ConsumeResponse
+	2,  // 17: log.v1.Log.ProduceStream:output_type -> log.v1.ProduceResponse
+	7,  // 18: log.v1.Log.GetServers:output_type -> log.v1.GetServersResponse
+	9,  // 19: log.v1.Log.ProduceBatch:output_type -> log.v1.ProduceBatchResponse
+	11, // 20: log.v1.Log.ConsumeBatchStream:output_type -> log.v1.ConsumeBatchResponse
+	13, // 21: log.v1.Log.GetOffsets:output_type -> log.v1.GetOffsetsResponse
+	14, // [14:22] is the sub-list for method output_type
+	6,  // [6:14] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_api_v1_log_proto_init() }

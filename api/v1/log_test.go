@@ -197,6 +197,7 @@ func TestDescriptor(t *testing.T) {
 		{"Server", "state", 5, protoreflect.StringKind, false},
 		{"Server", "next_offset", 6, protoreflect.Uint64Kind, false},
 		{"GetServersResponse", "servers", 1, protoreflect.MessageKind, true},
+		{"GetServersResponse", "self", 2, protoreflect.MessageKind, false},
 		{"ProduceBatchRequest", "records", 1, protoreflect.MessageKind, true},
 		{"ProduceBatchResponse", "first_offset", 1, protoreflect.Uint64Kind, false},
 		{"ProduceBatchResponse", "count", 2, protoreflect.Uint32Kind, false},
