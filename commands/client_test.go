@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -127,6 +128,31 @@ func TestDevClusterCommands(t *testing.T) {
 		})
 		if err := stop(); err != nil {
 			t.Errorf("tail interrupted: %v, want a clean exit", err)
+		}
+	})
+
+	t.Run("produce from a slow pipe", func(t *testing.T) {
+		// Each line goes out as it arrives, with its offset printed, not
+		// when a batch is full or the input ends.
+		pr, pw := io.Pipe()
+		t.Cleanup(func() { pw.Close() })
+		var out syncBuffer
+		done := make(chan error, 1)
+		go func() {
+			m := &Main{Stdin: pr, Stdout: &out, Stderr: logWriter{t}}
+			done <- m.Run(context.Background(), []string{"proglogctl", "produce"})
+		}()
+		for i, want := range []string{"12\n", "12\n13\n"} {
+			if _, err := fmt.Fprintf(pw, "slow-%d\n", i); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 10*time.Second, fmt.Sprintf("produce to print the offset of line %d before line %d is written", i+1, i+2), func() bool {
+				return out.String() == want
+			})
+		}
+		pw.Close()
+		if err := <-done; err != nil {
+			t.Fatalf("produce at the end of its input: %v", err)
 		}
 	})
 }

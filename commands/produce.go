@@ -21,7 +21,7 @@ func produceCommand() *cli.Command {
 		ArgsUsage: "[VALUE...]",
 		Flags: append(clientFlags(),
 			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "read one record per line from `FILE` (- is stdin)", TakesFile: true},
-			&cli.IntFlag{Name: "batch", Usage: "records sent per request", Value: 500, EnvVars: []string{"PROGLOG_PRODUCE_BATCH"}},
+			&cli.IntFlag{Name: "batch", Usage: "at most this many records per request (and 1 MiB); what has arrived goes at once", Value: 5000, EnvVars: []string{"PROGLOG_PRODUCE_BATCH"}},
 			&cli.IntFlag{Name: "max-record-bytes", Usage: "refuse lines longer than this before sending anything of them", Value: 1 << 20, EnvVars: []string{"PROGLOG_MAX_RECORD_BYTES"}},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only a summary", EnvVars: []string{"PROGLOG_QUIET"}},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object per record", EnvVars: []string{"PROGLOG_JSON"}},
@@ -99,36 +99,55 @@ func runProduce(c *cli.Context) error {
 		produced += len(batch)
 		bar.add(int64(batchBytes+len(batch)), produced) // each line with its newline
 		batch, lines, batchBytes = batch[:0], lines[:0], 0
-		return nil
+		return out.Flush() // offsets as their records commit
 	}
+	// The input is read ahead on a goroutine of its own, so a batch is what
+	// has arrived while the one before was in flight: a big file goes in full
+	// batches, and a line piped in slowly goes out at once. The goroutine ends
+	// when it has read everything, or when produce returns, unless it is
+	// blocked reading a stdin that never ends: the process exits under it.
+	recs := make(chan inputRecord, batchSize)
+	stopReading := make(chan struct{})
+	defer close(stopReading)
+	go func() {
+		for {
+			rec, line, err := in.next()
+			select {
+			case recs <- inputRecord{rec, line, err}:
+			case <-stopReading:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	var next inputRecord // read, not yet in a batch, when held
+	held := false
 	for {
-		rec, line, err := in.next()
-		if err == io.EOF {
+		if !held {
+			next, held = <-recs, true // wait for the first record of a batch
+		}
+		// Add what has arrived, without waiting, while it fits. A batch is
+		// one atomic request, and a request must fit in one Raft entry:
+		// keep it well under that.
+		for held && next.err == nil && len(batch) < batchSize && (len(batch) == 0 || batchBytes+len(next.rec) <= maxBatchBytes) {
+			batch, lines, batchBytes = append(batch, next.rec), append(lines, next.line), batchBytes+len(next.rec)
+			select {
+			case next = <-recs:
+			default:
+				held = false
+			}
+		}
+		if err := send(); err != nil {
+			return err
+		}
+		if held && next.err == io.EOF {
 			break
 		}
-		if err != nil {
-			if serr := send(); serr != nil {
-				return serr
-			}
-			out.Flush()
-			return fmt.Errorf("%w; %d records before it were produced", err, produced)
+		if held && next.err != nil {
+			return fmt.Errorf("%w; %d records before it were produced", next.err, produced)
 		}
-		// A batch is one atomic request, and a request must fit in one Raft
-		// entry: keep it well under that.
-		if batchBytes+len(rec) > maxBatchBytes {
-			if err := send(); err != nil {
-				return err
-			}
-		}
-		batch, lines, batchBytes = append(batch, rec), append(lines, line), batchBytes+len(rec)
-		if len(batch) == batchSize {
-			if err := send(); err != nil {
-				return err
-			}
-		}
-	}
-	if err := send(); err != nil {
-		return err
 	}
 	bar.finish()
 	if c.Bool("quiet") {
@@ -142,6 +161,14 @@ func runProduce(c *cli.Context) error {
 		}
 	}
 	return out.Flush()
+}
+
+// inputRecord is one record read by produce, or the error (io.EOF at the
+// end) that ended the input.
+type inputRecord struct {
+	rec  []byte
+	line int
+	err  error
 }
 
 // maxBatchBytes bounds the records of one produce request; a single larger
