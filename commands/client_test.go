@@ -133,14 +133,17 @@ func TestDevClusterCommands(t *testing.T) {
 
 	t.Run("produce from a slow pipe", func(t *testing.T) {
 		// Each line goes out as it arrives, with its offset printed, not
-		// when a batch is full or the input ends.
+		// when a batch is full or the input ends; an interrupt while
+		// waiting for input ends produce cleanly.
 		pr, pw := io.Pipe()
 		t.Cleanup(func() { pw.Close() })
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
 		var out syncBuffer
 		done := make(chan error, 1)
 		go func() {
 			m := &Main{Stdin: pr, Stdout: &out, Stderr: logWriter{t}}
-			done <- m.Run(context.Background(), []string{"proglogctl", "produce"})
+			done <- m.Run(ctx, []string{"proglogctl", "produce"})
 		}()
 		for i, want := range []string{"12\n", "12\n13\n"} {
 			if _, err := fmt.Fprintf(pw, "slow-%d\n", i); err != nil {
@@ -150,9 +153,9 @@ func TestDevClusterCommands(t *testing.T) {
 				return out.String() == want
 			})
 		}
-		pw.Close()
+		cancel()
 		if err := <-done; err != nil {
-			t.Fatalf("produce at the end of its input: %v", err)
+			t.Fatalf("produce interrupted while waiting for input: %v, want a clean exit", err)
 		}
 	})
 }

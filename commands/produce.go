@@ -123,10 +123,16 @@ func runProduce(c *cli.Context) error {
 		}
 	}()
 	var next inputRecord // read, not yet in a batch, when held
-	held := false
-	for {
+	held, interrupted := false, false
+	for !interrupted {
 		if !held {
-			next, held = <-recs, true // wait for the first record of a batch
+			select {
+			case next, held = <-recs: // the first record of a batch (recs is never closed)
+			case <-c.Context.Done():
+				// Interrupted while waiting for input: what was read has
+				// been produced.
+				interrupted = true
+			}
 		}
 		// Add what has arrived, without waiting, while it fits. A batch is
 		// one atomic request, and a request must fit in one Raft entry:
@@ -149,7 +155,9 @@ func runProduce(c *cli.Context) error {
 			return fmt.Errorf("%w; %d records before it were produced", next.err, produced)
 		}
 	}
-	bar.finish()
+	if !interrupted {
+		bar.finish()
+	}
 	if c.Bool("quiet") {
 		switch {
 		case produced == 0:
