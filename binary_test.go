@@ -444,7 +444,7 @@ func TestBinaryTailAcrossNodeKills(t *testing.T) {
 		waitFor(t, 30*time.Second, p.name+" serving again", func() bool { return c.serving(p) })
 		progress("after " + p.name + " restarted")
 	}
-	prodAcked, unknown := prod.halt(t)
+	prodAcked, unknown, notProduced := prod.halt(t)
 	var last uint64
 	for off, v := range prodAcked {
 		acked[off] = v
@@ -488,8 +488,13 @@ func TestBinaryTailAcrossNodeKills(t *testing.T) {
 	if probs := ackedProblems(acked, got); len(probs) > 0 {
 		t.Errorf("acknowledged records wrong in tail's output:\n\t%s", strings.Join(probs, "\n\t"))
 	}
-	t.Logf("tail printed offsets %d..%d across SIGKILLs of %s; %d records acknowledged, %d produce runs of unknown outcome",
-		from, end-1, strings.Join(killed, ", "), len(acked), len(unknown))
+	for _, r := range got {
+		if slices.Contains(notProduced, r.Value) {
+			t.Errorf("%q is at offset %d, but produce said it was not produced", r.Value, r.Offset)
+		}
+	}
+	t.Logf("tail printed offsets %d..%d across SIGKILLs of %s; %d records acknowledged, %d produce runs of unknown outcome, %d not produced",
+		from, end-1, strings.Join(killed, ", "), len(acked), len(unknown), len(notProduced))
 }
 
 // lineLog keeps the lines written to it; a process's stdout copied into it
@@ -604,8 +609,9 @@ func ackedProblems(acked map[uint64]string, recs []jsonRecord) []string {
 // producer runs `proglogctl produce` over and over from its own goroutine,
 // one distinct value ("r-0", "r-1", ...) a run, until halted. A run either
 // prints the value's offset, or exits 3 saying the record may or may not have
-// been produced (its outcome is unknown: a node died under it). Any other
-// end stops the producer and fails the test.
+// been produced (its outcome is unknown: a node died under it) or that it was
+// not produced (it never reached a server). Any other end stops the producer
+// and fails the test.
 type producer struct {
 	stop chan struct{} // closed by halt
 	done chan struct{} // closed when the goroutine returns
@@ -613,6 +619,7 @@ type producer struct {
 	mu      sync.Mutex        // guards the fields below
 	acked   map[uint64]string // offset → value
 	unknown []string          // values of unknown outcome
+	refused []string          // values produce said were not produced
 	err     error             // the run that stopped the producer
 }
 
@@ -665,8 +672,10 @@ func (p *producer) produce(ctx context.Context, c *cluster, v string) bool {
 		p.acked[off] = v
 	case code == commands.ExitUnavailable && strings.Contains(errOut, "may or may not have been produced"):
 		p.unknown = append(p.unknown, v)
+	case code == commands.ExitUnavailable && strings.Contains(errOut, "were not produced"):
+		p.refused = append(p.refused, v)
 	default:
-		p.err = fmt.Errorf("produce %s: exit %d, stdout %q, stderr %q; want an offset, or exit 3 saying the outcome is unknown", v, code, out, errOut)
+		p.err = fmt.Errorf("produce %s: exit %d, stdout %q, stderr %q; want an offset, or exit 3 saying the outcome is unknown or that it was not produced", v, code, out, errOut)
 		return false
 	}
 	return true
@@ -685,8 +694,9 @@ func (p *producer) ackedCount(t *testing.T) int {
 }
 
 // halt lets the run in progress finish, stops the producer and returns the
-// acknowledged records and the values of unknown outcome.
-func (p *producer) halt(t *testing.T) (acked map[uint64]string, unknown []string) {
+// acknowledged records, the values of unknown outcome and those produce said
+// were not produced.
+func (p *producer) halt(t *testing.T) (acked map[uint64]string, unknown, notProduced []string) {
 	t.Helper()
 	close(p.stop)
 	<-p.done
@@ -695,7 +705,7 @@ func (p *producer) halt(t *testing.T) (acked map[uint64]string, unknown []string
 	if p.err != nil {
 		t.Fatal(p.err)
 	}
-	return maps.Clone(p.acked), slices.Clone(p.unknown)
+	return maps.Clone(p.acked), slices.Clone(p.unknown), slices.Clone(p.refused)
 }
 
 func TestServeRefusesMissingSecurityFiles(t *testing.T) {

@@ -3,15 +3,19 @@ package commands
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/proglogctl/proglogctl/discovery"
 )
 
 func produceCommand() *cli.Command {
@@ -68,9 +72,12 @@ func runProduce(c *cli.Context) error {
 		cancel()
 		if err != nil {
 			out.Flush()
+			var notSent *discovery.NotSentError
 			switch status.Code(err) {
 			case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled, codes.Unknown:
-				return fmt.Errorf("records from line %d on may or may not have been produced (%d before them were): %w", lines[0], produced, callError(c, err))
+				if !errors.As(err, &notSent) {
+					return fmt.Errorf("records from line %d on may or may not have been produced (%d before them were): %w", lines[0], produced, callError(c, err))
+				}
 			}
 			return fmt.Errorf("records from line %d on were not produced (%d before them were): %w", lines[0], produced, callError(c, err))
 		}
@@ -101,33 +108,15 @@ func runProduce(c *cli.Context) error {
 		batch, lines, batchBytes = batch[:0], lines[:0], 0
 		return out.Flush() // offsets as their records commit
 	}
-	// The input is read ahead on a goroutine of its own, so a batch is what
-	// has arrived while the one before was in flight: a big file goes in full
-	// batches, and a line piped in slowly goes out at once. The goroutine ends
-	// when it has read everything, or when produce returns, unless it is
-	// blocked reading a stdin that never ends: the process exits under it.
-	recs := make(chan inputRecord, batchSize)
-	stopReading := make(chan struct{})
-	defer close(stopReading)
-	go func() {
-		for {
-			rec, line, err := in.next()
-			select {
-			case recs <- inputRecord{rec, line, err}:
-			case <-stopReading:
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
+	ra := readInput(in.next, batchSize)
+	defer ra.stop()
 	var next inputRecord // read, not yet in a batch, when held
 	held, interrupted := false, false
 	for !interrupted {
 		if !held {
 			select {
-			case next, held = <-recs: // the first record of a batch (recs is never closed)
+			case next, held = <-ra.recs: // the first record of a batch (recs is never closed)
+				ra.took(next)
 			case <-c.Context.Done():
 				// Interrupted while waiting for input: what was read has
 				// been produced.
@@ -140,7 +129,8 @@ func runProduce(c *cli.Context) error {
 		for held && next.err == nil && len(batch) < batchSize && (len(batch) == 0 || batchBytes+len(next.rec) <= maxBatchBytes) {
 			batch, lines, batchBytes = append(batch, next.rec), append(lines, next.line), batchBytes+len(next.rec)
 			select {
-			case next = <-recs:
+			case next = <-ra.recs:
+				ra.took(next)
 			default:
 				held = false
 			}
@@ -170,6 +160,62 @@ func runProduce(c *cli.Context) error {
 	}
 	return out.Flush()
 }
+
+// readAhead reads produce's input on a goroutine of its own, so that a batch
+// is what has arrived while the one before was in flight: a big file goes in
+// full batches, and a line piped in slowly goes out at once. It stays at most
+// readAheadBytes (or one record) ahead of what has been taken.
+type readAhead struct {
+	recs    chan inputRecord // never closed
+	queued  atomic.Int64     // bytes in recs
+	drained chan struct{}    // a token after records were taken
+	done    chan struct{}    // closed by stop
+}
+
+// readAheadBytes bounds the records read but not yet taken.
+const readAheadBytes = 4 * maxBatchBytes
+
+// readInput starts reading with next. The goroutine ends when next has
+// returned an error (io.EOF at the end) and it was taken, or after stop,
+// unless it is blocked reading a stdin that never ends: the process exits
+// under it.
+func readInput(next func() ([]byte, int, error), maxRecords int) *readAhead {
+	r := &readAhead{recs: make(chan inputRecord, maxRecords), drained: make(chan struct{}, 1), done: make(chan struct{})}
+	go func() {
+		for {
+			rec, line, err := next()
+			for r.queued.Load() >= readAheadBytes {
+				select {
+				case <-r.drained:
+				case <-r.done:
+					return
+				}
+			}
+			r.queued.Add(int64(len(rec)))
+			select {
+			case r.recs <- inputRecord{rec, line, err}:
+			case <-r.done:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return r
+}
+
+// took accounts for rec, received from recs.
+func (r *readAhead) took(rec inputRecord) {
+	r.queued.Add(-int64(len(rec.rec)))
+	select {
+	case r.drained <- struct{}{}:
+	default:
+	}
+}
+
+// stop ends the reading goroutine unless it is blocked in next.
+func (r *readAhead) stop() { close(r.done) }
 
 // inputRecord is one record read by produce, or the error (io.EOF at the
 // end) that ended the input.

@@ -115,27 +115,51 @@ func (c *Client) Close() error {
 // until its context ends, instead of failing while none is ready.
 var waitReady = grpc.WaitForReady(true)
 
+// NotSentError is the error of a write that never reached a server (no
+// leader was ready before the context ended): it certainly was not appended,
+// so sending it again cannot duplicate it. Err is the gRPC status error.
+type NotSentError struct{ Err error }
+
+func (e *NotSentError) Error() string { return e.Err.Error() }
+func (e *NotSentError) Unwrap() error { return e.Err }
+
+// GRPCStatus is Err's status, so status.Code and status.FromError see it.
+func (e *NotSentError) GRPCStatus() *status.Status { return status.Convert(e.Err) }
+
+// sentTo wraps err in a *NotSentError when the call never got a connection
+// to a server: p, filled by grpc.Peer, has no address then.
+func sentTo(p *peer.Peer, err error) error {
+	if p.Addr == nil {
+		return &NotSentError{Err: err}
+	}
+	return err
+}
+
 // Produce appends value and returns its offset once committed. A write whose
 // outcome is unknown (UNAVAILABLE, the leader changed while committing) is
-// not retried: the record may or may not be in the log.
+// not retried: the record may or may not be in the log. One that never left
+// the client is a *NotSentError.
 func (c *Client) Produce(ctx context.Context, value []byte) (uint64, error) {
-	res, err := c.log.Produce(ctx, &logv1.ProduceRequest{Record: &logv1.Record{Value: value}}, waitReady)
+	var p peer.Peer
+	res, err := c.log.Produce(ctx, &logv1.ProduceRequest{Record: &logv1.Record{Value: value}}, waitReady, grpc.Peer(&p))
 	if err != nil {
-		return 0, err
+		return 0, sentTo(&p, err)
 	}
 	return res.Offset, nil
 }
 
 // ProduceBatch appends values atomically at dense offsets from first.
-// Like Produce, it does not retry a write whose outcome is unknown.
+// Like Produce, it does not retry a write whose outcome is unknown, and a
+// write that never left the client is a *NotSentError.
 func (c *Client) ProduceBatch(ctx context.Context, values [][]byte) (first uint64, err error) {
 	req := &logv1.ProduceBatchRequest{Records: make([]*logv1.Record, len(values))}
 	for i, v := range values {
 		req.Records[i] = &logv1.Record{Value: v}
 	}
-	res, err := c.log.ProduceBatch(ctx, req, waitReady)
+	var p peer.Peer
+	res, err := c.log.ProduceBatch(ctx, req, waitReady, grpc.Peer(&p))
 	if err != nil {
-		return 0, err
+		return 0, sentTo(&p, err)
 	}
 	return res.FirstOffset, nil
 }

@@ -474,3 +474,26 @@ func TestServersReportsEachServersOwnView(t *testing.T) {
 		t.Fatalf("closed follower %s: want it listed as %q with no next offset; servers: %v", gone.Addr(), discovery.StateUnreachable, servers)
 	}
 }
+
+// A write that never reaches a server is a *NotSentError (it certainly was
+// not appended); one a server refused is not.
+func TestWriteThatNeverLeftIsNotSent(t *testing.T) {
+	c := startCluster(t, 1)
+	nowhere := c.dial(t, discovery.Scheme+"://127.0.0.1:1", nil)
+	ctx, cancel := context.WithTimeout(testCtx(t), 300*time.Millisecond)
+	defer cancel()
+	_, err := nowhere.ProduceBatch(ctx, [][]byte{[]byte("x")})
+	var notSent *discovery.NotSentError
+	if !errors.As(err, &notSent) || status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("ProduceBatch with no server reachable: %v (%T), want a *NotSentError with DEADLINE_EXCEEDED", err, err)
+	}
+	if _, err := nowhere.Produce(ctx, []byte("x")); !errors.As(err, &notSent) {
+		t.Fatalf("Produce with no server reachable: %v (%T), want a *NotSentError", err, err)
+	}
+
+	cl := c.dial(t, c.target(), nil)
+	_, err = cl.ProduceBatch(testCtx(t), nil)
+	if errors.As(err, &notSent) || status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("empty batch: %v (%T), want INVALID_ARGUMENT from the server, not a *NotSentError", err, err)
+	}
+}
