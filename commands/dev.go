@@ -36,13 +36,6 @@ func runDev(c *cli.Context) (err error) {
 	if base < 0 || base+10*(nodes-1)+1 > 65535 {
 		return UsageError{Err: fmt.Errorf("serve --dev: --dev-port %d: want 0 (free ports) or a port that leaves room for %d nodes", base, nodes)}
 	}
-	if !c.IsSet("log-level") {
-		// The banner below is what a newcomer needs to read; Raft's
-		// notes on three nodes finding each other would bury it.
-		if err := c.Set("log-level", "error"); err != nil {
-			return err
-		}
-	}
 	dataDir := filepath.Join(c.String("data-dir"), "dev")
 	listen, recorded, err := devAddrs(dataDir, nodes, base, c.IsSet("dev-port"))
 	if err != nil {

@@ -106,7 +106,10 @@ func runProduce(c *cli.Context) error {
 		produced += len(batch)
 		bar.add(int64(batchBytes+len(batch)), produced) // each line with its newline
 		batch, lines, batchBytes = batch[:0], lines[:0], 0
-		return out.Flush() // offsets as their records commit
+		if err := out.Flush(); err != nil { // offsets as their records commit
+			return fmt.Errorf("writing the offsets (%d records were produced): %w", produced, err)
+		}
+		return nil
 	}
 	ra := readInput(in.next, batchSize)
 	defer ra.stop()
@@ -118,9 +121,16 @@ func runProduce(c *cli.Context) error {
 			case next, held = <-ra.recs: // the first record of a batch (recs is never closed)
 				ra.took(next)
 			case <-c.Context.Done():
-				// Interrupted while waiting for input: what was read has
-				// been produced.
-				interrupted = true
+				select {
+				case next, held = <-ra.recs:
+					// Read before the interrupt: the batch fails as not
+					// sent, and produce says from which line.
+					ra.took(next)
+				default:
+					// Interrupted while waiting for input: what was read
+					// has been produced.
+					interrupted = true
+				}
 			}
 		}
 		// Add what has arrived, without waiting, while it fits. A batch is
@@ -178,9 +188,11 @@ const readAheadBytes = 4 * maxBatchBytes
 // readInput starts reading with next. The goroutine ends when next has
 // returned an error (io.EOF at the end) and it was taken, or after stop,
 // unless it is blocked reading a stdin that never ends: the process exits
-// under it.
+// under it (an in-process caller whose Main.Stdin stays open loses the line
+// it reads then).
 func readInput(next func() ([]byte, int, error), maxRecords int) *readAhead {
-	r := &readAhead{recs: make(chan inputRecord, maxRecords), drained: make(chan struct{}, 1), done: make(chan struct{})}
+	// The count bounds the channel's memory; the byte budget bounds the rest.
+	r := &readAhead{recs: make(chan inputRecord, min(maxRecords, 1<<16)), drained: make(chan struct{}, 1), done: make(chan struct{})}
 	go func() {
 		for {
 			rec, line, err := next()

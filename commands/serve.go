@@ -109,8 +109,14 @@ func runServe(c *cli.Context) error {
 // serveConfig maps the flags onto node.Config, loading certificates and the
 // ACL: a missing or unreadable one is an error, never a fallback to open.
 func serveConfig(c *cli.Context) (node.Config, error) {
+	logLevel := c.String("log-level")
+	if c.Bool("dev") && !c.IsSet("log-level") {
+		// The dev cluster's banner is what a newcomer needs to read; Raft's
+		// notes on three nodes finding each other would bury it.
+		logLevel = "error"
+	}
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 		return node.Config{}, UsageError{Err: fmt.Errorf("serve: --log-level %q: want debug, info, warn or error", c.String("log-level"))}
 	}
 	logger := slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level}))

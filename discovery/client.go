@@ -120,14 +120,20 @@ var waitReady = grpc.WaitForReady(true)
 // so sending it again cannot duplicate it. Err is the gRPC status error.
 type NotSentError struct{ Err error }
 
+// Error returns Err's message.
 func (e *NotSentError) Error() string { return e.Err.Error() }
+
+// Unwrap returns Err.
 func (e *NotSentError) Unwrap() error { return e.Err }
 
 // GRPCStatus is Err's status, so status.Code and status.FromError see it.
 func (e *NotSentError) GRPCStatus() *status.Status { return status.Convert(e.Err) }
 
 // sentTo wraps err in a *NotSentError when the call never got a connection
-// to a server: p, filled by grpc.Peer, has no address then.
+// to a server: p, filled by grpc.Peer, has no address then. (grpc-go fills it
+// only for an attempt that got a transport stream, clientStream.finish in
+// stream.go; a request is written only on such a stream. Check again when
+// upgrading grpc; TestWriteThatNeverLeftIsNotSent covers both directions.)
 func sentTo(p *peer.Peer, err error) error {
 	if p.Addr == nil {
 		return &NotSentError{Err: err}

@@ -4,15 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
 	logv1 "github.com/proglogctl/proglogctl/api/v1"
+	"github.com/proglogctl/proglogctl/certs"
 	"github.com/proglogctl/proglogctl/discovery"
 	"github.com/proglogctl/proglogctl/node"
 )
@@ -476,24 +481,76 @@ func TestServersReportsEachServersOwnView(t *testing.T) {
 }
 
 // A write that never reaches a server is a *NotSentError (it certainly was
-// not appended); one a server refused is not.
+// not appended); one that reached a server is not, however it failed.
 func TestWriteThatNeverLeftIsNotSent(t *testing.T) {
 	c := startCluster(t, 1)
 	nowhere := c.dial(t, discovery.Scheme+"://127.0.0.1:1", nil)
+	var notSent *discovery.NotSentError
 	ctx, cancel := context.WithTimeout(testCtx(t), 300*time.Millisecond)
 	defer cancel()
 	_, err := nowhere.ProduceBatch(ctx, [][]byte{[]byte("x")})
-	var notSent *discovery.NotSentError
 	if !errors.As(err, &notSent) || status.Code(err) != codes.DeadlineExceeded {
 		t.Fatalf("ProduceBatch with no server reachable: %v (%T), want a *NotSentError with DEADLINE_EXCEEDED", err, err)
 	}
-	if _, err := nowhere.Produce(ctx, []byte("x")); !errors.As(err, &notSent) {
-		t.Fatalf("Produce with no server reachable: %v (%T), want a *NotSentError", err, err)
+	ctx, cancel = context.WithTimeout(testCtx(t), 300*time.Millisecond)
+	defer cancel()
+	if _, err := nowhere.Produce(ctx, []byte("x")); !errors.As(err, &notSent) || status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("Produce with no server reachable: %v (%T), want a *NotSentError with DEADLINE_EXCEEDED", err, err)
 	}
 
+	// Refused by a server.
 	cl := c.dial(t, c.target(), nil)
 	_, err = cl.ProduceBatch(testCtx(t), nil)
 	if errors.As(err, &notSent) || status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("empty batch: %v (%T), want INVALID_ARGUMENT from the server, not a *NotSentError", err, err)
 	}
+
+	// Received by a leader that never answers: the outcome is unknown.
+	stub := startStubLeader(t, c.pki)
+	ctx, cancel = context.WithTimeout(testCtx(t), time.Second)
+	defer cancel()
+	_, err = c.dial(t, stub.addr, nil).ProduceBatch(ctx, [][]byte{[]byte("x")})
+	if errors.As(err, &notSent) || status.Code(err) != codes.DeadlineExceeded || stub.received.Load() != 1 {
+		t.Fatalf("ProduceBatch a server received and never answered: %v (%T), received %d; want DEADLINE_EXCEEDED, not a *NotSentError, received once",
+			err, err, stub.received.Load())
+	}
+}
+
+// stubLeader is a log.v1 server that says it leads and holds every
+// ProduceBatch until the call's context ends.
+type stubLeader struct {
+	logv1.UnimplementedLogServer
+	addr     string
+	received atomic.Int32 // ProduceBatch calls
+}
+
+// startStubLeader serves a stubLeader with p's node certificate on a free
+// loopback port until the test ends.
+func startStubLeader(t *testing.T, p *pki) *stubLeader {
+	t.Helper()
+	conf, err := certs.ServerTLSConfig(p.nodeFiles())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &stubLeader{addr: ln.Addr().String()}
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(conf)))
+	logv1.RegisterLogServer(srv, s)
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+	return s
+}
+
+func (s *stubLeader) GetServers(context.Context, *logv1.GetServersRequest) (*logv1.GetServersResponse, error) {
+	self := &logv1.Server{Id: "stub", RpcAddr: s.addr, IsLeader: true, IsVoter: true, State: "Leader"}
+	return &logv1.GetServersResponse{Servers: []*logv1.Server{self}, Self: self}, nil
+}
+
+func (s *stubLeader) ProduceBatch(ctx context.Context, _ *logv1.ProduceBatchRequest) (*logv1.ProduceBatchResponse, error) {
+	s.received.Add(1)
+	<-ctx.Done()
+	return nil, status.FromContextError(ctx.Err()).Err()
 }
