@@ -50,6 +50,8 @@ type Config struct {
 	ApplyTimeout time.Duration
 	// ShutdownTransferTimeout bounds the leadership transfer on Close.
 	ShutdownTransferTimeout time.Duration
+	// ShutdownTimeout bounds how long Close waits for Raft to stop.
+	ShutdownTimeout time.Duration
 
 	// Store configures the local log the records are applied to.
 	Store logstore.Config
@@ -73,6 +75,7 @@ func DefaultConfig() Config {
 		MaxPendingEntries:       4,
 		ApplyTimeout:            10 * time.Second,
 		ShutdownTransferTimeout: 5 * time.Second,
+		ShutdownTimeout:         3 * time.Second,
 		Store:                   logstore.DefaultConfig(),
 		Logger:                  slog.Default(),
 	}
@@ -97,8 +100,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("raftfsm: MaxEntryBytes %d must be at most half of Store.MaxStoreBytes %d", c.MaxEntryBytes, c.Store.MaxStoreBytes)
 	case c.MaxPendingEntries < 1:
 		return fmt.Errorf("raftfsm: MaxPendingEntries %d must be at least 1", c.MaxPendingEntries)
-	case c.ApplyTimeout <= 0 || c.ShutdownTransferTimeout <= 0:
-		return errors.New("raftfsm: ApplyTimeout and ShutdownTransferTimeout must be positive")
+	case c.ApplyTimeout <= 0 || c.ShutdownTransferTimeout <= 0 || c.ShutdownTimeout <= 0:
+		return errors.New("raftfsm: ApplyTimeout, ShutdownTransferTimeout and ShutdownTimeout must be positive")
 	}
 	if err := c.Store.Validate(); err != nil {
 		return err

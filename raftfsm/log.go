@@ -28,6 +28,9 @@ var (
 	// ErrLeadershipLost: this server stopped leading before the records were
 	// known to commit. They may or may not be in the log.
 	ErrLeadershipLost = errors.New("raftfsm: leadership lost before the records were known to commit; they may or may not be in the log")
+	// ErrShutdownTimeout is returned by Close when Raft did not stop within
+	// Config.ShutdownTimeout; the stores are closed all the same.
+	ErrShutdownTimeout = errors.New("raftfsm: Raft did not shut down")
 )
 
 // NotLeaderError is returned by writes on a server that is not the leader. It
@@ -565,7 +568,7 @@ func (l *Log) Close() error {
 				l.logger.Warn("leadership transfer before shutdown timed out")
 			}
 		}
-		errs = append(errs, l.raft.Shutdown().Error())
+		errs = append(errs, l.shutdownRaft())
 		close(l.stop)
 		l.raft.DeregisterObserver(l.observer)
 		l.wg.Wait()
@@ -574,6 +577,22 @@ func (l *Log) Close() error {
 		l.closeErr = errors.Join(errs...)
 	})
 	return l.closeErr
+}
+
+// shutdownRaft stops Raft, waiting at most ShutdownTimeout: a Raft goroutine
+// that never returns must not keep the process from stopping.
+func (l *Log) shutdownRaft() error {
+	done := make(chan error, 1)
+	go func() { done <- l.raft.Shutdown().Error() }()
+	timer := time.NewTimer(l.conf.ShutdownTimeout)
+	defer timer.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-timer.C:
+		l.logger.Error("Raft did not shut down in time; closing the stores under it", "timeout", l.conf.ShutdownTimeout)
+		return fmt.Errorf("%w after %v", ErrShutdownTimeout, l.conf.ShutdownTimeout)
+	}
 }
 
 func (l *Log) voters() int {

@@ -500,11 +500,11 @@ func (c *serverConn) Write(p []byte) (int, error) {
 // NewTransport returns Raft's network transport over stream, with timeout
 // bounding each connection and RPC, logging into logger. The replica closes it
 // when it closes.
-func NewTransport(stream *StreamLayer, timeout time.Duration, logger *slog.Logger) *raft.NetworkTransport {
-	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+func NewTransport(stream *StreamLayer, timeout time.Duration, logger *slog.Logger) *Transport {
+	return &Transport{raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  stream,
 		MaxPool: 5,
 		Timeout: timeout,
 		Logger:  newHCLogger(logger, "raft-net"),
-	})
+	})}
 }
