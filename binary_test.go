@@ -95,12 +95,25 @@ type cluster struct {
 	clients []*proc // client commands running in the background
 }
 
-// startCluster builds the binary, generates certificates and an ACL, and
-// starts n `proglogctl serve` processes on loopback ports (node-0 bootstraps,
-// the others join it); it returns once all n are voters. Every process the
+// startCluster starts the nodes of newCluster one after another, each once
+// the one before serves, and returns once all n are voters.
+func startCluster(t *testing.T, n int) *cluster {
+	t.Helper()
+	c := newCluster(t, n)
+	for _, p := range c.procs {
+		c.start(p)
+		waitFor(t, 30*time.Second, p.name+" serving", func() bool { return c.serving(p) })
+	}
+	waitFor(t, 30*time.Second, fmt.Sprintf("%d voters", n), func() bool { return c.voters(c.procs[0].rpcAddr) == n })
+	return c
+}
+
+// newCluster builds the binary, generates certificates and an ACL, and
+// prepares n `proglogctl serve` processes on loopback ports (node-0
+// bootstraps, the others join it) without starting them. Every process the
 // cluster starts is killed when the test ends, and its output logged if the
 // test failed.
-func startCluster(t *testing.T, n int) *cluster {
+func newCluster(t *testing.T, n int) *cluster {
 	t.Helper()
 	c := &cluster{t: t, bin: buildBinary(t), cfg: filepath.Join(t.TempDir(), "proglog")}
 	c.run("gencert", "--dir", c.cfg)
@@ -126,10 +139,7 @@ func startCluster(t *testing.T, n int) *cluster {
 			p.args = append(p.args, "--start-join-addrs", seed)
 		}
 		c.procs = append(c.procs, p)
-		c.start(p)
-		waitFor(t, 30*time.Second, p.name+" serving", func() bool { return c.serving(p) })
 	}
-	waitFor(t, 30*time.Second, fmt.Sprintf("%d voters", n), func() bool { return c.voters(c.procs[0].rpcAddr) == n })
 	return c
 }
 
@@ -382,6 +392,43 @@ func TestBinaryThreeNodeCluster(t *testing.T) {
 	p := c.procs[2]
 	if err := c.signal(p, syscall.SIGTERM); err != nil {
 		t.Fatalf("%s after SIGTERM: %v\n%s", p.name, err, p.out)
+	}
+}
+
+// Three nodes started at once, the joiners before their seed (as compose,
+// systemd or a script may start them), form a cluster. Stopped one after
+// another with SIGTERM and no flags, they stay voters: two of them started
+// again, the first while its seed is down, elect a leader and take a write
+// while the third stays down.
+func TestBinaryStartTogetherStopIsRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	c := newCluster(t, 3)
+	for _, p := range slices.Backward(c.procs) {
+		c.start(p)
+	}
+	waitFor(t, 60*time.Second, "3 voters", func() bool { return c.voters(c.procs[0].rpcAddr) == 3 })
+	for _, p := range c.procs {
+		waitFor(t, 30*time.Second, p.name+" serving", func() bool { return c.serving(p) })
+	}
+
+	for _, p := range c.procs {
+		if err := c.signal(p, syscall.SIGTERM); err != nil {
+			t.Fatalf("%s after SIGTERM: %v; want exit 0", p.name, err)
+		}
+	}
+	seed, joiner := c.procs[0], c.procs[1]
+	c.start(joiner)
+	c.start(seed)
+	l := c.leader(seed, joiner)
+	if v := c.voters(l.rpcAddr); v != 3 {
+		t.Errorf("%d voters after every node was stopped, want 3: nobody left", v)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if out, errOut, code := c.runClient(ctx, "produce", "--timeout", "20s", "after-restart"); code != 0 {
+		t.Fatalf("produce with two of three nodes back: exit %d, %q, %s", code, out, errOut)
 	}
 }
 

@@ -39,8 +39,8 @@ func serveCommand() *cli.Command {
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "rpc-port", Usage: "port for gRPC clients and Raft peers", Value: 8400, EnvVars: []string{"PROGLOG_RPC_PORT"}}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "advertise-host", Usage: "host peers and clients use to reach this node (default: the host of --bind-addr)", EnvVars: []string{"PROGLOG_ADVERTISE_HOST"}}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "bootstrap", Usage: "start a new cluster with this node as its first voter (ignored once the node has state)", EnvVars: []string{"PROGLOG_BOOTSTRAP"}}),
-		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "start-join-addrs", Usage: "Serf addresses (host:port) of members to join", EnvVars: []string{"PROGLOG_START_JOIN_ADDRS"}}),
-		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "leave-on-shutdown", Usage: "on SIGINT/SIGTERM leave the cluster for good (removed from Raft until it joins again); false for restarts", Value: true, EnvVars: []string{"PROGLOG_LEAVE_ON_SHUTDOWN"}}),
+		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "start-join-addrs", Usage: "Serf addresses (host:port) of members to join; retried in the background until one answers", EnvVars: []string{"PROGLOG_START_JOIN_ADDRS"}}),
+		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "leave-on-shutdown", Usage: "on SIGINT/SIGTERM leave the cluster for good (removed from Raft until it joins again), to decommission the node; without it a stop is a restart and the node stays a voter", EnvVars: []string{"PROGLOG_LEAVE_ON_SHUTDOWN"}}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "gossip-key", Usage: "base64 key (16, 24 or 32 bytes) encrypting Serf gossip", EnvVars: []string{"PROGLOG_GOSSIP_KEY"}}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "server-tls-cert-file", Value: inConfig(certs.NodeCertFileName), EnvVars: []string{"PROGLOG_SERVER_TLS_CERT_FILE"}, TakesFile: true}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "server-tls-key-file", Value: inConfig(certs.NodeKeyFileName), EnvVars: []string{"PROGLOG_SERVER_TLS_KEY_FILE"}, TakesFile: true}),
@@ -59,9 +59,11 @@ func serveCommand() *cli.Command {
 		Name:  "serve",
 		Usage: "run a node: the gRPC API, Raft and Serf on this host",
 		Description: `serve runs one node of a cluster. The first node starts with --bootstrap; the others
-join it with --start-join-addrs. Certificates and the ACL default to what gencert and
-genacl wrote into the config directory. SIGINT or SIGTERM stops the node gracefully
-(a leader hands over leadership first); a second signal exits at once.`,
+join it with --start-join-addrs, which they retry until it answers, so the nodes may
+start in any order. Certificates and the ACL default to what gencert and genacl wrote
+into the config directory. SIGINT or SIGTERM stops the node gracefully (a leader hands
+over leadership first) and it stays a member, to be started again; with
+--leave-on-shutdown it leaves the cluster for good. A second signal exits at once.`,
 		Flags: flags,
 		Before: func(c *cli.Context) error {
 			if c.String("config-file") == "" {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"time"
 
 	"github.com/hashicorp/serf/serf"
 )
@@ -27,9 +28,18 @@ type Config struct {
 	// Tags are published to every member. Tags[TagRPCAddr] is required.
 	Tags map[string]string
 	// StartJoinAddrs are gossip addresses (host:port) of members to join when
-	// starting. Joining fails only if none of them can be reached. Empty
-	// starts a cluster of one that others may join.
+	// starting. New does not wait for them: joining runs in the background,
+	// one attempt over every address at once, and is retried until an
+	// attempt reaches at least one of them, so members may start in any
+	// order. Empty starts a cluster of one that others may join.
 	StartJoinAddrs []string
+	// RetryJoinInterval is the wait after the first failed join attempt. It
+	// doubles after each further failure up to RetryJoinMaxInterval; each
+	// wait is drawn at random from its upper half, so members started
+	// together do not retry in step.
+	RetryJoinInterval time.Duration
+	// RetryJoinMaxInterval caps the wait between join attempts.
+	RetryJoinMaxInterval time.Duration
 	// EncryptKey, when set, encrypts and authenticates all gossip with
 	// AES-GCM. It is 16, 24 or 32 bytes long (32 selects AES-256, the usual
 	// choice) and the same on every member. A member without the key, or with
@@ -44,12 +54,14 @@ type Config struct {
 }
 
 // DefaultConfig returns a configuration that gossips on 127.0.0.1:8401 in
-// plaintext. NodeName and Tags[TagRPCAddr] must still be set.
+// plaintext and retries joining after 0.5 s, doubling to 30 s. NodeName and Tags[TagRPCAddr] must still be set.
 func DefaultConfig() Config {
 	return Config{
-		BindAddr: "127.0.0.1:8401",
-		Tags:     map[string]string{},
-		Logger:   slog.Default(),
+		BindAddr:             "127.0.0.1:8401",
+		Tags:                 map[string]string{},
+		RetryJoinInterval:    500 * time.Millisecond,
+		RetryJoinMaxInterval: 30 * time.Second,
+		Logger:               slog.Default(),
 	}
 }
 
@@ -62,6 +74,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("discovery: Tags[%q] is empty", TagRPCAddr)
 	case c.Logger == nil:
 		return errors.New("discovery: Logger is nil")
+	case c.RetryJoinInterval <= 0 || c.RetryJoinMaxInterval < c.RetryJoinInterval:
+		return fmt.Errorf("discovery: RetryJoinInterval %v must be positive and at most RetryJoinMaxInterval %v", c.RetryJoinInterval, c.RetryJoinMaxInterval)
 	}
 	switch len(c.EncryptKey) {
 	case 0, 16, 24, 32:

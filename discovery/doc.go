@@ -29,6 +29,18 @@
 // retried: a leader that comes to power after a member joined reconciles from
 // Members (the members and their RPC addresses) rather than from events.
 //
+// # Joining
+//
+// New starts Serf and returns without waiting for Config.StartJoinAddrs: a
+// goroutine joins them, all in one attempt, and retries until an attempt
+// reaches at least one (Consul's retry-join). The waits between attempts
+// start at RetryJoinInterval (0.5 s) and double up to RetryJoinMaxInterval
+// (30 s), each drawn from the upper half of its interval so members started
+// together spread out. Each failed attempt is logged once at Warn; once an
+// attempt succeeds the goroutine ends. So members can start in any order, and
+// a member restarting while its join addresses are down runs alone (its Raft
+// peers are in the Raft configuration, not in Serf) until one is back.
+//
 // # Restarts
 //
 // A member that restarts under the same name rejoins without help, and is
@@ -84,8 +96,10 @@
 // have ended.
 //
 // One goroutine per Membership calls the Handler, one call at a time, in event
-// order. Members may be called from any goroutine, also after Leave or Close.
-// Leave and Close serialize on a mutex; each stops Serf and joins the event
+// order; another joins StartJoinAddrs until it has. Members may be called from
+// any goroutine, also after Leave or Close. Leave and Close serialize on a
+// mutex; each stops the join goroutine (a wait between attempts ends at once,
+// an attempt in flight is waited for), stops Serf and joins the event
 // goroutine (waiting for a Handler call in progress), so the Handler must not
 // call them. Serf's own goroutines end when Serf shuts down.
 package discovery

@@ -46,10 +46,15 @@ func (w logWriter) Write(p []byte) (int, error) {
 	if c, msg, ok := bytes.Cut(line, []byte(": ")); ok && (string(c) == "serf" || string(c) == "memberlist") {
 		component, line = string(c), msg
 	}
-	if lvl == slog.LevelWarn && string(line) == "Shutdown without a Leave" {
+	switch {
+	case lvl == slog.LevelWarn && string(line) == "Shutdown without a Leave":
 		// Close stops without leaving on purpose: that is how a node stops
 		// when it means to come back, and no cause for a warning.
 		lvl = slog.LevelInfo
+	case lvl == slog.LevelWarn && component == "memberlist" && bytes.HasPrefix(line, []byte("failed to resolve ")):
+		// A join address that does not resolve (yet): the join goroutine
+		// warns once per attempt with this error in its own message.
+		lvl = slog.LevelDebug
 	}
 	w.l.Log(ctx, lvl, string(line), "component", component)
 	return n, nil

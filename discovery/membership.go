@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -90,8 +92,9 @@ const (
 // Membership is this node's view of the cluster: a Serf agent that gossips
 // with the other members and reports their joins and departures to a Handler.
 //
-// Serf runs its own goroutines. One event goroutine owned by the Membership
-// calls the Handler; mu serializes Leave and Close, which stop both.
+// Serf runs its own goroutines. The Membership owns two: the event goroutine,
+// which calls the Handler, and, while joining StartJoinAddrs, the join
+// goroutine. mu serializes Leave and Close, which stop all of them.
 type Membership struct {
 	name    string
 	logger  *slog.Logger
@@ -100,6 +103,9 @@ type Membership struct {
 
 	stop chan struct{} // closed to stop the event goroutine
 	wg   sync.WaitGroup
+
+	joinStop chan struct{} // closed to stop the join goroutine
+	joinWG   sync.WaitGroup
 
 	mu    sync.Mutex
 	state int // stateRunning, stateLeft or stateClosed; guarded by mu
@@ -111,9 +117,10 @@ const (
 	stateClosed
 )
 
-// New starts Serf on c.BindAddr, joins the members at c.StartJoinAddrs and
-// starts reporting membership events to h. It fails if none of
-// c.StartJoinAddrs (when there are any) can be joined.
+// New starts Serf on c.BindAddr and starts reporting membership events to h.
+// With c.StartJoinAddrs it also starts joining them in the background,
+// retrying until one answers (see Config.StartJoinAddrs): members that are
+// not up yet are no error, and New does not wait for them.
 func New(c Config, h Handler) (*Membership, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -130,23 +137,54 @@ func New(c Config, h Handler) (*Membership, error) {
 		return nil, fmt.Errorf("discovery: start serf on %s: %w", c.BindAddr, err)
 	}
 	m := &Membership{
-		name:    c.NodeName,
-		logger:  c.Logger,
-		handler: h,
-		serf:    s,
-		stop:    make(chan struct{}),
+		name:     c.NodeName,
+		logger:   c.Logger,
+		handler:  h,
+		serf:     s,
+		stop:     make(chan struct{}),
+		joinStop: make(chan struct{}),
 	}
 	m.wg.Add(1)
 	go m.run(events)
 	if len(c.StartJoinAddrs) > 0 {
-		n, err := s.Join(c.StartJoinAddrs, true)
-		if err != nil {
-			_ = m.Close()
-			return nil, fmt.Errorf("discovery: join %v: %w", c.StartJoinAddrs, err)
-		}
-		m.logger.Info("joined cluster", "contacted", n, "addrs", c.StartJoinAddrs)
+		m.joinWG.Add(1)
+		go m.retryJoin(slices.Clone(c.StartJoinAddrs), c.RetryJoinInterval, c.RetryJoinMaxInterval)
 	}
 	return m, nil
+}
+
+// retryJoin joins the members at addrs, all in one attempt, and retries
+// after a failed attempt until one succeeds or joinStop is closed. The wait
+// starts at wait and doubles up to maxWait, each drawn at random from the
+// upper half of its interval. Each failed attempt is logged once, at Warn.
+func (m *Membership) retryJoin(addrs []string, wait, maxWait time.Duration) {
+	defer m.joinWG.Done()
+	for attempt := 1; ; attempt++ {
+		n, err := m.serf.Join(addrs, true)
+		if n > 0 {
+			m.logger.Info("joined cluster", "contacted", n, "addrs", addrs, "attempts", attempt)
+			if err != nil {
+				// Gossip spreads the news of this member anyway.
+				m.logger.Warn("joined cluster, but announcing the join failed", "err", err)
+			}
+			return
+		}
+		select {
+		case <-m.joinStop:
+			return // closing: the failure is no news
+		default:
+		}
+		d := wait/2 + rand.N(wait/2+1)
+		m.logger.Warn("joining cluster failed; retrying", "addrs", addrs, "attempt", attempt, "retry_in", d.Round(time.Millisecond), "err", oneLine(err))
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-m.joinStop:
+			t.Stop()
+			return
+		}
+		wait = min(2*wait, maxWait)
+	}
 }
 
 // serfConfig builds Serf's configuration and the channel it delivers events on.
@@ -294,6 +332,7 @@ func (m *Membership) Leave() error {
 		return ErrClosed
 	}
 	m.state = stateLeft
+	m.stopJoinLocked()
 	err := m.serf.Leave()
 	if serr := m.shutdownLocked(); err == nil {
 		err = serr
@@ -306,8 +345,8 @@ func (m *Membership) Leave() error {
 
 // Close stops gossiping without leaving: the other members see this node
 // fail, and it stays a member until it comes back, leaves or is reaped. It
-// waits for a Handler call in progress. Close after Close or Leave returns
-// nil.
+// stops joining StartJoinAddrs if that is still under way, and waits for a
+// Handler call in progress. Close after Close or Leave returns nil.
 func (m *Membership) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -315,10 +354,39 @@ func (m *Membership) Close() error {
 		return nil
 	}
 	m.state = stateClosed
+	m.stopJoinLocked()
 	if err := m.shutdownLocked(); err != nil {
 		return fmt.Errorf("discovery: close: %w", err)
 	}
 	return nil
+}
+
+// oneLine renders the errors of a join attempt, one per address that
+// failed, on one line; memberlist reports them as a multi-line list.
+func oneLine(err error) string {
+	if err == nil {
+		return ""
+	}
+	if me, ok := err.(interface{ WrappedErrors() []error }); ok && len(me.WrappedErrors()) > 0 {
+		var b strings.Builder
+		for i, e := range me.WrappedErrors() {
+			if i > 0 {
+				b.WriteString("; ")
+			}
+			b.WriteString(e.Error())
+		}
+		return b.String()
+	}
+	return err.Error()
+}
+
+// stopJoinLocked stops joining StartJoinAddrs and waits for the join
+// goroutine to end. A wait between attempts ends at once; an attempt in
+// flight runs to its end, which each address that drops packets holds up for
+// memberlist's TCP timeout (10 s); a refused connection ends it at once.
+func (m *Membership) stopJoinLocked() {
+	close(m.joinStop)
+	m.joinWG.Wait()
 }
 
 func (m *Membership) shutdownLocked() error {

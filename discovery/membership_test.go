@@ -140,6 +140,8 @@ func testConfig(t testing.TB, name string, join ...*member) Config {
 	for _, j := range join {
 		c.StartJoinAddrs = append(c.StartJoinAddrs, j.gossipAddr())
 	}
+	c.RetryJoinInterval = 20 * time.Millisecond
+	c.RetryJoinMaxInterval = 100 * time.Millisecond
 	c.Logger = testLogger(t, name)
 	c.tuneSerf = fastSerf
 	return c
@@ -344,19 +346,21 @@ func TestEncryption(t *testing.T) {
 			}
 			c = testConfig(t, "second", first)
 			c.EncryptKey = tc.in
+			joins := captureJoinLogs(t, &c)
 			second, err := startConfig(t, c)
-			if !tc.wantJoined {
-				if err == nil {
-					t.Fatalf("New joined a member with another key; members: %+v", second.Members())
-				}
-				t.Logf("New: %v", err)
-				if n := len(first.Members()); n != 1 {
-					t.Errorf("first member knows %d members, want only itself: %+v", n, first.Members())
-				}
-				return
-			}
 			if err != nil {
 				t.Fatalf("New: %v", err)
+			}
+			if !tc.wantJoined {
+				// Joining is retried in the background; it must fail.
+				r := joins.await(t, msgJoinFailed)
+				t.Logf("join attempt: %s", attrs(r))
+				for _, m := range []*member{first, second} {
+					if n := len(m.Members()); n != 1 {
+						t.Errorf("%s knows %d members after a failed join, want only itself: %+v", m.name, n, m.Members())
+					}
+				}
+				return
 			}
 			first.h.await(t, "first", joined("second", second.rpcAddr))
 			second.h.await(t, "second", joined("first", first.rpcAddr))
@@ -364,17 +368,156 @@ func TestEncryption(t *testing.T) {
 	}
 }
 
-func TestJoinFailureIsAnError(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+const (
+	msgJoinFailed = "joining cluster failed; retrying"
+	msgJoined     = "joined cluster"
+)
+
+// joinLogs receives the join goroutine's log records.
+type joinLogs struct{ recs chan slog.Record }
+
+// captureJoinLogs makes c log to t and also pass the join goroutine's
+// records to the returned joinLogs.
+func captureJoinLogs(t testing.TB, c *Config) joinLogs {
+	capture := &logCapture{Handler: c.Logger.Handler(), prefix: "join", recs: make(chan slog.Record, 64)}
+	c.Logger = slog.New(capture)
+	return joinLogs{capture.recs}
+}
+
+// await waits for the next record with message msg, skipping others, and
+// checks its level: Warn for a failed attempt, Info for success.
+func (j joinLogs) await(t testing.TB, msg string) slog.Record {
+	t.Helper()
+	timer := time.NewTimer(waitTimeout)
+	defer timer.Stop()
+	for {
+		select {
+		case r := <-j.recs:
+			if r.Message != msg {
+				continue
+			}
+			want := slog.LevelInfo
+			if msg == msgJoinFailed {
+				want = slog.LevelWarn
+			}
+			if r.Level != want {
+				t.Errorf("%q logged at %v, want %v", msg, r.Level, want)
+			}
+			return r
+		case <-timer.C:
+			t.Fatalf("no %q logged within %v", msg, waitTimeout)
+		}
 	}
-	dead := ln.Addr().String() // nothing listens there once closed
-	ln.Close()
-	c := testConfig(t, "m1")
-	c.StartJoinAddrs = []string{dead}
-	if m, err := startConfig(t, c); err == nil {
-		t.Fatalf("New joined %s, which nobody listens on; members %+v", dead, m.Members())
+}
+
+// attrs renders a record's attributes.
+func attrs(r slog.Record) map[string]string {
+	m := map[string]string{}
+	r.Attrs(func(a slog.Attr) bool {
+		m[a.Key] = a.Value.String()
+		return true
+	})
+	return m
+}
+
+// deadGossipAddr returns a loopback address nothing listens on (TCP or UDP)
+// now, for a member to be started on later.
+func deadGossipAddr(t testing.TB) string {
+	t.Helper()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		pc, err := net.ListenPacket("udp", addr)
+		ln.Close()
+		if err != nil {
+			continue
+		}
+		pc.Close()
+		return addr
+	}
+	t.Fatal("no free TCP and UDP port on 127.0.0.1")
+	return ""
+}
+
+// A member whose join address has nobody listening yet starts anyway, keeps
+// trying, and joins once a member starts at that address; then it stops
+// trying.
+func TestRetryJoinUntilSeedStarts(t *testing.T) {
+	seedAddr := deadGossipAddr(t)
+	c := testConfig(t, "m2")
+	c.StartJoinAddrs = []string{seedAddr}
+	joins := captureJoinLogs(t, &c)
+	m2, err := startConfig(t, c)
+	if err != nil {
+		t.Fatalf("New with its seed down: %v", err)
+	}
+	for range 2 {
+		r := joins.await(t, msgJoinFailed)
+		t.Logf("failed join attempt: %s", attrs(r))
+	}
+
+	sc := testConfig(t, "m1")
+	sc.BindAddr = seedAddr
+	m1, err := startConfig(t, sc)
+	if err != nil {
+		t.Fatalf("starting the seed on %s: %v", seedAddr, err)
+	}
+	m1.h.await(t, "m1", joined("m2", m2.rpcAddr))
+	m2.h.await(t, "m2", joined("m1", m1.rpcAddr))
+	r := joins.await(t, msgJoined)
+	if a := attrs(r); a["attempts"] == "1" || a["attempts"] == "2" {
+		t.Errorf("joined after %s attempts; want at least 3 (two failed while the seed was down)", a["attempts"])
+	}
+	for _, m := range []*member{m1, m2} {
+		if n := len(m.Members()); n != 2 {
+			t.Errorf("%s knows %d members, want 2: %+v", m.name, n, m.Members())
+		}
+	}
+}
+
+// Close and Leave stop a join that is being retried, without waiting for the
+// next attempt.
+func TestStopWhileRetryingJoin(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		stop func(*Membership) error
+	}{
+		{"Close", (*Membership).Close},
+		{"Leave", (*Membership).Leave},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := testConfig(t, "m1")
+			c.StartJoinAddrs = []string{deadGossipAddr(t), deadGossipAddr(t)}
+			c.RetryJoinInterval = time.Minute
+			c.RetryJoinMaxInterval = time.Minute
+			joins := captureJoinLogs(t, &c)
+			m, err := startConfig(t, c)
+			if err != nil {
+				t.Fatalf("New with every join address down: %v", err)
+			}
+			joins.await(t, msgJoinFailed) // now waiting 30 s to 1 min
+			const limit = 5 * time.Second
+			done := make(chan error, 1)
+			go func() { done <- tc.stop(m.Membership) }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("%s: %v", tc.name, err)
+				}
+			case <-time.After(limit):
+				t.Fatalf("%s did not return within %v while waiting to retry a join", tc.name, limit)
+			}
+			select {
+			case r := <-joins.recs:
+				if r.Message == msgJoinFailed {
+					t.Errorf("a join attempt failed after %s: %s", tc.name, attrs(r))
+				}
+			default:
+			}
+		})
 	}
 }
 
@@ -466,6 +609,7 @@ func TestLogWriter(t *testing.T) {
 		{"[INFO] serf: EventMemberJoin: m1 127.0.0.1", slog.LevelInfo, "serf", "EventMemberJoin: m1 127.0.0.1"},
 		{"[DEBUG] memberlist: Stream connection from=127.0.0.1:1", slog.LevelDebug, "memberlist", "Stream connection from=127.0.0.1:1"},
 		{"[WARN] serf: Shutdown without a Leave", slog.LevelInfo, "serf", "Shutdown without a Leave"},
+		{"[WARN] memberlist: failed to resolve seed:8401: no such host", slog.LevelDebug, "memberlist", "failed to resolve seed:8401: no such host"},
 		{"[TRACE] serf: t", slog.LevelDebug - 4, "serf", "t"},
 		{"no level: here", slog.LevelInfo, "serf", "no level: here"},
 		{"[ODD] serf: z", slog.LevelInfo, "serf", "[ODD] serf: z"},
@@ -511,6 +655,9 @@ func TestValidate(t *testing.T) {
 		{"bind any host", func(c *Config) { c.BindAddr = ":8401" }, ""},
 		{"join without port", func(c *Config) { c.StartJoinAddrs = []string{"10.0.0.1"} }, "StartJoinAddrs"},
 		{"empty join entry", func(c *Config) { c.StartJoinAddrs = []string{""} }, "StartJoinAddrs"},
+		{"no retry interval", func(c *Config) { c.RetryJoinInterval = 0 }, "RetryJoinInterval"},
+		{"retry above max", func(c *Config) { c.RetryJoinMaxInterval = c.RetryJoinInterval / 2 }, "RetryJoinMaxInterval"},
+		{"retry equal max", func(c *Config) { c.RetryJoinMaxInterval = c.RetryJoinInterval }, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := DefaultConfig()

@@ -75,9 +75,10 @@ type Config struct {
 	// have read but not yet answered; reading stops while it is full.
 	ProduceStreamWindow int
 	// LeaveOnClose makes Close leave Serf first, so that the leader removes
-	// this node from the Raft configuration: the node is stopped for good.
-	// Without it Close just stops the node: peers see it fail and it stays a
-	// voter, as for a restart, or for a whole cluster stopped at once.
+	// this node from the Raft configuration: the node is stopped for good
+	// (decommissioned). Off by default: Close just stops the node, peers see
+	// it fail and it stays a voter, as a restart, a rolling restart or a
+	// whole cluster stopped one node after another needs.
 	LeaveOnClose bool
 	// GracefulStopTimeout bounds how long Close waits for calls in flight
 	// before cutting them off.
@@ -97,7 +98,6 @@ func DefaultConfig() Config {
 		Replica:             raftfsm.DefaultConfig(),
 		ConsumeBatchBytes:   1 << 20,
 		ProduceStreamWindow: 1024,
-		LeaveOnClose:        true,
 		GracefulStopTimeout: 10 * time.Second,
 		RaftTimeout:         10 * time.Second,
 		Logger:              slog.Default(),

@@ -2,31 +2,47 @@ package node_test
 
 import (
 	"context"
+	"net"
 	"testing"
 	"time"
 
 	logv1 "github.com/proglogctl/proglogctl/api/v1"
+	"github.com/proglogctl/proglogctl/certs"
 	"github.com/proglogctl/proglogctl/discovery"
 	"github.com/proglogctl/proglogctl/node"
 )
 
+// gossipTestConfig is testConfig with Serf on a free loopback port and
+// join attempts retried every few tens of milliseconds.
+func gossipTestConfig(t *testing.T, p *pki, i int) node.Config {
+	t.Helper()
+	c := testConfig(t, p, i)
+	c.Gossip = discovery.DefaultConfig()
+	c.Gossip.BindAddr = "127.0.0.1:0"
+	c.Gossip.RetryJoinInterval = 20 * time.Millisecond
+	c.Gossip.RetryJoinMaxInterval = 200 * time.Millisecond
+	c.Gossip.Logger = c.Logger
+	return c
+}
+
 // startGossipCluster starts 3 nodes that only know node 0's gossip address,
 // so they become voters through Serf's join events alone, and waits until
-// they are.
-func startGossipCluster(t *testing.T, p *pki, tweak func(i int, c *node.Config)) []*node.Node {
+// they are. It returns the nodes and their configurations.
+func startGossipCluster(t *testing.T, p *pki, tweak func(i int, c *node.Config)) ([]*node.Node, []node.Config) {
 	t.Helper()
-	var nodes []*node.Node
+	var (
+		nodes []*node.Node
+		confs []node.Config
+	)
 	for i := range 3 {
-		c := testConfig(t, p, i)
-		c.Gossip = discovery.DefaultConfig()
-		c.Gossip.BindAddr = "127.0.0.1:0"
-		c.Gossip.Logger = c.Logger
+		c := gossipTestConfig(t, p, i)
 		if i > 0 {
 			c.Gossip.StartJoinAddrs = []string{nodes[0].GossipAddr()}
 		}
 		if tweak != nil {
 			tweak(i, &c)
 		}
+		confs = append(confs, c)
 		n := startNode(t, c)
 		if i == 0 {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -41,7 +57,7 @@ func startGossipCluster(t *testing.T, p *pki, tweak func(i int, c *node.Config))
 		nodes = append(nodes, n)
 	}
 	waitFor(t, 30*time.Second, "3 voters joined through Serf", func() bool { return voters(t, p, nodes) == 3 })
-	return nodes
+	return nodes, confs
 }
 
 // voters returns how many voters the leader among nodes reports (-1 when it
@@ -64,7 +80,7 @@ func voters(t *testing.T, p *pki, nodes []*node.Node) int {
 // A node that leaves for good (Close with LeaveOnClose) is removed.
 func TestSerfMembershipDrivesRaft(t *testing.T) {
 	p := newPKI(t)
-	nodes := startGossipCluster(t, p, nil)
+	nodes, _ := startGossipCluster(t, p, func(i int, c *node.Config) { c.LeaveOnClose = i == 2 })
 	if err := nodes[2].Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +91,7 @@ func TestSerfMembershipDrivesRaft(t *testing.T) {
 // a voter, so it can come back as it was.
 func TestCloseWithoutLeaveStaysAVoter(t *testing.T) {
 	p := newPKI(t)
-	nodes := startGossipCluster(t, p, func(i int, c *node.Config) { c.LeaveOnClose = i != 2 })
+	nodes, _ := startGossipCluster(t, p, func(i int, c *node.Config) { c.LeaveOnClose = i != 2 })
 	if err := nodes[2].Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -93,5 +109,89 @@ func TestCloseWithoutLeaveStaysAVoter(t *testing.T) {
 	}
 	if v := voters(t, p, nodes[:2]); v != 3 {
 		t.Fatalf("%d voters after node 2 stopped without leaving, want 3", v)
+	}
+}
+
+// deadAddr returns a loopback address nothing listens on (TCP or UDP) now,
+// for a node to be started on later.
+func deadAddr(t *testing.T) string {
+	t.Helper()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		pc, err := net.ListenPacket("udp", addr)
+		ln.Close()
+		if err != nil {
+			continue
+		}
+		pc.Close()
+		return addr
+	}
+	t.Fatal("no free TCP and UDP port on 127.0.0.1")
+	return ""
+}
+
+// A joiner started before its seed (as three services started together may
+// be) comes up anyway, and becomes a voter once the seed starts.
+func TestJoinerStartsBeforeSeed(t *testing.T) {
+	p := newPKI(t)
+	seedGossip := deadAddr(t)
+	jc := gossipTestConfig(t, p, 1)
+	jc.Gossip.StartJoinAddrs = []string{seedGossip}
+	joiner := startNode(t, jc)
+	if joiner.IsLeader() {
+		t.Fatal("a joiner with no Raft state leads")
+	}
+
+	sc := gossipTestConfig(t, p, 0)
+	sc.Gossip.BindAddr = seedGossip
+	seed := startNode(t, sc)
+	nodes := []*node.Node{seed, joiner}
+	waitFor(t, 30*time.Second, "the joiner to be a voter once its seed started", func() bool { return voters(t, p, nodes) == 2 })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if id, _, err := joiner.WaitForLeader(ctx); err != nil || id != nodeID(0) {
+		t.Fatalf("joiner's leader: %q, %v; want %s", id, err, nodeID(0))
+	}
+}
+
+// Nodes stopped one after another with the default configuration stay
+// voters, as for a rolling restart: the two stopped first, started again,
+// elect a leader and commit a write while the third stays down. The first of
+// them starts while its only join address (node 0's, stopped) is down.
+func TestStopAllThenStartTwo(t *testing.T) {
+	p := newPKI(t)
+	nodes, confs := startGossipCluster(t, p, nil)
+	before := produce(t, p.client(t, leader(t, nodes).Addr(), certs.RootSubject), []byte("before"))
+	gossip := make([]string, len(nodes))
+	for i, n := range nodes {
+		gossip[i] = n.GossipAddr()
+	}
+	for i, n := range nodes {
+		if err := n.Close(); err != nil {
+			t.Fatalf("Close(%s): %v", nodeID(i), err)
+		}
+	}
+
+	var again []*node.Node
+	for _, i := range []int{1, 0} {
+		c := confs[i]
+		// Raft knows its members by address; Serf comes back where node
+		// 1's join address points.
+		c.RPCAddr, c.Gossip.BindAddr = nodes[i].Addr(), gossip[i]
+		again = append(again, startNode(t, c))
+	}
+	l := leader(t, again)
+	root := p.client(t, l.Addr(), certs.RootSubject)
+	after := produce(t, root, []byte("after"))
+	got := consumeAll(t, root, before, int(after-before+1))
+	if string(got[0]) != "before" || string(got[len(got)-1]) != "after" {
+		t.Fatalf("offsets %d..%d hold %q; want %q first and %q last", before, after, got, "before", "after")
+	}
+	if v := voters(t, p, again); v != 3 {
+		t.Errorf("%d voters after a stop of every node, want 3 (nobody left)", v)
 	}
 }

@@ -55,7 +55,10 @@ type Node struct {
 }
 
 // New listens on c.RPCAddr, opens the replica in c.DataDir, starts Raft and
-// serves the gRPC API. The caller must Close the Node.
+// serves the gRPC API. It does not wait to join c.Gossip.StartJoinAddrs:
+// Serf keeps trying in the background, and meanwhile a node with Raft state
+// serves with the peers in its Raft configuration. The caller must Close the
+// Node.
 func New(c Config) (*Node, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
