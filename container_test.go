@@ -296,12 +296,16 @@ func (c *composeCluster) waitHealthy(timeout time.Duration) string {
 	return leader
 }
 
-// waitLeader waits until a node other than notLeader leads, as the servers
-// this host reaches say, and returns it.
+// waitLeader waits until a node other than notLeader ("": any node) leads,
+// as the servers this host reaches say, and returns it.
 func (c *composeCluster) waitLeader(timeout time.Duration, notLeader string) string {
 	c.t.Helper()
 	var leader string
-	c.waitFor(timeout, "a leader other than "+strconv.Quote(notLeader), func() (bool, string) {
+	what := "a leader"
+	if notLeader != "" {
+		what += " other than " + notLeader
+	}
+	c.waitFor(timeout, what, func() (bool, string) {
 		ss, why := c.servers()
 		if ss == nil {
 			return false, why
