@@ -7,7 +7,15 @@ BENCH    ?= .
 BENCHTIME ?= 1s
 COUNT    ?= 1
 
-.PHONY: all build run test test-short bench fmt vet clean tools proto
+.PHONY: all build run test test-short bench fmt vet clean tools proto image compose-up compose-down
+
+# Containers: the image, and the 3-node cluster of compose.yaml.
+IMAGE    ?= proglogctl:dev
+# docker compose v2, else the standalone docker-compose.
+COMPOSE  ?= $(shell docker compose version >/dev/null 2>&1 && echo 'docker compose' || echo docker-compose)
+COMPOSE_PROJECT ?= proglog
+# Where compose-up puts what the host's client commands need (.gitignored).
+COMPOSE_CLIENT := .compose
 
 all: build
 
@@ -36,6 +44,32 @@ vet:
 
 clean:
 	rm -rf bin
+
+# The FROM scratch image around the static binary, tagged $(IMAGE) and with
+# the version.
+image: build
+	mkdir -p bin/.emptydir
+	docker build -t $(IMAGE) -t proglogctl:$(VERSION) .
+
+# Start the 3-node cluster and copy the CA and root's client certificate out,
+# with an env file that points client commands at it: `. $(COMPOSE_CLIENT)/env`.
+compose-up: image
+	PROGLOG_IMAGE=$(IMAGE) $(COMPOSE) -p $(COMPOSE_PROJECT) -f compose.yaml up -d
+	mkdir -p $(COMPOSE_CLIENT)
+	for f in ca.pem root.pem root-key.pem; do \
+		docker cp "$$($(COMPOSE) -p $(COMPOSE_PROJECT) -f compose.yaml ps -q node1):/etc/proglog/$$f" $(COMPOSE_CLIENT)/$$f || exit 1; \
+	done
+	{ echo "export PROGLOG_ADDR=proglog://127.0.0.1:$${PROGLOG_NODE1_PORT:-18400},127.0.0.1:$${PROGLOG_NODE2_PORT:-18410},127.0.0.1:$${PROGLOG_NODE3_PORT:-18420}"; \
+	  echo "export PROGLOG_CONNECT_TO=node1:8400=127.0.0.1:$${PROGLOG_NODE1_PORT:-18400},node2:8400=127.0.0.1:$${PROGLOG_NODE2_PORT:-18410},node3:8400=127.0.0.1:$${PROGLOG_NODE3_PORT:-18420}"; \
+	  echo "export PROGLOG_CA_FILE=$(CURDIR)/$(COMPOSE_CLIENT)/ca.pem"; \
+	  echo "export PROGLOG_CERT_FILE=$(CURDIR)/$(COMPOSE_CLIENT)/root.pem"; \
+	  echo "export PROGLOG_KEY_FILE=$(CURDIR)/$(COMPOSE_CLIENT)/root-key.pem"; } > $(COMPOSE_CLIENT)/env
+	@echo "cluster up; for client commands on this host: . $(COMPOSE_CLIENT)/env"
+
+# Stop the cluster and delete its volumes (data, certificates and ACL).
+compose-down:
+	PROGLOG_IMAGE=$(IMAGE) $(COMPOSE) -p $(COMPOSE_PROJECT) -f compose.yaml down -v
+	rm -rf $(COMPOSE_CLIENT)
 
 # Code generators, at the versions pinned by the tool directives in go.mod, into bin/.
 tools:

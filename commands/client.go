@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -55,6 +57,7 @@ func clientFlags() []cli.Flag {
 		&cli.StringFlag{Name: "ca-file", Usage: "CA certificate servers are verified against", Value: inConfig(certs.CACertFileName), EnvVars: []string{"PROGLOG_CA_FILE"}, TakesFile: true},
 		&cli.StringFlag{Name: "cert-file", Usage: "client certificate (its subject is who you are to the ACL)", Value: inConfig(certs.ClientCertFileName(certs.RootSubject)), EnvVars: []string{"PROGLOG_CERT_FILE"}, TakesFile: true},
 		&cli.StringFlag{Name: "key-file", Usage: "client key", Value: inConfig(certs.ClientKeyFileName(certs.RootSubject)), EnvVars: []string{"PROGLOG_KEY_FILE"}, TakesFile: true},
+		&cli.StringSliceFlag{Name: "connect-to", Usage: "connect to `HOST:PORT=HOST2:PORT2` when the cluster names a server HOST:PORT (repeatable; the server is still verified as HOST), for servers whose addresses do not resolve here, such as containers with published ports", EnvVars: []string{"PROGLOG_CONNECT_TO"}},
 		&cli.DurationFlag{Name: "timeout", Usage: "how long one request may wait for a server (or the leader) to answer", Value: 10 * time.Second, EnvVars: []string{"PROGLOG_TIMEOUT"}},
 	}
 }
@@ -72,11 +75,36 @@ func dial(c *cli.Context) (*discovery.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client credentials: %w", err)
 	}
-	cl, err := discovery.Dial(c.String("addr"), tlsConf)
+	var opts []grpc.DialOption
+	if to, err := connectTo(nonEmpty(c.StringSlice("connect-to"))); err != nil {
+		return nil, err
+	} else if len(to) > 0 {
+		opts = append(opts, discovery.ConnectTo(to))
+	}
+	cl, err := discovery.Dial(c.String("addr"), tlsConf, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot dial %s: %w", c.String("addr"), err)
 	}
 	return cl, nil
+}
+
+// connectTo parses --connect-to values, each HOST:PORT=HOST2:PORT2.
+func connectTo(args []string) (map[string]string, error) {
+	to := map[string]string{}
+	for _, arg := range args {
+		from, addr, ok := strings.Cut(arg, "=")
+		from, addr = strings.TrimSpace(from), strings.TrimSpace(addr)
+		if !ok || !isHostPort(from) || !isHostPort(addr) {
+			return nil, UsageError{Err: fmt.Errorf("--connect-to %q: want HOST:PORT=HOST2:PORT2", arg)}
+		}
+		to[from] = addr
+	}
+	return to, nil
+}
+
+func isHostPort(a string) bool {
+	h, p, err := net.SplitHostPort(a)
+	return err == nil && h != "" && p != ""
 }
 
 // CodedError carries the exit code an error maps to.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -303,5 +304,34 @@ func TestDevRestartKeepsData(t *testing.T) {
 	mustRun(t, "", "produce", "after")
 	if got, want := mustRun(t, "", "consume"), "0\tbefore\n1\trestart\n2\tafter\n"; got != want {
 		t.Fatalf("consume after a restart = %q, want %q", got, want)
+	}
+}
+
+func TestConnectToParsing(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want map[string]string
+		err  bool
+	}{
+		{"none", nil, map[string]string{}, false},
+		{"two", []string{"node1:8400=127.0.0.1:18400", " node2:8400 = 127.0.0.1:18410"},
+			map[string]string{"node1:8400": "127.0.0.1:18400", "node2:8400": "127.0.0.1:18410"}, false},
+		{"no =", []string{"node1:8400"}, nil, true},
+		{"no port", []string{"node1=127.0.0.1:18400"}, nil, true},
+		{"no target", []string{"node1:8400="}, nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := connectTo(tc.args)
+			if tc.err {
+				if ExitCode(err) != ExitUsage {
+					t.Fatalf("connectTo(%q) = %v, %v; want a usage error", tc.args, got, err)
+				}
+				return
+			}
+			if err != nil || !maps.Equal(got, tc.want) {
+				t.Fatalf("connectTo(%q) = %v, %v; want %v", tc.args, got, err, tc.want)
+			}
+		})
 	}
 }

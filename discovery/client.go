@@ -28,6 +28,7 @@ type Client struct {
 	conn  *grpc.ClientConn
 	log   logv1.LogClient
 	creds credentials.TransportCredentials
+	opts  []grpc.DialOption // the caller's, for connections to one server
 
 	// served, when set, is told the address that served each unary call
 	// and each stream; tests use it.
@@ -49,7 +50,8 @@ const (
 // any of them for the cluster's servers and then follows the cluster.
 // tlsConf authenticates the client and verifies the servers (each against
 // the host it is dialed at, unless tlsConf.ServerName is set); it is
-// required. opts are added to the client's own dial options.
+// required. opts are added to the dial options of every connection the
+// client makes: to the cluster, and to one server it asks directly.
 //
 // Dial does not wait for a connection: calls wait (within their context)
 // until a suitable server is ready.
@@ -65,8 +67,8 @@ func dial(target string, tlsConf *tls.Config, refresh time.Duration, served func
 	if tlsConf == nil {
 		return nil, errors.New("discovery: TLS configuration is nil: servers speak only TLS")
 	}
-	rb := &resolverBuilder{seeds: seeds, tlsConf: tlsConf, interval: refresh}
-	c := &Client{served: served, creds: credentials.NewTLS(tlsConf)}
+	rb := &resolverBuilder{seeds: seeds, tlsConf: tlsConf, interval: refresh, opts: opts}
+	c := &Client{served: served, creds: credentials.NewTLS(tlsConf), opts: opts}
 	all := []grpc.DialOption{
 		grpc.WithResolvers(rb),
 		grpc.WithTransportCredentials(c.creds),
@@ -229,7 +231,7 @@ func (c *Client) Servers(ctx context.Context) ([]*logv1.Server, error) {
 // reports of itself, if it is s.
 func (c *Client) askSelf(ctx context.Context, s *logv1.Server) {
 	s.State, s.NextOffset = StateUnreachable, 0
-	conn, err := dialServer(s.RpcAddr, c.creds)
+	conn, err := dialServer(s.RpcAddr, c.creds, c.opts...)
 	if err != nil {
 		return
 	}
@@ -243,8 +245,24 @@ func (c *Client) askSelf(ctx context.Context, s *logv1.Server) {
 }
 
 // dialServer connects to the one server at addr, not through the resolver.
-func dialServer(addr string, creds credentials.TransportCredentials) (*grpc.ClientConn, error) {
-	return grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(creds))
+func dialServer(addr string, creds credentials.TransportCredentials, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	return grpc.NewClient("passthrough:///"+addr, append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, opts...)...)
+}
+
+// ConnectTo returns a dial option for Dial that connects to to[addr]
+// instead of addr, for every address in to; other addresses are dialed as
+// they are. Servers are still verified against the host they are known by,
+// so a cluster whose servers' addresses do not resolve where the client runs
+// (containers on a private network, ports published on the client's host)
+// can be reached through the addresses that do, as with curl --connect-to.
+func ConnectTo(to map[string]string) grpc.DialOption {
+	var d net.Dialer
+	return grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+		if a, ok := to[addr]; ok {
+			addr = a
+		}
+		return d.DialContext(ctx, "tcp", addr)
+	})
 }
 
 // Read calls fn for each record from `from` on, in order, using

@@ -554,3 +554,41 @@ func (s *stubLeader) ProduceBatch(ctx context.Context, _ *logv1.ProduceBatchRequ
 	<-ctx.Done()
 	return nil, status.FromContextError(ctx.Err()).Err()
 }
+
+// TestConnectTo checks that every connection a client makes, to its seeds
+// and to the servers it learns of, goes where ConnectTo maps its address,
+// while the server is still verified against the host it is known by.
+func TestConnectTo(t *testing.T) {
+	c := startCluster(t, 3)
+	ctx := testCtx(t)
+	dial := func(to map[string]string) *discovery.Client {
+		cl, err := discovery.Dial("proglog://localhost:1", c.pki.clientTLS(t), discovery.ConnectTo(to))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cl.Close() })
+		return cl
+	}
+
+	// Nothing listens at the seed's own address.
+	cl := dial(map[string]string{"localhost:1": c.nodes[0].Addr()})
+	if first, err := cl.ProduceBatch(ctx, [][]byte{[]byte("a")}); err != nil || first != 0 {
+		t.Fatalf("ProduceBatch through a mapped seed = %d, %v; want 0, nil", first, err)
+	}
+
+	// A follower whose address maps to where nothing listens is unreachable.
+	gone := c.nodes[1]
+	if gone == c.leader(t) {
+		gone = c.nodes[2]
+	}
+	cl = dial(map[string]string{"localhost:1": c.nodes[0].Addr(), gone.Addr(): "127.0.0.1:1"})
+	servers, err := cl.Servers(ctx)
+	if err != nil {
+		t.Fatalf("Servers: %v", err)
+	}
+	for _, s := range servers {
+		if (s.State == discovery.StateUnreachable) != (s.RpcAddr == gone.Addr()) {
+			t.Fatalf("%s is %q; want only %s unreachable; servers: %v", s.RpcAddr, s.State, gone.Addr(), servers)
+		}
+	}
+}

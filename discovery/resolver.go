@@ -46,6 +46,7 @@ type resolverBuilder struct {
 	seeds    []string
 	tlsConf  *tls.Config
 	interval time.Duration
+	opts     []grpc.DialOption // for its connections to one server
 }
 
 var _ resolver.Builder = (*resolverBuilder)(nil)
@@ -62,6 +63,7 @@ func (b *resolverBuilder) Build(_ resolver.Target, cc resolver.ClientConn, _ res
 		seeds:    slices.Clone(b.seeds),
 		creds:    credentials.NewTLS(b.tlsConf),
 		interval: b.interval,
+		opts:     b.opts,
 		now:      make(chan struct{}, 1),
 		ctx:      ctx,
 		cancel:   cancel,
@@ -82,6 +84,7 @@ type clusterResolver struct {
 	seeds    []string
 	creds    credentials.TransportCredentials
 	interval time.Duration
+	opts     []grpc.DialOption
 
 	known []string         // servers of the last answer, leader first
 	addr  string           // address conn is connected to
@@ -205,7 +208,7 @@ func (r *clusterResolver) resolve() bool {
 func (r *clusterResolver) ask(addr string) ([]*logv1.Server, error) {
 	if r.addr != addr {
 		r.closeConn()
-		conn, err := dialServer(addr, r.creds)
+		conn, err := dialServer(addr, r.creds, r.opts...)
 		if err != nil {
 			return nil, err
 		}

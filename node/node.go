@@ -75,8 +75,7 @@ func New(c Config) (*Node, error) {
 			return nil, err
 		}
 	}
-	advAddr, err := net.ResolveTCPAddr("tcp", advertise)
-	if err != nil {
+	if _, err := net.ResolveTCPAddr("tcp", advertise); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("node: advertise address %q: %w", advertise, err)
 	}
@@ -89,7 +88,7 @@ func New(c Config) (*Node, error) {
 	n.stopCtx, n.stop = context.WithCancel(context.Background())
 	n.stopping = n.stopCtx.Done()
 	n.mux = raftfsm.NewMux(ln, n.logger)
-	stream := raftfsm.NewStreamLayer(n.mux.Raft(), advAddr, c.PeerTLS, c.PeerTLS)
+	stream := raftfsm.NewStreamLayer(n.mux.Raft(), advertisedAddr(advertise), c.PeerTLS, c.PeerTLS)
 	transport := raftfsm.NewTransport(stream, c.RaftTimeout, c.Replica.Logger)
 	if n.log, err = raftfsm.New(c.replicaConfig(transport)); err != nil {
 		transport.Close()
@@ -258,3 +257,13 @@ func (n *Node) goTracked(f func()) {
 		f()
 	}()
 }
+
+// advertisedAddr is the advertised address as configured. Raft knows a
+// server by its transport's address string, which a bootstrapping node
+// records as its own: a host name must stay a name there, as it is in the
+// address joining nodes are added with, so that a server that comes back
+// with a new IP address (a container restarted) is still found.
+type advertisedAddr string
+
+func (a advertisedAddr) Network() string { return "tcp" }
+func (a advertisedAddr) String() string  { return string(a) }

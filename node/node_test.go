@@ -755,3 +755,28 @@ func TestPortInUse(t *testing.T) {
 		t.Fatalf("error %q does not name the address", err)
 	}
 }
+
+// TestBootstrapKeepsAdvertisedName checks that a bootstrapping node is a
+// Raft server at its advertised address as written, a host name and not
+// what it resolves to: joining nodes are added by name, and a restarted
+// container keeps its name but not its IP address.
+func TestBootstrapKeepsAdvertisedName(t *testing.T) {
+	p := newPKI(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	ln.Close()
+	c := testConfig(t, p, 0)
+	c.RPCAddr = net.JoinHostPort("127.0.0.1", port)
+	c.AdvertiseAddr = net.JoinHostPort("localhost", port)
+	n := startNode(t, c)
+	res, err := p.client(t, c.RPCAddr, certs.RootSubject).GetServers(testCtx(t), &logv1.GetServersRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Servers) != 1 || res.Servers[0].RpcAddr != c.AdvertiseAddr || n.Addr() != c.AdvertiseAddr {
+		t.Fatalf("servers %v, node address %s; want the one server at %s", res.Servers, n.Addr(), c.AdvertiseAddr)
+	}
+}
