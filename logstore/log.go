@@ -29,6 +29,9 @@ type Log struct {
 	log  *slog.Logger
 	now  func() time.Time
 	lock *os.File // holds the flock on the data directory
+	// writeAt is the file seam every append's store and index writes go
+	// through: (*os.File).WriteAt, or a test's fault.
+	writeAt func(f *os.File, b []byte, off int64) (int, error)
 
 	cur atomic.Pointer[state]
 
@@ -73,7 +76,7 @@ func Open(dir string, c Config) (*Log, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("logstore: create data directory %s: %w", dir, err)
 	}
-	l := &Log{dir: dir, conf: c, log: c.Logger.With("log_dir", dir), now: time.Now}
+	l := &Log{dir: dir, conf: c, log: c.Logger.With("log_dir", dir), now: time.Now, writeAt: (*os.File).WriteAt}
 	lock, err := lockDir(dir)
 	if err != nil {
 		return nil, err
@@ -279,11 +282,11 @@ func (l *Log) AppendWithMeta(meta []byte, recs ...[]byte) (first uint64, err err
 	if len(recs) == 0 {
 		l.wbuf = appendFrame(l.wbuf, first, flagBatchEnd|flagNoRecord, m, nil)
 	}
-	if _, err := act.store.WriteAt(l.wbuf, pos); err != nil {
+	if _, err := l.writeAt(act.store, l.wbuf, pos); err != nil {
 		return 0, l.failLocked(fmt.Errorf("logstore: write %s: %w", act.storePath, err))
 	}
 	if len(l.ibuf) > 0 {
-		if _, err := act.index.WriteAt(l.ibuf, headerSize+int64(act.records)*indexEntrySize); err != nil {
+		if _, err := l.writeAt(act.index, l.ibuf, headerSize+int64(act.records)*indexEntrySize); err != nil {
 			return 0, l.failLocked(fmt.Errorf("logstore: write %s: %w", act.indexPath, err))
 		}
 	}
@@ -329,6 +332,53 @@ func (l *Log) failLocked(err error) error {
 		l.log.Error("log refuses further appends", "err", err)
 	}
 	return l.err
+}
+
+// Err returns the write or sync error that makes the log refuse appends, or
+// nil while appends work. Recover clears it.
+func (l *Log) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
+// Recover brings a log that refuses appends after a failed write or sync
+// (Err is not nil) back into service, the way Open would after a crash: a
+// failed write leaves the tail of the active segment unknown, so every
+// segment is opened again, a torn tail is truncated to the last whole batch,
+// missing index entries are rebuilt, and what was dropped is logged. A batch
+// whose write failed may have reached the files whole, in which case it is
+// kept: Meta and NextOffset after Recover say which. On success the error is
+// cleared and appends work again; on failure (the disk is still full, say)
+// the log is as it was and Recover can be called again later.
+//
+// Readers go on reading throughout: they hold the segments of the state they
+// loaded, and see the recovered state once it is published. Recover on a log
+// with no error does nothing.
+func (l *Log) Recover() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.closed:
+		return ErrClosed
+	case l.err == nil:
+		return nil
+	}
+	old := l.cur.Load()
+	st, err := l.load() // sets l.meta only when it succeeds
+	if err != nil {
+		return fmt.Errorf("logstore: recover after %v: %w", l.err, err)
+	}
+	l.publishLocked(st)
+	for _, s := range old.segs {
+		s.release()
+	}
+	// A next offset beyond the one before is a failed batch that had reached
+	// the files whole.
+	l.log.Info("log recovered; appends work again", "after", l.err,
+		"next_offset", st.next, "next_offset_before", old.next)
+	l.err, l.writtenBack = nil, 0
+	return nil
 }
 
 // publishLocked makes st the state readers see and wakes waiters.
