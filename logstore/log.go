@@ -42,12 +42,18 @@ type Log struct {
 
 	syncMu sync.Mutex // serializes Sync calls
 
-	mu     sync.Mutex
-	meta   []byte // metadata of the last batch (sticky)
-	err    error  // first write or sync failure: the log refuses appends after it
-	closed bool
-	wbuf   []byte // encoded store frames of the append in progress
-	ibuf   []byte // encoded index entries of the append in progress
+	mu   sync.Mutex
+	meta []byte // metadata of the last batch (sticky)
+	err  error  // first write or sync failure: the log refuses appends after it
+	// failing says a write or sync failed since the last append that
+	// succeeded, and recoveries counts the Recovers since: an owner that
+	// retries a full disk every few seconds is told of it once, at error
+	// level, and of the retries at debug level.
+	failing    bool
+	recoveries int
+	closed     bool
+	wbuf       []byte // encoded store frames of the append in progress
+	ibuf       []byte // encoded index entries of the append in progress
 	// writtenBack is the position of the active store up to which write-back
 	// was started.
 	writtenBack int64
@@ -82,7 +88,7 @@ func Open(dir string, c Config) (*Log, error) {
 		return nil, err
 	}
 	l.lock = lock
-	st, err := l.load()
+	st, err := l.load(slog.LevelWarn)
 	if err != nil {
 		lock.Close()
 		return nil, err
@@ -109,8 +115,8 @@ func lockDir(dir string) (*os.File, error) {
 
 // load opens every segment file in l.dir and returns the state they make;
 // l.meta is set from the last batch. It creates an empty segment in an empty
-// directory.
-func (l *Log) load() (*state, error) {
+// directory. Repairs are logged at level.
+func (l *Log) load(level slog.Level) (*state, error) {
 	names, err := os.ReadDir(l.dir)
 	if err != nil {
 		return nil, fmt.Errorf("logstore: read data directory: %w", err)
@@ -165,7 +171,7 @@ func (l *Log) load() (*state, error) {
 			}
 		}
 		if r.repaired() {
-			l.log.Warn("recovered segment", "file", s.storePath, "dropped_bytes", r.droppedBytes,
+			l.log.Log(context.Background(), level, "recovered segment", "file", s.storePath, "dropped_bytes", r.droppedBytes,
 				"dropped_index_entries", r.droppedEntries, "rebuilt_index_entries", r.rebuiltEntries, "recreated", r.recreated, "index_rebuilt", r.indexRecreated)
 		}
 		// Each batch end carries the metadata in force, so the last one seen is
@@ -291,6 +297,10 @@ func (l *Log) AppendWithMeta(meta []byte, recs ...[]byte) (first uint64, err err
 		}
 	}
 	l.meta = m
+	if l.failing {
+		l.log.Info("appends work again", "recoveries", l.recoveries, "first_offset", first)
+		l.failing, l.recoveries = false, 0
+	}
 	act.size += int64(len(l.wbuf))
 	act.records += uint32(len(recs))
 	l.startWritebackLocked(act)
@@ -329,7 +339,12 @@ func (l *Log) startWritebackLocked(act *segment) {
 func (l *Log) failLocked(err error) error {
 	if l.err == nil {
 		l.err = err
-		l.log.Error("log refuses further appends", "err", err)
+		level := slog.LevelError
+		if l.failing {
+			level = slog.LevelDebug // failed again after a Recover: reported before
+		}
+		l.failing = true
+		l.log.Log(context.Background(), level, "log refuses further appends until recovered", "err", err)
 	}
 	return l.err
 }
@@ -364,8 +379,13 @@ func (l *Log) Recover() error {
 	case l.err == nil:
 		return nil
 	}
+	level := slog.LevelWarn
+	if l.recoveries > 0 {
+		level = slog.LevelDebug // the same failure again: reported before
+	}
+	l.recoveries++
 	old := l.cur.Load()
-	st, err := l.load() // sets l.meta only when it succeeds
+	st, err := l.load(level) // sets l.meta only when it succeeds
 	if err != nil {
 		return fmt.Errorf("logstore: recover after %v: %w", l.err, err)
 	}
@@ -375,7 +395,7 @@ func (l *Log) Recover() error {
 	}
 	// A next offset beyond the one before is a failed batch that had reached
 	// the files whole.
-	l.log.Info("log recovered; appends work again", "after", l.err,
+	l.log.Log(context.Background(), level, "log recovered from a failed write", "err", l.err,
 		"next_offset", st.next, "next_offset_before", old.next)
 	l.err, l.writtenBack = nil, 0
 	return nil
