@@ -60,6 +60,7 @@
 //	picker over the READY connections:
 //	  Produce, ProduceBatch, ProduceStream  → leader (none: wait)
 //	  Consume*, GetOffsets                  → followers round robin, else leader
+//	                                          (skipping servers a Read avoids)
 //	  GetServers                            → any
 //
 // The resolver asks again every few seconds, when gRPC reports a failed
@@ -70,7 +71,10 @@
 // directly, on a connection of its own, how it sees itself. Writes are never retried by the client:
 // an UNAVAILABLE whose outcome is unknown is returned as is. Client.Read
 // resumes a broken ConsumeBatchStream at the next offset, on whichever server
-// the picker chooses.
+// the picker chooses; a stream that stays quiet while records exist is given
+// up, and its server avoided, so a server that cannot answer costs a read a
+// quarter of the answer timeout, and no answer at all ends it within the
+// timeout (SetAnswerTimeout).
 //
 // Because the leader attribute is part of an address's identity, a leader
 // change replaces the connections of the two servers whose role changed;
