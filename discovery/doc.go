@@ -64,7 +64,9 @@
 //	  GetServers                            → any
 //
 // The resolver asks again every few seconds, when gRPC reports a failed
-// connection (ResolveNow), and prefers an answer that names a leader. Every
+// connection (ResolveNow), and prefers an answer that names a leader; a server
+// slow to answer does not hold it up, as it asks the next one as well after a
+// short wait. Every
 // call through the picker is made with WaitForReady, so a write waits (within
 // its context) for a leader to be known and connected. Client.Servers is the
 // exception that bypasses the picker: after one answer it asks each server

@@ -155,19 +155,20 @@ func TestReadMovesOffAServerThatNeverAnswers(t *testing.T) {
 	}
 }
 
-// With no server able to answer, a read ends within its answer timeout
-// (plus slack) with DEADLINE_EXCEEDED, whether the server does not even
-// finish the handshake or accepts the read and never sends a record.
-func TestReadEndsWithinAnswerTimeout(t *testing.T) {
-	p := newPKI(t)
+// startHungListener accepts connections on a loopback port and never sends
+// a byte on them, until the test ends; it returns the address.
+func startHungListener(t *testing.T) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var conns sync.WaitGroup
-	var held []net.Conn
-	var mu sync.Mutex
-	conns.Go(func() {
+	var (
+		accepting sync.WaitGroup
+		mu        sync.Mutex
+		held      []net.Conn
+	)
+	accepting.Go(func() {
 		for {
 			conn, err := ln.Accept()
 			if err != nil {
@@ -180,15 +181,45 @@ func TestReadEndsWithinAnswerTimeout(t *testing.T) {
 	})
 	t.Cleanup(func() {
 		ln.Close()
-		conns.Wait()
+		accepting.Wait()
 		for _, c := range held {
 			c.Close()
 		}
 	})
+	return ln.Addr().String()
+}
+
+// A seed that accepts connections and never answers delays finding the
+// cluster by the resolver's hedge, not by its ask timeout: a write with a
+// deadline shorter than the ask timeout still reaches the leader named by
+// the next seed.
+func TestResolverMovesPastASeedThatNeverAnswers(t *testing.T) {
+	c := startCluster(t, 1)
+	hung := startHungListener(t)
+	var s served
+	cl := c.dial(t, discovery.Scheme+"://"+hung+","+c.nodes[0].Addr(), &s)
+	ctx, cancel := context.WithTimeout(testCtx(t), time.Second) // the ask timeout is 3 s
+	defer cancel()
+	start := time.Now()
+	if off, err := cl.Produce(ctx, []byte("x")); err != nil || off != 0 {
+		t.Fatalf("Produce with the first seed hung = %d, %v after %v; want offset 0 within 1s", off, err, time.Since(start))
+	}
+	if got := s.lastAddr(methodProduce); got != c.nodes[0].Addr() {
+		t.Fatalf("Produce served by %s, want the leader %s", got, c.nodes[0].Addr())
+	}
+	t.Logf("Produce answered after %v", time.Since(start))
+}
+
+// With no server able to answer, a read ends within its answer timeout
+// (plus slack) with DEADLINE_EXCEEDED, whether the server does not even
+// finish the handshake or accepts the read and never sends a record.
+func TestReadEndsWithinAnswerTimeout(t *testing.T) {
+	p := newPKI(t)
+	hung := startHungListener(t)
 	silent := startSilentServer(t, p, nil)
 
 	for _, tc := range []struct{ name, addr string }{
-		{"no handshake", ln.Addr().String()},
+		{"no handshake", hung},
 		{"no record", silent.addr},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
