@@ -58,7 +58,7 @@ func clientFlags() []cli.Flag {
 		&cli.StringFlag{Name: "cert-file", Usage: "client certificate (its subject is who you are to the ACL)", Value: inConfig(certs.ClientCertFileName(certs.RootSubject)), EnvVars: []string{"PROGLOG_CERT_FILE"}, TakesFile: true},
 		&cli.StringFlag{Name: "key-file", Usage: "client key", Value: inConfig(certs.ClientKeyFileName(certs.RootSubject)), EnvVars: []string{"PROGLOG_KEY_FILE"}, TakesFile: true},
 		&cli.StringSliceFlag{Name: "connect-to", Usage: "connect to `HOST:PORT=HOST2:PORT2` when the cluster names a server HOST:PORT (repeatable; the server is still verified as HOST), for servers whose addresses do not resolve here, such as containers with published ports", EnvVars: []string{"PROGLOG_CONNECT_TO"}},
-		&cli.DurationFlag{Name: "timeout", Usage: "how long one request may wait for a server (or the leader) to answer", Value: 10 * time.Second, EnvVars: []string{"PROGLOG_TIMEOUT"}},
+		&cli.DurationFlag{Name: "timeout", Usage: "how long one request (or a read, for each record) may wait for a server (or the leader) to answer", Value: 10 * time.Second, EnvVars: []string{"PROGLOG_TIMEOUT"}},
 	}
 }
 
@@ -85,6 +85,8 @@ func dial(c *cli.Context) (*discovery.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot dial %s: %w", c.String("addr"), err)
 	}
+	// Reads are bounded by --timeout too: between records, not in all.
+	cl.SetAnswerTimeout(c.Duration("timeout"))
 	return cl, nil
 }
 
@@ -125,7 +127,7 @@ func callError(c *cli.Context, err error) error {
 	}
 	msg := st.Message()
 	// Drop the package prefixes servers put on their messages.
-	for _, p := range []string{"node: ", "authz: ", "logstore: ", "raftfsm: "} {
+	for _, p := range []string{"node: ", "authz: ", "logstore: ", "raftfsm: ", "discovery: "} {
 		msg = strings.ReplaceAll(msg, p, "")
 	}
 	switch st.Code() {

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -33,6 +35,8 @@ type Client struct {
 	// served, when set, is told the address that served each unary call
 	// and each stream; tests use it.
 	served func(method, addr string)
+	// answerTimeout is Read's bound on waiting for a server (nanoseconds).
+	answerTimeout atomic.Int64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -69,6 +73,7 @@ func dial(target string, tlsConf *tls.Config, refresh time.Duration, served func
 	}
 	rb := &resolverBuilder{seeds: seeds, tlsConf: tlsConf, interval: refresh, opts: opts}
 	c := &Client{served: served, creds: credentials.NewTLS(tlsConf), opts: opts}
+	c.answerTimeout.Store(int64(DefaultAnswerTimeout))
 	all := []grpc.DialOption{
 		grpc.WithResolvers(rb),
 		grpc.WithTransportCredentials(c.creds),
@@ -105,6 +110,22 @@ func parseTarget(target string) ([]string, error) {
 	}
 	return seeds, nil
 }
+
+// DefaultAnswerTimeout is a new Client's AnswerTimeout.
+const DefaultAnswerTimeout = 10 * time.Second
+
+// SetAnswerTimeout sets how long Read waits for a server to send a record
+// that exists before it fails with DEADLINE_EXCEEDED (a quarter of it before
+// it moves to another server). Calls other than Read are bounded by their
+// context alone.
+func (c *Client) SetAnswerTimeout(d time.Duration) {
+	if d > 0 {
+		c.answerTimeout.Store(int64(d))
+	}
+}
+
+// AnswerTimeout returns the timeout SetAnswerTimeout set.
+func (c *Client) AnswerTimeout() time.Duration { return time.Duration(c.answerTimeout.Load()) }
 
 // Close closes the connections and stops the client's goroutines. Calls in
 // progress fail with CANCELED. Close is idempotent.
@@ -188,9 +209,16 @@ const leaderWait = 5 * time.Second
 
 // Offsets returns the log's range [lowest, next) as the leader knows it: what
 // has been acknowledged to writers. When no leader answers within
-// leaderWait it returns a follower's range, which may lag.
+// leaderWait (or half of what is left of ctx's deadline, when that is
+// sooner) it returns a follower's range, which may lag.
 func (c *Client) Offsets(ctx context.Context) (lowest, next uint64, err error) {
-	lctx, cancel := context.WithTimeout(requireLeader(ctx), leaderWait)
+	// Within a shorter deadline the leader gets half of it, so a follower
+	// can still answer when the leader cannot.
+	wait := leaderWait
+	if d, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(d)/2)
+	}
+	lctx, cancel := context.WithTimeout(requireLeader(ctx), wait)
 	res, err := c.log.GetOffsets(lctx, &logv1.GetOffsetsRequest{}, waitReady)
 	cancel()
 	if err != nil && ctx.Err() == nil && status.Code(err) == codes.DeadlineExceeded {
@@ -277,29 +305,61 @@ func ConnectTo(to map[string]string) grpc.DialOption {
 // Without follow, the end is the next offset Offsets reports when Read starts
 // (the leader's); the stream follows up to it, so a lagging follower does not
 // end the read early.
+//
+// A server that cannot answer does not hold Read up: while records are known
+// to exist at the next offset (below the end, or below the leader's next
+// offset, which a following Read asks for when its stream goes quiet), a
+// stream that sends nothing for a quarter of the answer timeout
+// (SetAnswerTimeout) is given up and the read resumes on another server; when
+// no server sends the next record within the answer timeout, Read fails with
+// DEADLINE_EXCEEDED.
 func (c *Client) Read(ctx context.Context, from, to uint64, follow bool, fn func(*logv1.Record) error) error {
+	wait := c.AnswerTimeout()
+	w := &readWatch{stall: max(wait/4, minStall)}
 	end := to
 	if !follow {
-		_, next, err := c.Offsets(ctx)
+		octx, cancel := context.WithTimeout(ctx, wait)
+		_, next, err := c.Offsets(octx)
+		cancel()
 		if err != nil {
 			return ctxErr(ctx, err)
 		}
 		switch {
 		case from > next:
 			// Past the end: the server says so (OUT_OF_RANGE).
-			return c.readOnce(ctx, from, to, false, fn)
+			octx, cancel := context.WithTimeout(ctx, wait)
+			defer cancel()
+			return c.readOnce(octx, from, to, false, fn)
 		case end == 0 || next < end:
 			end = next
 		}
+		w.known = next
 	}
 	off := from
 	backoff := resumeMin
+	w.progressAt = time.Now()
 	for {
 		if end != 0 && off >= end {
 			return nil
 		}
+		// Records known to exist must arrive within wait of the last one:
+		// the attempt is cancelled when none has for that long.
+		actx, cancel := context.WithCancelCause(ctx)
+		w.deadline = nil
+		if off < w.known {
+			w.deadline = time.AfterFunc(time.Until(w.progressAt.Add(wait)), func() { cancel(errNoAnswer) })
+		}
+		w.wait = wait
 		start := off
-		err := c.stream(ctx, &off, end, fn)
+		err := c.stream(avoiding(actx, w.avoid), &off, end, w, fn)
+		if w.deadline != nil {
+			w.deadline.Stop()
+		}
+		timedOut := errors.Is(context.Cause(actx), errNoAnswer)
+		cancel(nil)
+		if off > start {
+			backoff = resumeMin
+		}
 		if err == nil {
 			if end == 0 {
 				// A following stream without a bound ended cleanly:
@@ -316,11 +376,17 @@ func (c *Client) Read(ctx context.Context, from, to uint64, follow bool, fn func
 		if errors.As(err, &fe) {
 			return fe.err
 		}
-		if status.Code(err) != codes.Unavailable {
+		switch {
+		case timedOut && off == start:
+			quiet := ""
+			if len(w.avoid) > 0 {
+				quiet = fmt.Sprintf(" (%s accepted the read and sent nothing)", strings.Join(w.avoid, ", "))
+			}
+			return status.Errorf(codes.DeadlineExceeded, "discovery: no server sent offset %d within %v%s", off, wait, quiet)
+		case timedOut:
+			// Records came, then none for the timeout: resume elsewhere.
+		case status.Code(err) != codes.Unavailable:
 			return err
-		}
-		if off > start {
-			backoff = resumeMin
 		}
 		t := time.NewTimer(backoff)
 		select {
@@ -333,6 +399,42 @@ func (c *Client) Read(ctx context.Context, from, to uint64, follow bool, fn func
 	}
 }
 
+// minStall is the least time a stream may stay quiet before Read looks for
+// another server.
+const minStall = 50 * time.Millisecond
+
+// errNoAnswer is the cause of cancelling a read attempt when no record
+// arrived within the answer timeout.
+var errNoAnswer = errors.New("discovery: no answer within the timeout")
+
+// readWatch is what one Read knows across its streams, to tell a quiet stream
+// from one whose server cannot answer.
+type readWatch struct {
+	stall time.Duration // quiet time after which a stream is looked at
+	known uint64        // the leader's next offset as last learned (0: not yet)
+	avoid []string      // servers that went quiet while records were there
+	// deadline, when set, cancels the current attempt unless a record
+	// arrives within wait; each record pushes it back.
+	deadline *time.Timer
+	wait     time.Duration
+	// progressAt is when the last record arrived (or the Read started).
+	progressAt time.Time
+}
+
+// behind reports whether records at off are known to exist, asking the
+// leader (within the stall time) when they are not known yet.
+func (w *readWatch) behind(ctx context.Context, c *Client, off uint64) bool {
+	if off < w.known {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(ctx, w.stall)
+	defer cancel()
+	if _, next, err := c.Offsets(ctx); err == nil {
+		w.known = max(w.known, next)
+	}
+	return off < w.known
+}
+
 // fnError carries the error of Read's fn out of stream.
 type fnError struct{ err error }
 
@@ -341,7 +443,7 @@ func (e fnError) Error() string { return e.err.Error() }
 // readOnce runs one stream without follow and returns its result.
 func (c *Client) readOnce(ctx context.Context, from, to uint64, follow bool, fn func(*logv1.Record) error) error {
 	off := from
-	err := c.streamReq(ctx, &off, &logv1.ConsumeBatchRequest{Offset: from, EndOffset: to, Follow: follow}, fn)
+	err := c.streamReq(ctx, &off, &logv1.ConsumeBatchRequest{Offset: from, EndOffset: to, Follow: follow}, nil, fn)
 	var fe fnError
 	if errors.As(err, &fe) {
 		return fe.err
@@ -351,36 +453,99 @@ func (c *Client) readOnce(ctx context.Context, from, to uint64, follow bool, fn 
 
 // stream reads with follow from *off up to end (0: no bound), advancing *off
 // past each record fn accepted. It returns nil when the stream ends cleanly.
-func (c *Client) stream(ctx context.Context, off *uint64, end uint64, fn func(*logv1.Record) error) error {
-	return c.streamReq(ctx, off, &logv1.ConsumeBatchRequest{Offset: *off, EndOffset: end, Follow: true}, fn)
+func (c *Client) stream(ctx context.Context, off *uint64, end uint64, w *readWatch, fn func(*logv1.Record) error) error {
+	return c.streamReq(ctx, off, &logv1.ConsumeBatchRequest{Offset: *off, EndOffset: end, Follow: true}, w, fn)
 }
 
-func (c *Client) streamReq(ctx context.Context, off *uint64, req *logv1.ConsumeBatchRequest, fn func(*logv1.Record) error) error {
+// recvResult is one Recv of a stream.
+type recvResult struct {
+	res *logv1.ConsumeBatchResponse
+	err error
+}
+
+// streamReq runs one ConsumeBatchStream. With w, a stream that stays quiet
+// for w.stall while records exist at *off is given up (UNAVAILABLE) and its
+// server added to w.avoid.
+func (c *Client) streamReq(ctx context.Context, off *uint64, req *logv1.ConsumeBatchRequest, w *readWatch, fn func(*logv1.Record) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s, err := c.log.ConsumeBatchStream(ctx, req, waitReady)
 	if err != nil {
 		return err
 	}
+	// Recv runs on a goroutine of its own so a quiet stream can be timed;
+	// it ends when the stream does or ctx is cancelled, and is joined.
+	msgs := make(chan recvResult)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			res, err := s.Recv()
+			select {
+			case msgs <- recvResult{res, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	var quiet <-chan time.Time
+	var timer *time.Timer
+	if w != nil {
+		timer = time.NewTimer(w.stall)
+		defer timer.Stop()
+		quiet = timer.C
+	}
 	for {
-		res, err := s.Recv()
-		if err == io.EOF {
+		var r recvResult
+		select {
+		case r = <-msgs:
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case <-quiet:
+			if w.behind(ctx, c, *off) {
+				addr := "a server"
+				if p, ok := peer.FromContext(s.Context()); ok && p.Addr != nil {
+					addr = p.Addr.String()
+					if !slices.Contains(w.avoid, addr) {
+						w.avoid = append(w.avoid, addr)
+					}
+				}
+				return status.Errorf(codes.Unavailable, "discovery: %s sent nothing for %v while offset %d exists", addr, w.stall, *off)
+			}
+			timer.Reset(w.stall)
+			continue
+		}
+		if r.err == io.EOF {
 			return nil
 		}
-		if err != nil {
-			return err
+		if r.err != nil {
+			return r.err
 		}
-		for _, r := range res.Records {
+		for _, rec := range r.res.Records {
 			switch {
-			case r.Offset < *off:
+			case rec.Offset < *off:
 				continue // already delivered
-			case r.Offset > *off:
-				return fmt.Errorf("discovery: record %d arrived where %d was expected", r.Offset, *off)
+			case rec.Offset > *off:
+				return fmt.Errorf("discovery: record %d arrived where %d was expected", rec.Offset, *off)
 			}
-			if err := fn(r); err != nil {
+			if err := fn(rec); err != nil {
 				return fnError{err}
 			}
 			*off++
+		}
+		if w != nil {
+			w.progressAt = time.Now()
+			timer.Reset(w.stall)
+			if w.deadline != nil {
+				w.deadline.Reset(w.wait)
+			}
 		}
 	}
 }

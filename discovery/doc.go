@@ -72,17 +72,23 @@
 //	picker over the READY connections:
 //	  Produce, ProduceBatch, ProduceStream  → leader (none: wait)
 //	  Consume*, GetOffsets                  → followers round robin, else leader
+//	                                          (skipping servers a Read avoids)
 //	  GetServers                            → any
 //
 // The resolver asks again every few seconds, when gRPC reports a failed
-// connection (ResolveNow), and prefers an answer that names a leader. Every
+// connection (ResolveNow), and prefers an answer that names a leader; a server
+// slow to answer does not hold it up, as it asks the next one as well after a
+// short wait. Every
 // call through the picker is made with WaitForReady, so a write waits (within
 // its context) for a leader to be known and connected. Client.Servers is the
 // exception that bypasses the picker: after one answer it asks each server
 // directly, on a connection of its own, how it sees itself. Writes are never retried by the client:
 // an UNAVAILABLE whose outcome is unknown is returned as is. Client.Read
 // resumes a broken ConsumeBatchStream at the next offset, on whichever server
-// the picker chooses.
+// the picker chooses; a stream that stays quiet while records exist is given
+// up, and its server avoided, so a server that cannot answer costs a read a
+// quarter of the answer timeout, and no answer at all ends it within the
+// timeout (SetAnswerTimeout).
 //
 // Because the leader attribute is part of an address's identity, a leader
 // change replaces the connections of the two servers whose role changed;

@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -37,6 +38,18 @@ func requireLeader(ctx context.Context) context.Context {
 	return context.WithValue(ctx, requireLeaderKey{}, true)
 }
 
+// avoidKey is a context key: a read carrying it goes to a server whose address
+// is not in the []string value when one is ready. Read uses it to move away
+// from a server that stopped sending.
+type avoidKey struct{}
+
+func avoiding(ctx context.Context, addrs []string) context.Context {
+	if len(addrs) == 0 {
+		return ctx
+	}
+	return context.WithValue(ctx, avoidKey{}, addrs)
+}
+
 // pickerBuilder builds a picker over the ready connections each time they or
 // the resolver's addresses change.
 type pickerBuilder struct{}
@@ -45,9 +58,10 @@ var _ base.PickerBuilder = pickerBuilder{}
 
 // Build sorts the ready connections into the leader and the followers.
 func (pickerBuilder) Build(info base.PickerBuildInfo) balancer.Picker {
-	p := &picker{}
+	p := &picker{addrs: map[balancer.SubConn]string{}}
 	for sc, sci := range info.ReadySCs {
 		p.all = append(p.all, sc)
+		p.addrs[sc] = sci.Address.Addr
 		if isLeader(sci.Address) {
 			p.leader = sc
 		} else {
@@ -58,13 +72,15 @@ func (pickerBuilder) Build(info base.PickerBuildInfo) balancer.Picker {
 }
 
 // picker routes writes to the leader, reads round-robin over the followers
-// (the leader when no follower is ready) and GetServers to any server. It is
+// (the leader when no follower is ready; servers a read avoids only when
+// nothing else is ready) and GetServers to any server. It is
 // immutable but for the round-robin counter, so gRPC may call Pick from many
 // goroutines.
 type picker struct {
 	leader    balancer.SubConn // nil when no leader is known or ready
 	followers []balancer.SubConn
 	all       []balancer.SubConn
+	addrs     map[balancer.SubConn]string
 	next      atomic.Uint32
 }
 
@@ -90,7 +106,14 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 			sc = p.leader
 			break
 		}
-		sc = p.roundRobin(p.followers)
+		avoid, _ := info.Ctx.Value(avoidKey{}).([]string)
+		sc = p.roundRobin(p.without(p.followers, avoid))
+		if sc == nil && p.leader != nil && !slices.Contains(avoid, p.addrs[p.leader]) {
+			sc = p.leader
+		}
+		if sc == nil { // every ready server is avoided: better one of them than none
+			sc = p.roundRobin(p.followers)
+		}
 		if sc == nil {
 			sc = p.leader
 		}
@@ -99,6 +122,20 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 		return balancer.PickResult{}, balancer.ErrNoSubConnAvailable
 	}
 	return balancer.PickResult{SubConn: sc}, nil
+}
+
+// without returns scs but those at an address in avoid.
+func (p *picker) without(scs []balancer.SubConn, avoid []string) []balancer.SubConn {
+	if len(avoid) == 0 {
+		return scs
+	}
+	var out []balancer.SubConn
+	for _, sc := range scs {
+		if !slices.Contains(avoid, p.addrs[sc]) {
+			out = append(out, sc)
+		}
+	}
+	return out
 }
 
 func (p *picker) roundRobin(scs []balancer.SubConn) balancer.SubConn {

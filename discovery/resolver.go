@@ -75,7 +75,8 @@ func (b *resolverBuilder) Build(_ resolver.Target, cc resolver.ClientConn, _ res
 
 // clusterResolver keeps a ClientConn's addresses up to date with the
 // cluster's servers: it asks one server at a time for GetServers over its own
-// connection, at start, on ResolveNow and every interval.
+// connection (another as well when one is slow to answer: hedgeDelay), at
+// start, on ResolveNow and every interval.
 //
 // One goroutine (run) owns every field but now, ctx, cancel and wg; Close
 // stops it and waits for it.
@@ -138,42 +139,100 @@ func (r *clusterResolver) run() {
 	}
 }
 
+// hedgeDelay is how long resolve waits for a server's answer before it asks
+// the next candidate as well, so a server that accepts and never answers
+// delays finding the cluster by this much, not by askTimeout.
+const hedgeDelay = 250 * time.Millisecond
+
+// answer is one server's GetServers answer, with the connection it came over.
+type answer struct {
+	addr    string
+	conn    *grpc.ClientConn // nil when the dial failed
+	servers []*logv1.Server
+	err     error
+}
+
 // resolve asks the servers it knows, then the seeds, until one answers with
-// a leader, and hands the answer to gRPC. An answer without a leader is used
-// only if no server knows one. It reports whether the answer named a leader.
+// a leader, and hands the answer to gRPC. It asks one server at a time, but
+// when one has not answered within hedgeDelay it asks the next as well, and
+// uses the first answer that names a leader; an answer without a leader is
+// used only if no server knows one. It reports whether the answer named a
+// leader.
 func (r *clusterResolver) resolve() bool {
+	var candidates []string
+	if r.addr != "" {
+		candidates = append(candidates, r.addr)
+	}
+	for _, a := range append(slices.Clone(r.known), r.seeds...) {
+		if !slices.Contains(candidates, a) {
+			candidates = append(candidates, a)
+		}
+	}
+	ctx, cancel := context.WithCancel(r.ctx)
+	defer cancel()
+	answers := make(chan answer, len(candidates))
+	var wg sync.WaitGroup
+	asked := 0
+	askNext := func() {
+		addr := candidates[asked]
+		asked++
+		var conn *grpc.ClientConn
+		if addr == r.addr {
+			conn, r.conn, r.addr = r.conn, nil, "" // the asker owns it now
+		}
+		wg.Go(func() { answers <- ask(ctx, addr, conn, r.creds, r.opts...) })
+	}
+	hedge := time.NewTimer(hedgeDelay)
+	defer hedge.Stop()
 	var (
-		best    []*logv1.Server
+		keep    []answer // the answers, whose connections are kept or closed
+		best    = -1     // index in keep of the answer to use
 		lastErr error
 	)
-	candidates := append(slices.Clone(r.known), r.seeds...)
-	if r.addr != "" {
-		candidates = append([]string{r.addr}, candidates...)
+	leads := func() bool { return best >= 0 && hasLeader(keep[best].servers) }
+	askNext()
+	for pending := 1; pending > 0; {
+		select {
+		case a := <-answers:
+			pending--
+			if a.err != nil {
+				// Not %w: a status error reported to gRPC fails calls that
+				// should wait for a server.
+				lastErr = fmt.Errorf("discovery: GetServers from %s: %v", a.addr, a.err)
+			} else {
+				keep = append(keep, a)
+				if best < 0 || (!leads() && hasLeader(a.servers)) {
+					best = len(keep) - 1
+				}
+			}
+			if leads() {
+				cancel() // the others' answers are not needed
+			} else if asked < len(candidates) && r.ctx.Err() == nil {
+				askNext()
+				pending++
+				hedge.Reset(hedgeDelay)
+			}
+		case <-hedge.C:
+			if asked < len(candidates) && r.ctx.Err() == nil && !leads() {
+				askNext()
+				pending++
+				hedge.Reset(hedgeDelay)
+			}
+		}
 	}
-	asked := map[string]bool{}
-	for _, addr := range candidates {
-		if asked[addr] || r.ctx.Err() != nil {
-			continue
-		}
-		asked[addr] = true
-		servers, err := r.ask(addr)
-		if err != nil {
-			// Not %w: a status error reported to gRPC fails calls that
-			// should wait for a server.
-			lastErr = fmt.Errorf("discovery: GetServers from %s: %v", addr, err)
-			continue
-		}
-		if best == nil || hasLeader(servers) {
-			best = servers
-		}
-		if hasLeader(servers) {
-			break
+	wg.Wait()
+	// Keep the connection of the answer used, for the next resolve.
+	for i, a := range keep {
+		if i == best {
+			r.conn, r.addr = a.conn, a.addr
+		} else {
+			_ = a.conn.Close()
 		}
 	}
 	if r.ctx.Err() != nil {
 		return false
 	}
-	if best == nil {
+	if best < 0 {
 		if lastErr == nil {
 			lastErr = errors.New("discovery: no server to ask")
 		}
@@ -182,7 +241,8 @@ func (r *clusterResolver) resolve() bool {
 	}
 	var addrs []resolver.Address
 	r.known = r.known[:0]
-	for _, s := range best {
+	servers := keep[best].servers
+	for _, s := range servers {
 		if s.GetRpcAddr() == "" {
 			continue
 		}
@@ -200,28 +260,30 @@ func (r *clusterResolver) resolve() bool {
 		// ResolveNow again.
 		return false
 	}
-	return hasLeader(best)
+	return hasLeader(servers)
 }
 
-// ask calls GetServers on addr, reusing the connection if addr is the
-// server asked last.
-func (r *clusterResolver) ask(addr string) ([]*logv1.Server, error) {
-	if r.addr != addr {
-		r.closeConn()
-		conn, err := dialServer(addr, r.creds, r.opts...)
-		if err != nil {
-			return nil, err
+// ask calls GetServers on addr within askTimeout, over conn when it is not
+// nil (a connection to addr kept from before), else over a new one. The
+// connection comes back with the answer, and is closed when the call failed.
+func ask(ctx context.Context, addr string, conn *grpc.ClientConn, creds credentials.TransportCredentials, opts ...grpc.DialOption) answer {
+	a := answer{addr: addr, conn: conn}
+	if a.conn == nil {
+		if a.conn, a.err = dialServer(addr, creds, opts...); a.err != nil {
+			a.conn = nil
+			return a
 		}
-		r.conn, r.addr = conn, addr
 	}
-	ctx, cancel := context.WithTimeout(r.ctx, askTimeout)
+	ctx, cancel := context.WithTimeout(ctx, askTimeout)
 	defer cancel()
-	res, err := logv1.NewLogClient(r.conn).GetServers(ctx, &logv1.GetServersRequest{})
+	res, err := logv1.NewLogClient(a.conn).GetServers(ctx, &logv1.GetServersRequest{})
 	if err != nil {
-		r.closeConn()
-		return nil, err
+		_ = a.conn.Close()
+		a.conn, a.err = nil, err
+		return a
 	}
-	return res.Servers, nil
+	a.servers = res.Servers
+	return a
 }
 
 func (r *clusterResolver) closeConn() {

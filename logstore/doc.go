@@ -59,9 +59,14 @@
 // position (and the index file, when the frame's bounds came from it), never
 // wrong data.
 //
+// A failed write or sync is sticky: the log refuses appends with that error
+// (Err) until Recover, which its owner calls after a backoff, opens the
+// segments again exactly as Open does, so a disk that was full, or a
+// transient I/O error, never needs a restart of the process.
+//
 // # Concurrency
 //
-// One writer at a time (Append, Sync, Retain, Checkpoint, Replace and Close
+// One writer at a time (Append, Sync, Retain, Checkpoint, Replace, Recover and Close
 // serialize on a mutex) and any number of readers, which take no lock: they load
 // an immutable state (segment list, next offset, readable bytes of the active
 // segment) that the writer swaps atomically after each append, and they hold a

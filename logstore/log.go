@@ -29,6 +29,9 @@ type Log struct {
 	log  *slog.Logger
 	now  func() time.Time
 	lock *os.File // holds the flock on the data directory
+	// writeAt is the file seam every append's store and index writes go
+	// through: (*os.File).WriteAt, or a test's fault.
+	writeAt func(f *os.File, b []byte, off int64) (int, error)
 
 	cur atomic.Pointer[state]
 
@@ -39,12 +42,18 @@ type Log struct {
 
 	syncMu sync.Mutex // serializes Sync calls
 
-	mu     sync.Mutex
-	meta   []byte // metadata of the last batch (sticky)
-	err    error  // first write or sync failure: the log refuses appends after it
-	closed bool
-	wbuf   []byte // encoded store frames of the append in progress
-	ibuf   []byte // encoded index entries of the append in progress
+	mu   sync.Mutex
+	meta []byte // metadata of the last batch (sticky)
+	err  error  // first write or sync failure: the log refuses appends after it
+	// failing says a write or sync failed since the last append that
+	// succeeded, and recoveries counts the Recovers since: an owner that
+	// retries a full disk every few seconds is told of it once, at error
+	// level, and of the retries at debug level.
+	failing    bool
+	recoveries int
+	closed     bool
+	wbuf       []byte // encoded store frames of the append in progress
+	ibuf       []byte // encoded index entries of the append in progress
 	// writtenBack is the position of the active store up to which write-back
 	// was started.
 	writtenBack int64
@@ -73,13 +82,13 @@ func Open(dir string, c Config) (*Log, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("logstore: create data directory %s: %w", dir, err)
 	}
-	l := &Log{dir: dir, conf: c, log: c.Logger.With("log_dir", dir), now: time.Now}
+	l := &Log{dir: dir, conf: c, log: c.Logger.With("log_dir", dir), now: time.Now, writeAt: (*os.File).WriteAt}
 	lock, err := lockDir(dir)
 	if err != nil {
 		return nil, err
 	}
 	l.lock = lock
-	st, err := l.load()
+	st, err := l.load(slog.LevelWarn)
 	if err != nil {
 		lock.Close()
 		return nil, err
@@ -106,8 +115,8 @@ func lockDir(dir string) (*os.File, error) {
 
 // load opens every segment file in l.dir and returns the state they make;
 // l.meta is set from the last batch. It creates an empty segment in an empty
-// directory.
-func (l *Log) load() (*state, error) {
+// directory. Repairs are logged at level.
+func (l *Log) load(level slog.Level) (*state, error) {
 	names, err := os.ReadDir(l.dir)
 	if err != nil {
 		return nil, fmt.Errorf("logstore: read data directory: %w", err)
@@ -162,7 +171,7 @@ func (l *Log) load() (*state, error) {
 			}
 		}
 		if r.repaired() {
-			l.log.Warn("recovered segment", "file", s.storePath, "dropped_bytes", r.droppedBytes,
+			l.log.Log(context.Background(), level, "recovered segment", "file", s.storePath, "dropped_bytes", r.droppedBytes,
 				"dropped_index_entries", r.droppedEntries, "rebuilt_index_entries", r.rebuiltEntries, "recreated", r.recreated, "index_rebuilt", r.indexRecreated)
 		}
 		// Each batch end carries the metadata in force, so the last one seen is
@@ -279,15 +288,19 @@ func (l *Log) AppendWithMeta(meta []byte, recs ...[]byte) (first uint64, err err
 	if len(recs) == 0 {
 		l.wbuf = appendFrame(l.wbuf, first, flagBatchEnd|flagNoRecord, m, nil)
 	}
-	if _, err := act.store.WriteAt(l.wbuf, pos); err != nil {
+	if _, err := l.writeAt(act.store, l.wbuf, pos); err != nil {
 		return 0, l.failLocked(fmt.Errorf("logstore: write %s: %w", act.storePath, err))
 	}
 	if len(l.ibuf) > 0 {
-		if _, err := act.index.WriteAt(l.ibuf, headerSize+int64(act.records)*indexEntrySize); err != nil {
+		if _, err := l.writeAt(act.index, l.ibuf, headerSize+int64(act.records)*indexEntrySize); err != nil {
 			return 0, l.failLocked(fmt.Errorf("logstore: write %s: %w", act.indexPath, err))
 		}
 	}
 	l.meta = m
+	if l.failing {
+		l.log.Info("appends work again", "recoveries", l.recoveries, "first_offset", first)
+		l.failing, l.recoveries = false, 0
+	}
 	act.size += int64(len(l.wbuf))
 	act.records += uint32(len(recs))
 	l.startWritebackLocked(act)
@@ -326,9 +339,66 @@ func (l *Log) startWritebackLocked(act *segment) {
 func (l *Log) failLocked(err error) error {
 	if l.err == nil {
 		l.err = err
-		l.log.Error("log refuses further appends", "err", err)
+		level := slog.LevelError
+		if l.failing {
+			level = slog.LevelDebug // failed again after a Recover: reported before
+		}
+		l.failing = true
+		l.log.Log(context.Background(), level, "log refuses further appends until recovered", "err", err)
 	}
 	return l.err
+}
+
+// Err returns the write or sync error that makes the log refuse appends, or
+// nil while appends work. Recover clears it.
+func (l *Log) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
+// Recover brings a log that refuses appends after a failed write or sync
+// (Err is not nil) back into service, the way Open would after a crash: a
+// failed write leaves the tail of the active segment unknown, so every
+// segment is opened again, a torn tail is truncated to the last whole batch,
+// missing index entries are rebuilt, and what was dropped is logged. A batch
+// whose write failed may have reached the files whole, in which case it is
+// kept: Meta and NextOffset after Recover say which. On success the error is
+// cleared and appends work again; on failure (the disk is still full, say)
+// the log is as it was and Recover can be called again later.
+//
+// Readers go on reading throughout: they hold the segments of the state they
+// loaded, and see the recovered state once it is published. Recover on a log
+// with no error does nothing.
+func (l *Log) Recover() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.closed:
+		return ErrClosed
+	case l.err == nil:
+		return nil
+	}
+	level := slog.LevelWarn
+	if l.recoveries > 0 {
+		level = slog.LevelDebug // the same failure again: reported before
+	}
+	l.recoveries++
+	old := l.cur.Load()
+	st, err := l.load(level) // sets l.meta only when it succeeds
+	if err != nil {
+		return fmt.Errorf("logstore: recover after %v: %w", l.err, err)
+	}
+	l.publishLocked(st)
+	for _, s := range old.segs {
+		s.release()
+	}
+	// A next offset beyond the one before is a failed batch that had reached
+	// the files whole.
+	l.log.Log(context.Background(), level, "log recovered from a failed write", "err", l.err,
+		"next_offset", st.next, "next_offset_before", old.next)
+	l.err, l.writtenBack = nil, 0
+	return nil
 }
 
 // publishLocked makes st the state readers see and wakes waiters.

@@ -3,6 +3,7 @@ package logstore
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -131,7 +132,7 @@ func (l *Log) Replace(dir string) error {
 	if err := syncDir(l.dir); err != nil {
 		return l.failLocked(err)
 	}
-	st, err := l.load()
+	st, err := l.load(slog.LevelWarn)
 	if err != nil {
 		return l.failLocked(err)
 	}

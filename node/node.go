@@ -142,8 +142,9 @@ func (n *Node) serve() {
 
 // watchLeader keeps the health status in step with the replica: SERVING while
 // this node knows a leader and has applied everything it knows is committed,
-// NOT_SERVING otherwise. When this node becomes leader it reconciles Raft's
-// membership with Serf's.
+// NOT_SERVING otherwise, and at once while the replica cannot apply entries
+// to its log (a full disk: it retries until it can). When this node becomes
+// leader it reconciles Raft's membership with Serf's.
 func (n *Node) watchLeader() {
 	defer n.wg.Done()
 	prev := ""
@@ -154,7 +155,8 @@ func (n *Node) watchLeader() {
 		default:
 		}
 		id, _, changed := n.log.Leader()
-		ready := id != "" && n.log.CaughtUp()
+		applyChanged, applyErr := n.log.ApplyStatus()
+		ready := id != "" && applyErr == nil && n.log.CaughtUp()
 		st := healthpb.HealthCheckResponse_NOT_SERVING
 		if ready {
 			st = healthpb.HealthCheckResponse_SERVING
@@ -166,12 +168,14 @@ func (n *Node) watchLeader() {
 		}
 		prev = id
 		// Catching up raises no event: while it lasts, look again shortly.
+		// A failure to apply, and its end, do.
 		var recheck <-chan time.Time
-		if id != "" && !ready {
+		if id != "" && !ready && applyErr == nil {
 			recheck = time.After(100 * time.Millisecond)
 		}
 		select {
 		case <-changed:
+		case <-applyChanged:
 		case <-recheck:
 		case <-n.stopping:
 			return

@@ -63,8 +63,21 @@ func testConfig(t testing.TB, dir string, i int) Config {
 
 func newTestCluster(t testing.TB, n int) *testCluster {
 	t.Helper()
+	return newTestClusterWith(t, n, nil)
+}
+
+// newTestClusterWith is newTestCluster with tune, when set, adjusting each
+// node's configuration.
+func newTestClusterWith(t testing.TB, n int, tune func(i int, c *Config)) *testCluster {
+	t.Helper()
 	tc := &testCluster{t: t, cut: map[[2]int]bool{}}
-	tc.conf = func(i int) Config { return testConfig(t, tc.dirs[i], i) }
+	tc.conf = func(i int) Config {
+		c := testConfig(t, tc.dirs[i], i)
+		if tune != nil {
+			tune(i, &c)
+		}
+		return c
+	}
 	for i := 0; i < n; i++ {
 		tc.dirs = append(tc.dirs, filepath.Join(t.TempDir(), nodeID(i)))
 		tc.nodes = append(tc.nodes, nil)

@@ -57,6 +57,9 @@ type Config struct {
 	Store logstore.Config
 
 	Logger *slog.Logger
+
+	// applyFault, when set, fails the FSM's appends for tests (see fsm.fault).
+	applyFault func() (err error, written bool)
 }
 
 // DefaultConfig returns settings for a LAN cluster.

@@ -16,6 +16,9 @@
 // (entry.go). The FSM is persistent and idempotent: the applied Raft index is
 // stored with the records (logstore metadata), and replayed entries at or below
 // it are skipped, so a record is never appended twice whatever is killed when.
+// Nor is an entry ever skipped: an append that fails (a full disk) is retried,
+// after logstore's Recover, until it works or the replica closes, and
+// ApplyStatus reports the failure meanwhile (fsm.go).
 //
 // # Snapshots
 //

@@ -2,8 +2,11 @@ package raftfsm
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -17,8 +20,15 @@ import (
 // entries at or below it are skipped. Raft replays its log on every start; a
 // record is never appended twice.
 //
+// A committed entry is never skipped: when an append fails (the disk is full,
+// an I/O error), ApplyBatch retries the same records after a backoff, calling
+// logstore's Recover before each try, until they are in the log or the
+// replica closes. Raft waits meanwhile (it counts nothing applied), and
+// ApplyStatus reports the failure so the node says it is not serving.
+//
 // Raft calls ApplyBatch, Apply, Snapshot and Restore from one goroutine, which
-// owns applied; Persist and Release of a snapshot run concurrently with it.
+// owns applied, recs and gaveUp; Persist and Release of a snapshot run
+// concurrently with it. status is read by any goroutine.
 type fsm struct {
 	log       *logstore.Log
 	logger    *slog.Logger
@@ -26,7 +36,39 @@ type fsm struct {
 	applied   uint64 // Raft index of the last entry applied
 	maxAppend int    // bytes of records per logstore append
 	recs      [][]byte
+
+	// stop is closed by Log.Close before Raft shuts down: an append that
+	// keeps failing gives up, so Raft's shutdown does not wait for a disk.
+	stop <-chan struct{}
+	// gaveUp is set when an append gave up (on stop) or found the log lost
+	// entries it had applied: Raft counts those entries applied, so the FSM
+	// must apply nothing after them and refuse snapshots until restarted.
+	gaveUp bool
+	status atomic.Pointer[applyStatus]
+	// fault, when set, is asked before each append: a non-nil error fails it,
+	// after the records reached the log when written is true. Tests inject
+	// write failures with it (Config.applyFault).
+	fault func() (err error, written bool)
 }
+
+// applyStatus is why the FSM cannot apply committed entries (nil err: it can),
+// published with a channel closed when it changes.
+type applyStatus struct {
+	err     error
+	changed chan struct{}
+}
+
+// Bounds of the wait before the FSM retries a failed append; it doubles with
+// each failure in a row.
+const (
+	applyRetryMin = 100 * time.Millisecond
+	applyRetryMax = 5 * time.Second
+)
+
+// ErrLostApplied: recovering the local log after a failed write lost entries
+// this server had already applied. Raft will not send them again; a restart,
+// which replays Raft's log, repairs it.
+var ErrLostApplied = errors.New("raftfsm: the local log lost applied entries while recovering from a failed write; restart the node")
 
 var _ raft.BatchingFSM = (*fsm)(nil)
 
@@ -67,7 +109,11 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 		if lastIndex <= f.applied {
 			return
 		}
-		first, err := f.log.AppendWithMeta(indexMeta(lastIndex), f.recs...)
+		var first uint64
+		err := ErrClosed
+		if !f.gaveUp {
+			first, err = f.append(lastIndex, f.recs)
+		}
 		for k, i := range pending {
 			if err != nil {
 				resp[i] = applyResult{err: err}
@@ -76,7 +122,8 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 			resp[i] = applyResult{first: first + uint64(spans[k])}
 		}
 		if err != nil {
-			f.logger.Error("cannot apply committed entries to the log", "last_index", lastIndex, "err", err)
+			// Given up: Raft is shutting down, or only a restart helps.
+			f.gaveUp = true
 			return
 		}
 		f.applied = lastIndex
@@ -113,6 +160,89 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 	flush()
 	clear(f.recs[:cap(f.recs)]) // do not pin entry data
 	return resp
+}
+
+// append appends recs to the log as the entries up to index, and does not
+// give up while the replica runs: a failed append is retried after a backoff
+// (applyRetryMin, doubling up to applyRetryMax), each time after Recover. A
+// failed append may have reached the log whole before failing; the applied
+// index Recover finds in the log's metadata says so, and then the records are
+// not appended again. It returns an error only when it gives up: ErrClosed
+// once the replica closes, ErrLostApplied (after waiting for Close) when
+// recovery lost entries applied before.
+func (f *fsm) append(index uint64, recs [][]byte) (uint64, error) {
+	want := f.log.NextOffset()
+	first, err := f.appendOnce(index, recs)
+	if err == nil {
+		return first, nil
+	}
+	start := time.Now()
+	f.setStatus(err)
+	f.logger.Error("cannot apply committed entries to the local log; retrying until it works, not serving meanwhile",
+		"first_index", f.applied+1, "last_index", index, "next_offset", want, "records", len(recs), "err", err)
+	backoff := applyRetryMin
+	for tries := 1; ; tries++ {
+		t := time.NewTimer(backoff)
+		select {
+		case <-f.stop:
+			t.Stop()
+			f.logger.Warn("giving up applying committed entries: the replica is closing", "last_index", index, "err", err)
+			return 0, ErrClosed
+		case <-t.C:
+		}
+		backoff = min(2*backoff, applyRetryMax)
+		if err = f.log.Recover(); err != nil {
+			if errors.Is(err, logstore.ErrClosed) {
+				return 0, ErrClosed
+			}
+			f.logger.Debug("the local log cannot recover yet", "tries", tries, "err", err)
+			continue
+		}
+		applied, merr := appliedIndex(f.log.Meta())
+		next := f.log.NextOffset()
+		switch {
+		case merr == nil && applied == index && next == want+uint64(len(recs)):
+			first, err = want, nil // the failed append had reached the log whole
+		case merr == nil && applied == f.applied && next == want:
+			first, err = f.appendOnce(index, recs)
+		default:
+			err = fmt.Errorf("%w: it holds entries up to index %d (next offset %d), it had applied up to %d (next offset %d); meta: %v",
+				ErrLostApplied, applied, next, f.applied, want, merr)
+			f.setStatus(err)
+			f.logger.Error("cannot apply committed entries to the local log", "err", err)
+			<-f.stop
+			return 0, err
+		}
+		if err == nil {
+			f.setStatus(nil)
+			f.logger.Warn("applying committed entries to the local log again", "after", time.Since(start).Round(time.Millisecond),
+				"tries", tries+1, "last_index", index, "next_offset", f.log.NextOffset())
+			return first, nil
+		}
+		f.logger.Debug("append still fails", "tries", tries+1, "err", err)
+	}
+}
+
+// appendOnce appends recs with index as the log's metadata, through the
+// test's fault when one is set.
+func (f *fsm) appendOnce(index uint64, recs [][]byte) (uint64, error) {
+	if f.fault != nil {
+		if err, written := f.fault(); err != nil {
+			if written {
+				f.log.AppendWithMeta(indexMeta(index), recs...)
+			}
+			return 0, err
+		}
+	}
+	return f.log.AppendWithMeta(indexMeta(index), recs...)
+}
+
+// setStatus publishes err (nil: applying works) as the FSM's status.
+func (f *fsm) setStatus(err error) {
+	old := f.status.Swap(&applyStatus{err: err, changed: make(chan struct{})})
+	if old != nil {
+		close(old.changed)
+	}
 }
 
 // errReplayed is the response to an entry applied before this start.

@@ -1,6 +1,7 @@
 package raftfsm
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -23,6 +24,10 @@ var checkpointSeq atomic.Uint64
 // first: Raft compacts its own log once the snapshot is stored, and the
 // entries it drops must be durable here.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	if f.gaveUp {
+		// Raft counts entries applied that are not in the log.
+		return nil, errors.New("raftfsm: no snapshot: the FSM gave up applying entries")
+	}
 	if err := f.log.Sync(); err != nil {
 		return nil, err
 	}
@@ -70,6 +75,10 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 }
 
 func (f *fsm) replace(dir string) error {
+	// A log that refuses appends after a failed write refuses Replace too.
+	if err := f.log.Recover(); err != nil {
+		return err
+	}
 	if err := f.log.Replace(dir); err != nil {
 		return err
 	}
@@ -80,6 +89,7 @@ func (f *fsm) replace(dir string) error {
 	f.logger.Info("restored the log from a snapshot", "applied_index", applied,
 		"lowest_offset", f.log.LowestOffset(), "next_offset", f.log.NextOffset())
 	f.applied = applied
+	f.gaveUp = false // the log is the snapshot's, consistent with Raft again
 	return nil
 }
 

@@ -69,6 +69,7 @@ type Log struct {
 	pending   chan pendingEntry
 	slots     chan struct{} // one per entry in Raft not yet answered
 	stop      chan struct{} // closed by Close after Raft has shut down
+	fsmStop   chan struct{} // closed by Close first: the FSM stops retrying
 	loopsDone chan struct{} // closed when the goroutines have returned
 	wg        sync.WaitGroup
 
@@ -106,6 +107,7 @@ func New(c Config) (*Log, error) {
 		pending:   make(chan pendingEntry, c.MaxPendingEntries),
 		slots:     make(chan struct{}, c.MaxPendingEntries),
 		stop:      make(chan struct{}),
+		fsmStop:   make(chan struct{}),
 		loopsDone: make(chan struct{}),
 		obsCh:     make(chan raft.Observation, 16),
 	}
@@ -134,7 +136,9 @@ func New(c Config) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	l.fsm = &fsm{log: l.store, logger: l.logger, scratch: scratch, applied: applied, maxAppend: int(c.Store.MaxStoreBytes / 2)}
+	l.fsm = &fsm{log: l.store, logger: l.logger, scratch: scratch, applied: applied, maxAppend: int(c.Store.MaxStoreBytes / 2),
+		stop: l.fsmStop, fault: c.applyFault}
+	l.fsm.setStatus(nil)
 
 	l.bolt, err = raftboltdb.New(raftboltdb.Options{
 		Path:        filepath.Join(c.Dir, "raft", "raft.db"),
@@ -495,6 +499,15 @@ func (l *Log) Servers() ([]Server, error) {
 // committed.
 func (l *Log) CaughtUp() bool { return l.raft.AppliedIndex() >= l.raft.CommitIndex() }
 
+// ApplyStatus reports why this server cannot apply committed entries to its
+// local log (a full disk, say), or a nil err while it applies them; changed is
+// closed when that changes. While err is set the replica retries, recovering
+// the log the way a restart would, until the entries are applied or it closes.
+func (l *Log) ApplyStatus() (changed <-chan struct{}, err error) {
+	st := l.fsm.status.Load()
+	return st.changed, st.err
+}
+
 // IsLeader reports whether this server is the leader.
 func (l *Log) IsLeader() bool { return l.raft.State() == raft.Leader }
 
@@ -555,6 +568,7 @@ func (l *Log) noteLeader() {
 func (l *Log) Close() error {
 	l.closeOnce.Do(func() {
 		l.closed.Store(true)
+		close(l.fsmStop) // an append that keeps failing must not hold up Raft's shutdown
 		var errs []error
 		if l.raft.State() == raft.Leader && l.voters() > 1 {
 			done := make(chan error, 1)

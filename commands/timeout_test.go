@@ -1,0 +1,86 @@
+package commands
+
+import (
+	"context"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	logv1 "github.com/proglogctl/proglogctl/api/v1"
+	"github.com/proglogctl/proglogctl/certs"
+)
+
+// silentLeader is a log.v1 server that says it leads a log of 1,000 records
+// and accepts every read without ever sending a record, as a node that
+// stopped applying does.
+type silentLeader struct {
+	logv1.UnimplementedLogServer
+	addr string
+}
+
+func (s *silentLeader) GetServers(context.Context, *logv1.GetServersRequest) (*logv1.GetServersResponse, error) {
+	self := &logv1.Server{Id: "silent", RpcAddr: s.addr, IsLeader: true, IsVoter: true, State: "Leader"}
+	return &logv1.GetServersResponse{Servers: []*logv1.Server{self}, Self: self}, nil
+}
+
+func (s *silentLeader) GetOffsets(context.Context, *logv1.GetOffsetsRequest) (*logv1.GetOffsetsResponse, error) {
+	return &logv1.GetOffsetsResponse{NextOffset: 1000}, nil
+}
+
+func (s *silentLeader) ConsumeBatchStream(_ *logv1.ConsumeBatchRequest, stream logv1.Log_ConsumeBatchStreamServer) error {
+	<-stream.Context().Done()
+	return stream.Context().Err()
+}
+
+// consume ends within --timeout (plus a second) with exit 3 when the server
+// accepts the read and never sends the record.
+func TestConsumeEndsWithinTimeout(t *testing.T) {
+	isolateConfig(t)
+	mustRun(t, "", "gencert")
+	dir, err := ConfigDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf, err := certs.ServerTLSConfig(certs.TLSFiles{
+		CertFile: filepath.Join(dir, certs.NodeCertFileName),
+		KeyFile:  filepath.Join(dir, certs.NodeKeyFileName),
+		CAFile:   filepath.Join(dir, certs.CACertFileName),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &silentLeader{addr: ln.Addr().String()}
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(conf)))
+	logv1.RegisterLogServer(srv, s)
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+
+	const timeout = time.Second
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		_, _, err := runIn(t, "", "consume", "--addr", "proglog://"+s.addr, "--timeout", timeout.String(), "--from", "500", "-n", "1")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		elapsed := time.Since(start)
+		exitError(t, err, ExitUnavailable, "no server sent offset 500 within 1s")
+		if elapsed > timeout+time.Second {
+			t.Fatalf("consume took %v with --timeout %v", elapsed, timeout)
+		}
+		t.Logf("consume ended after %v: %v", elapsed, err)
+	case <-time.After(timeout + 5*time.Second):
+		srv.Stop() // ends the stream, so the consume ends and leaks nothing
+		<-done
+		t.Fatalf("consume --timeout %v still running after %v", timeout, timeout+5*time.Second)
+	}
+}

@@ -1,0 +1,247 @@
+package discovery_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
+	logv1 "github.com/proglogctl/proglogctl/api/v1"
+	"github.com/proglogctl/proglogctl/certs"
+	"github.com/proglogctl/proglogctl/discovery"
+	"github.com/proglogctl/proglogctl/node"
+)
+
+// slack bounds how much later than its timeout a call may end.
+const slack = time.Second
+
+// silentServer is a log.v1 server that accepts every read and never answers
+// it, as a node that stopped applying does. GetServers tells of the cluster
+// of leader, with the silent server added as a follower; with no leader it
+// says it leads itself, and GetOffsets then answers next offset 10.
+type silentServer struct {
+	logv1.UnimplementedLogServer
+	addr    string
+	leader  logv1.LogClient // nil: the silent server leads
+	streams atomic.Int32    // ConsumeBatchStream calls
+	reads   atomic.Int32    // Consume calls
+}
+
+func startSilentServer(t *testing.T, p *pki, leader *node.Node) *silentServer {
+	t.Helper()
+	conf, err := certs.ServerTLSConfig(p.nodeFiles())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &silentServer{addr: ln.Addr().String()}
+	if leader != nil {
+		conn, err := grpc.NewClient("passthrough:///"+leader.Addr(), grpc.WithTransportCredentials(credentials.NewTLS(p.clientTLS(t))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		s.leader = logv1.NewLogClient(conn)
+	}
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(conf)))
+	logv1.RegisterLogServer(srv, s)
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+	return s
+}
+
+func (s *silentServer) GetServers(ctx context.Context, req *logv1.GetServersRequest) (*logv1.GetServersResponse, error) {
+	self := &logv1.Server{Id: "silent", RpcAddr: s.addr, IsVoter: true, State: "Follower"}
+	if s.leader == nil {
+		self.IsLeader, self.State = true, "Leader"
+		return &logv1.GetServersResponse{Servers: []*logv1.Server{self}, Self: self}, nil
+	}
+	res, err := s.leader.GetServers(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	res.Servers, res.Self = append(res.Servers, self), self
+	return res, nil
+}
+
+func (s *silentServer) GetOffsets(ctx context.Context, _ *logv1.GetOffsetsRequest) (*logv1.GetOffsetsResponse, error) {
+	if s.leader != nil {
+		<-ctx.Done()
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+	return &logv1.GetOffsetsResponse{LowestOffset: 0, NextOffset: 10}, nil
+}
+
+func (s *silentServer) Consume(ctx context.Context, _ *logv1.ConsumeRequest) (*logv1.ConsumeResponse, error) {
+	s.reads.Add(1)
+	<-ctx.Done()
+	return nil, status.FromContextError(ctx.Err()).Err()
+}
+
+func (s *silentServer) ConsumeBatchStream(_ *logv1.ConsumeBatchRequest, stream logv1.Log_ConsumeBatchStreamServer) error {
+	s.streams.Add(1)
+	<-stream.Context().Done()
+	return stream.Context().Err()
+}
+
+// A read that lands on a server which never answers moves to a server that
+// does, well within the answer timeout: with a bound (consume) and following
+// (tail).
+func TestReadMovesOffAServerThatNeverAnswers(t *testing.T) {
+	c := startCluster(t, 1)
+	leader := c.leader(t)
+	silent := startSilentServer(t, c.pki, leader)
+	var s served
+	cl := c.dial(t, discovery.Scheme+"://"+silent.addr, &s)
+	const answer = 2 * time.Second
+	cl.SetAnswerTimeout(answer)
+	ctx := testCtx(t)
+	if first, err := cl.ProduceBatch(ctx, [][]byte{[]byte("a"), []byte("b"), []byte("c")}); err != nil || first != 0 {
+		t.Fatalf("ProduceBatch = %d, %v", first, err)
+	}
+	// Reads go to followers first: wait until the silent one takes them.
+	waitFor(t, 10*time.Second, "the silent follower to be picked for a read", func() bool {
+		rctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel()
+		cl.Consume(rctx, 0)
+		return silent.reads.Load() > 0
+	})
+
+	for _, follow := range []bool{false, true} {
+		name := map[bool]string{false: "bounded", true: "following"}[follow]
+		t.Run(name, func(t *testing.T) {
+			s.take(methodStream)
+			before := silent.streams.Load()
+			rctx, cancel := context.WithTimeout(ctx, answer+slack)
+			defer cancel()
+			var got []string
+			start := time.Now()
+			err := cl.Read(rctx, 0, 0, follow, func(r *logv1.Record) error {
+				got = append(got, string(r.Value))
+				if follow && len(got) == 3 {
+					cancel() // following reads end when their context does
+				}
+				return nil
+			})
+			elapsed := time.Since(start)
+			if follow && errors.Is(err, context.Canceled) {
+				err = nil
+			}
+			if err != nil || !slices.Equal(got, []string{"a", "b", "c"}) {
+				t.Fatalf("Read = %v after %v with %q; want a, b and c within %v", err, elapsed, got, answer)
+			}
+			if silent.streams.Load() == before {
+				t.Fatal("the read never went to the silent server: the test proves nothing")
+			}
+			if by := s.take(methodStream); by[leader.Addr()] == 0 {
+				t.Fatalf("streams served by %v; want the read answered by the leader %s", by, leader.Addr())
+			}
+			if elapsed > answer {
+				t.Fatalf("Read took %v, more than the answer timeout %v", elapsed, answer)
+			}
+		})
+	}
+}
+
+// startHungListener accepts connections on a loopback port and never sends
+// a byte on them, until the test ends; it returns the address.
+func startHungListener(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		accepting sync.WaitGroup
+		mu        sync.Mutex
+		held      []net.Conn
+	)
+	accepting.Go(func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, conn) // accepted, never answered
+			mu.Unlock()
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		accepting.Wait()
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	return ln.Addr().String()
+}
+
+// A seed that accepts connections and never answers delays finding the
+// cluster by the resolver's hedge, not by its ask timeout: a write with a
+// deadline shorter than the ask timeout still reaches the leader named by
+// the next seed.
+func TestResolverMovesPastASeedThatNeverAnswers(t *testing.T) {
+	c := startCluster(t, 1)
+	hung := startHungListener(t)
+	var s served
+	cl := c.dial(t, discovery.Scheme+"://"+hung+","+c.nodes[0].Addr(), &s)
+	ctx, cancel := context.WithTimeout(testCtx(t), time.Second) // the ask timeout is 3 s
+	defer cancel()
+	start := time.Now()
+	if off, err := cl.Produce(ctx, []byte("x")); err != nil || off != 0 {
+		t.Fatalf("Produce with the first seed hung = %d, %v after %v; want offset 0 within 1s", off, err, time.Since(start))
+	}
+	if got := s.lastAddr(methodProduce); got != c.nodes[0].Addr() {
+		t.Fatalf("Produce served by %s, want the leader %s", got, c.nodes[0].Addr())
+	}
+	t.Logf("Produce answered after %v", time.Since(start))
+}
+
+// With no server able to answer, a read ends within its answer timeout
+// (plus slack) with DEADLINE_EXCEEDED, whether the server does not even
+// finish the handshake or accepts the read and never sends a record.
+func TestReadEndsWithinAnswerTimeout(t *testing.T) {
+	p := newPKI(t)
+	hung := startHungListener(t)
+	silent := startSilentServer(t, p, nil)
+
+	for _, tc := range []struct{ name, addr string }{
+		{"no handshake", hung},
+		{"no record", silent.addr},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cl, err := discovery.DialForTest(discovery.Scheme+"://"+tc.addr, p.clientTLS(t), testRefresh, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.Close()
+			const answer = 500 * time.Millisecond
+			cl.SetAnswerTimeout(answer)
+			ctx, cancel := context.WithTimeout(context.Background(), answer+5*slack)
+			defer cancel()
+			start := time.Now()
+			err = cl.Read(ctx, 0, 0, false, func(*logv1.Record) error { return nil })
+			elapsed := time.Since(start)
+			if status.Code(err) != codes.DeadlineExceeded || ctx.Err() != nil {
+				t.Fatalf("Read = %v (context: %v) after %v; want DEADLINE_EXCEEDED within %v", err, ctx.Err(), elapsed, answer)
+			}
+			if elapsed > answer+slack {
+				t.Fatalf("Read took %v, want at most %v + %v", elapsed, answer, slack)
+			}
+			t.Logf("Read ended after %v: %v", elapsed, err)
+		})
+	}
+}
