@@ -243,24 +243,29 @@ func TestFollowerReadWithoutLeaderIsUnavailable(t *testing.T) {
 // BenchmarkFollowerConsume measures Consume on a follower of a 3-node
 // cluster: of an offset it holds (served from its log at once, as before
 // read indexes) and of the offset past the end (OutOfRange after asking the
-// leader for a read index).
+// leader for a read index). Each call has a 10 s deadline, as a client's
+// would.
 func BenchmarkFollowerConsume(b *testing.B) {
 	p := newPKI(b)
 	nodes := startCluster(b, p, 3, nil)
 	c := p.client(b, follower(b, nodes).Addr(), certs.RootSubject)
 	off := produce(b, c, []byte("x"))
-	ctx := testCtx(b)
+	consume := func(off uint64) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := c.Consume(ctx, &logv1.ConsumeRequest{Offset: off})
+		return err
+	}
 	b.Run("held", func(b *testing.B) {
 		for b.Loop() {
-			if _, err := c.Consume(ctx, &logv1.ConsumeRequest{Offset: off}); err != nil {
+			if err := consume(off); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
 	b.Run("tail", func(b *testing.B) {
 		for b.Loop() {
-			_, err := c.Consume(ctx, &logv1.ConsumeRequest{Offset: off + 1})
-			if status.Code(err) != codes.OutOfRange {
+			if err := consume(off + 1); status.Code(err) != codes.OutOfRange {
 				b.Fatalf("Consume past the end: %v", err)
 			}
 		}
