@@ -17,6 +17,13 @@
 // stored with the records (logstore metadata), and replayed entries at or below
 // it are skipped, so a record is never appended twice whatever is killed when.
 //
+// # Read index
+//
+// ReadIndex (readindex.go) gives, on the leader, an offset past every record
+// committed before the call, all applied locally: a VerifyLeader round when a
+// barrier of the current term at or past the commit index has completed,
+// else a Raft barrier. Followers get a *NotLeaderError and ask the leader.
+//
 // # Snapshots
 //
 // A snapshot is a logstore checkpoint: sealed segments hard-linked, the active
