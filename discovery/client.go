@@ -194,8 +194,9 @@ func (c *Client) ProduceBatch(ctx context.Context, values [][]byte) (first uint6
 }
 
 // Consume returns the record at off, read from a follower when one is ready.
-// A follower may lag the leader for a moment, so a record just produced may
-// be OUT_OF_RANGE there.
+// Reads are linearizable on every server: a record acknowledged before the
+// call is returned (a follower that has not applied it yet waits for it), and
+// OUT_OF_RANGE means off was not written when the call ran.
 func (c *Client) Consume(ctx context.Context, off uint64) (*logv1.Record, error) {
 	res, err := c.log.Consume(ctx, &logv1.ConsumeRequest{Offset: off}, waitReady)
 	if err != nil {

@@ -22,22 +22,22 @@ type rule struct {
 	// anyOf: the caller needs at least one of these actions; none listed
 	// means any authenticated client may call.
 	anyOf []string
-	// write: a node (peer certificate) forwarding the call is let through,
-	// because the forwarding node authorized the original client; see
-	// authorize.
-	write bool
+	// peer: a node (peer certificate) is let through: it forwards a write
+	// of a client it authorized itself, or asks the leader for a read index
+	// (GetOffsets) to serve a read of a client it authorized; see authorize.
+	peer bool
 }
 
 // rules maps every log.v1 method to what it requires, as log.proto documents.
 // A log.v1 method missing here is refused (deny by default).
 var rules = map[string]rule{
-	logv1.Log_Produce_FullMethodName:            {anyOf: []string{authz.ActionProduce}, write: true},
-	logv1.Log_ProduceBatch_FullMethodName:       {anyOf: []string{authz.ActionProduce}, write: true},
-	logv1.Log_ProduceStream_FullMethodName:      {anyOf: []string{authz.ActionProduce}, write: true},
+	logv1.Log_Produce_FullMethodName:            {anyOf: []string{authz.ActionProduce}, peer: true},
+	logv1.Log_ProduceBatch_FullMethodName:       {anyOf: []string{authz.ActionProduce}, peer: true},
+	logv1.Log_ProduceStream_FullMethodName:      {anyOf: []string{authz.ActionProduce}, peer: true},
 	logv1.Log_Consume_FullMethodName:            {anyOf: []string{authz.ActionConsume}},
 	logv1.Log_ConsumeStream_FullMethodName:      {anyOf: []string{authz.ActionConsume}},
 	logv1.Log_ConsumeBatchStream_FullMethodName: {anyOf: []string{authz.ActionConsume}},
-	logv1.Log_GetOffsets_FullMethodName:         {anyOf: []string{authz.ActionConsume}},
+	logv1.Log_GetOffsets_FullMethodName:         {anyOf: []string{authz.ActionConsume}, peer: true},
 	logv1.Log_GetServers_FullMethodName:         {}, // clients find the leader with it
 }
 
@@ -70,6 +70,12 @@ func callerFrom(ctx context.Context) caller {
 // serverAuth usage, which only node certificates carry; a node certificate can
 // already speak Raft, so this grants it nothing new. Such a caller is never
 // forwarded again (see service.append).
+//
+// Read indexes: a follower serving a read past its end of the log asks the
+// leader's GetOffsets with its node certificate, after authorizing the
+// client's read itself; so GetOffsets lets a node through too. It tells
+// offsets only, never records, and a node receives every record over Raft
+// anyway.
 func (n *Node) authorize(ctx context.Context, method string) (context.Context, error) {
 	if !strings.HasPrefix(method, "/"+logv1.Log_ServiceDesc.ServiceName+"/") {
 		return ctx, nil
@@ -83,7 +89,7 @@ func (n *Node) authorize(ctx context.Context, method string) (context.Context, e
 		return ctx, fmt.Errorf("%w %s", errUnknownMethod, method)
 	}
 	ctx = context.WithValue(ctx, callerKey{}, c)
-	if r.write && c.peer || len(r.anyOf) == 0 {
+	if r.peer && c.peer || len(r.anyOf) == 0 {
 		return ctx, nil
 	}
 	var errs []error

@@ -22,7 +22,8 @@
 // Every log.v1 call is authorized by interceptors, with the certificate's
 // common name as subject: Produce, ProduceBatch and ProduceStream need
 // "produce"; Consume, ConsumeStream, ConsumeBatchStream and GetOffsets need
-// "consume"; GetServers needs either (as log.proto documents). The health and
+// "consume" (GetOffsets also lets node certificates through, for read
+// indexes); GetServers needs either (as log.proto documents). The health and
 // reflection services need only the TLS handshake.
 //
 // # Writes on a follower
@@ -37,6 +38,25 @@
 // serverAuth usage, which only node certificates carry (and which may speak
 // Raft anyway); a forwarded write is never forwarded again, so a call that
 // lands on a former leader fails with UNAVAILABLE instead of looping.
+//
+// # Reads past a node's end of the log
+//
+//	client ──Consume(off)──▶ follower: off < its next offset? serve it at once
+//	                            │ else
+//	                            ├──GetOffsets (node cert)──▶ leader: ReadIndex
+//	                            ◀──────── next_offset = ri ──┘ (VerifyLeader or barrier)
+//	                         off < ri: wait until applied, serve; else OUT_OF_RANGE
+//
+// Reads are linearizable: an offset a node does not hold yet is OUT_OF_RANGE
+// only when it is at or past the leader's end of the log at some moment of
+// the call (the read index, raftfsm.Log.ReadIndex). The leader answers that
+// itself; a follower asks the leader's GetOffsets over the forwarding
+// connection, which lets node certificates through for this. Obtaining it is
+// bounded below the call's deadline, so with no leader the client hears
+// UNAVAILABLE in time. ConsumeBatchStream without follow ends at the read
+// index and GetOffsets reports it as next_offset. A follower answers a
+// forwarded write once it has applied the records, so the writer reads them
+// from it next without that round trip.
 //
 // # Errors
 //

@@ -19,6 +19,11 @@ var (
 	errInvalid = errors.New("node: invalid request")
 	// errShuttingDown ends calls when the node closes.
 	errShuttingDown = errors.New("node: shutting down")
+	// errNoLeader: a read at or past this node's end of the log needs the
+	// leader to confirm where the log ends (a read index), and no leader
+	// did in time. Nothing is known about the offset; the client retries,
+	// on another server if need be.
+	errNoLeader = errors.New("node: no leader could confirm the end of the log")
 )
 
 // status turns an error of the layers below into the gRPC status the client
@@ -35,6 +40,12 @@ func (n *Node) status(err error) error {
 	var code codes.Code
 	var nl *raftfsm.NotLeaderError
 	switch {
+	case errors.Is(err, errNoLeader):
+		// Before the context cases: obtaining a read index is bounded
+		// below the call's deadline precisely so that the client hears
+		// this instead.
+		code = codes.Unavailable
+		msg = strings.TrimPrefix(err.Error(), "node: ") + "; retry later or on another server"
 	case errors.Is(err, context.Canceled):
 		code = codes.Canceled
 	case errors.Is(err, context.DeadlineExceeded):

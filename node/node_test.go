@@ -419,7 +419,8 @@ func TestCluster(t *testing.T) {
 			})
 		}
 		// A node certificate (serverAuth) is how forwarded writes reach the
-		// leader: it may write, and reads it as any subject the ACL names.
+		// leader: it may write and ask for offsets, and reads records as any
+		// subject the ACL names.
 		t.Run("NodeCertificate", func(t *testing.T) {
 			conf, err := certs.ClientTLSConfig(p.nodeFiles())
 			if err != nil {
@@ -432,6 +433,10 @@ func TestCluster(t *testing.T) {
 			})
 			_, err = c.Consume(testCtx(t), &logv1.ConsumeRequest{Offset: 0})
 			wantCode(t, "Consume with the node certificate", err, codes.PermissionDenied)
+			// A follower asks the leader for a read index with it.
+			if _, err := c.GetOffsets(testCtx(t), &logv1.GetOffsetsRequest{}); err != nil {
+				t.Fatalf("GetOffsets with the node certificate: %v", err)
+			}
 		})
 		t.Run("HealthNeedsOnlyTLS", func(t *testing.T) {
 			h := healthpb.NewHealthClient(dial(t, addr, clientTLS(t, p.dir, p.dir, certs.NobodySubject)))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -47,15 +48,22 @@ func recordEntryBytes(r []byte) int {
 }
 
 // append appends recs as one batch on the leader: here, or forwarded to the
-// leader when this node follows. A write that arrived forwarded is not
-// forwarded again; the caller gets Unavailable and retries.
-func (n *Node) append(ctx context.Context, recs [][]byte) (uint64, error) {
-	first, err := n.log.Append(ctx, recs...)
+// leader when this node follows (then forwarded is true, and the records may
+// not be applied here yet: see awaitApplied). A write that arrived forwarded
+// is not forwarded again; the caller gets Unavailable and retries.
+func (n *Node) append(ctx context.Context, recs [][]byte) (first uint64, forwarded bool, err error) {
+	first, err = n.log.Append(ctx, recs...)
 	var nl *raftfsm.NotLeaderError
 	if !errors.As(err, &nl) || nl.LeaderAddr == "" || nl.LeaderAddr == n.advertise || callerFrom(ctx).peer {
-		return first, err
+		return first, false, err
 	}
-	client, err := n.forwardClient(nl.LeaderAddr)
+	first, err = n.forwardAppend(ctx, nl.LeaderAddr, recs)
+	return first, err == nil, err
+}
+
+// forwardAppend appends recs on the leader at addr with a ProduceBatch.
+func (n *Node) forwardAppend(ctx context.Context, addr string, recs [][]byte) (uint64, error) {
+	client, err := n.forwardClient(addr)
 	if err != nil {
 		return 0, err
 	}
@@ -72,9 +80,113 @@ func (n *Node) append(ctx context.Context, recs [][]byte) (uint64, error) {
 		return 0, err
 	}
 	if int(res.Count) != len(recs) {
-		return 0, fmt.Errorf("node: leader %s appended %d records of %d", nl.LeaderAddr, res.Count, len(recs))
+		return 0, fmt.Errorf("node: leader %s appended %d records of %d", addr, res.Count, len(recs))
 	}
 	return res.FirstOffset, nil
+}
+
+// awaitApplied waits until this node has applied the offsets below end, which
+// a forwarded append got: a client that reads them from this node next finds
+// them here without asking the leader. The records are committed whatever
+// happens, so a wait cut short (by ctx or Close) is not an error; a read then
+// waits for them itself.
+func (n *Node) awaitApplied(ctx context.Context, end uint64) {
+	if end == 0 || end <= n.log.NextOffset() {
+		return
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(n.stopCtx, cancel)()
+	if err := n.log.Wait(ctx, end-1); err != nil {
+		n.logger.Debug("forwarded records not applied here before answering", "end", end, "err", err)
+	}
+}
+
+// readIndex returns an offset at or past the leader's commit point at some
+// moment during the call: every record acknowledged before the call has an
+// offset below it (raftfsm.Log.ReadIndex). The leader answers itself; a
+// follower asks the leader with a GetOffsets over the forwarding connection
+// (a call that arrived from a node is not passed on again). It is the one
+// step of a read that needs the leader, and is bounded by readIndexCtx: with
+// no leader reachable in time it returns an error wrapping errNoLeader, which
+// the client gets as Unavailable before its own deadline.
+func (n *Node) readIndex(ctx context.Context) (uint64, error) {
+	rctx, cancel := n.readIndexCtx(ctx)
+	defer cancel()
+	ri, err := n.log.ReadIndex(rctx)
+	var nl *raftfsm.NotLeaderError
+	if errors.As(err, &nl) && nl.LeaderAddr != "" && nl.LeaderAddr != n.advertise && !callerFrom(ctx).peer {
+		ri, err = n.leaderReadIndex(rctx, nl.LeaderAddr)
+	}
+	switch {
+	case err == nil:
+		return ri, nil
+	case ctx.Err() != nil:
+		return 0, ctx.Err()
+	case errors.As(err, &nl):
+		if nl.LeaderAddr == "" {
+			return 0, fmt.Errorf("%w: no leader is known", errNoLeader)
+		}
+		return 0, fmt.Errorf("%w: the leader is %s at %s", errNoLeader, nl.LeaderID, nl.LeaderAddr)
+	case rctx.Err() != nil:
+		return 0, fmt.Errorf("%w: none answered within %v", errNoLeader, n.readIndexTimeout(ctx))
+	}
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+		return 0, fmt.Errorf("%w: %v", errNoLeader, status.Convert(err).Message())
+	}
+	return 0, err
+}
+
+// readIndexTimeout bounds obtaining a read index: half of what is left of
+// ctx's deadline, so that a client hears Unavailable (and tries another
+// server) rather than its own deadline, and at most RaftTimeout.
+func (n *Node) readIndexTimeout(ctx context.Context) time.Duration {
+	d := n.conf.RaftTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		d = min(d, time.Until(dl)/2)
+	}
+	return d
+}
+
+func (n *Node) readIndexCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, n.readIndexTimeout(ctx))
+}
+
+// leaderReadIndex asks the leader at addr for its read index.
+func (n *Node) leaderReadIndex(ctx context.Context, addr string) (uint64, error) {
+	client, err := n.forwardClient(addr)
+	if err != nil {
+		return 0, err
+	}
+	res, err := client.GetOffsets(ctx, &logv1.GetOffsetsRequest{})
+	if err != nil {
+		return 0, err
+	}
+	return res.NextOffset, nil
+}
+
+// readPastEnd serves a read of off at or past this node's next offset. It
+// obtains a read index: below it, off was written (and acknowledged, or seen
+// by another reader) before or during the call, so it waits, bounded by ctx,
+// until this node has applied off and returns the record; at or past it, off
+// is not written yet and the answer is an OutOfRangeError that names the read
+// index as the end.
+func (n *Node) readPastEnd(ctx context.Context, off uint64) ([]byte, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(n.stopCtx, cancel)()
+	ri, err := n.readIndex(ctx)
+	if err != nil {
+		return nil, n.endErr(err)
+	}
+	if off >= ri {
+		return nil, &logstore.OutOfRangeError{Off: off, Lowest: n.log.LowestOffset(), Next: ri}
+	}
+	if err := n.log.Wait(ctx, off); err != nil {
+		return nil, n.endErr(err)
+	}
+	return n.log.Read(off)
 }
 
 // forwardClient returns a client of the leader at addr over the one cached
@@ -106,9 +218,12 @@ func (s *service) Produce(ctx context.Context, req *logv1.ProduceRequest) (*logv
 	if req.GetRecord() == nil {
 		return nil, s.n.status(fmt.Errorf("%w: no record", errInvalid))
 	}
-	off, err := s.n.append(ctx, [][]byte{req.Record.Value})
+	off, forwarded, err := s.n.append(ctx, [][]byte{req.Record.Value})
 	if err != nil {
 		return nil, s.n.status(err)
+	}
+	if forwarded {
+		s.n.awaitApplied(ctx, off+1)
 	}
 	return &logv1.ProduceResponse{Offset: off}, nil
 }
@@ -134,9 +249,12 @@ func (s *service) ProduceBatch(ctx context.Context, req *logv1.ProduceBatchReque
 		}
 		return nil, s.n.status(fmt.Errorf("%w: the batch takes %d bytes, more than the largest atomic batch (%d bytes)", errInvalid, size, limit))
 	}
-	first, err := s.n.append(ctx, recs)
+	first, forwarded, err := s.n.append(ctx, recs)
 	if err != nil {
 		return nil, s.n.status(err)
+	}
+	if forwarded {
+		s.n.awaitApplied(ctx, first+uint64(len(recs)))
 	}
 	return &logv1.ProduceBatchResponse{FirstOffset: first, Count: uint32(len(recs))}, nil
 }
@@ -150,9 +268,10 @@ type streamItem struct {
 
 // streamResult answers count consecutive requests of a ProduceStream.
 type streamResult struct {
-	first uint64
-	count int
-	err   error
+	first     uint64
+	count     int
+	forwarded bool // appended on the leader; maybe not applied here yet
+	err       error
 }
 
 // ProduceStream reads requests on one goroutine, appends on a second and
@@ -253,8 +372,8 @@ func (s *service) ProduceStream(stream logv1.Log_ProduceStreamServer) error {
 					break fill
 				}
 			}
-			first, err := n.append(ctx, recs)
-			if !emit(streamResult{first: first, count: len(recs), err: err}) {
+			first, forwarded, err := n.append(ctx, recs)
+			if !emit(streamResult{first: first, count: len(recs), forwarded: forwarded, err: err}) {
 				return
 			}
 		}
@@ -263,6 +382,11 @@ func (s *service) ProduceStream(stream logv1.Log_ProduceStreamServer) error {
 	for r := range out {
 		if r.err != nil {
 			return n.status(r.err)
+		}
+		if r.forwarded {
+			// Waiting here, not in the appender, keeps the next append
+			// going meanwhile.
+			n.awaitApplied(ctx, r.first+uint64(r.count))
 		}
 		for i := range r.count {
 			if err := stream.Send(&logv1.ProduceResponse{Offset: r.first + uint64(i)}); err != nil {
@@ -273,8 +397,14 @@ func (s *service) ProduceStream(stream logv1.Log_ProduceStreamServer) error {
 	return n.status(ctx.Err())
 }
 
+// Consume serves an offset this node holds at once; one at or past its end
+// needs a read index first (readPastEnd).
 func (s *service) Consume(ctx context.Context, req *logv1.ConsumeRequest) (*logv1.ConsumeResponse, error) {
 	v, err := s.n.log.Read(req.Offset)
+	var oor *logstore.OutOfRangeError
+	if errors.As(err, &oor) && req.Offset >= oor.Next {
+		v, err = s.n.readPastEnd(ctx, req.Offset)
+	}
 	if err != nil {
 		return nil, s.n.status(err)
 	}
@@ -282,10 +412,11 @@ func (s *service) Consume(ctx context.Context, req *logv1.ConsumeRequest) (*logv
 }
 
 // follow sends the records from off on in batches of at most maxBytes (one
-// record at least) until end (exclusive; 0 for none). At the end of the log it
-// returns when wait is false, and otherwise waits for the next commit. It
+// record at least) until end (exclusive; 0 for none). At the end of this
+// node's log it waits for the next commit when atEnd is nil; otherwise it asks
+// atEnd(off) and returns unless that says records from off on are coming. It
 // ends with errShuttingDown when the node closes.
-func (n *Node) follow(ctx context.Context, off, end uint64, maxBytes int, wait bool, send func(first uint64, recs [][]byte) error) error {
+func (n *Node) follow(ctx context.Context, off, end uint64, maxBytes int, atEnd func(ctx context.Context, off uint64) (bool, error), send func(first uint64, recs [][]byte) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(n.stopCtx, cancel)()
@@ -294,8 +425,14 @@ func (n *Node) follow(ctx context.Context, off, end uint64, maxBytes int, wait b
 		var oor *logstore.OutOfRangeError
 		switch {
 		case errors.As(err, &oor) && off >= oor.Next:
-			if !wait {
-				return nil
+			if atEnd != nil {
+				more, err := atEnd(ctx, off)
+				if err != nil {
+					return n.endErr(err)
+				}
+				if !more {
+					return nil
+				}
 			}
 			if err := n.log.Wait(ctx, off); err != nil {
 				return n.endErr(err)
@@ -328,7 +465,7 @@ func (n *Node) endErr(err error) error {
 }
 
 func (s *service) ConsumeStream(req *logv1.ConsumeRequest, stream logv1.Log_ConsumeStreamServer) error {
-	err := s.n.follow(stream.Context(), req.Offset, 0, s.n.conf.ConsumeBatchBytes, true, func(first uint64, recs [][]byte) error {
+	err := s.n.follow(stream.Context(), req.Offset, 0, s.n.conf.ConsumeBatchBytes, nil, func(first uint64, recs [][]byte) error {
 		for i, v := range recs {
 			if err := stream.Send(&logv1.ConsumeResponse{Record: &logv1.Record{Value: v, Offset: first + uint64(i)}}); err != nil {
 				return err
@@ -344,16 +481,43 @@ func (s *service) ConsumeBatchStream(req *logv1.ConsumeBatchRequest, stream logv
 	if req.EndOffset != 0 && req.EndOffset <= req.Offset {
 		return nil
 	}
+	// Without follow the stream ends at the end of the log as a read index
+	// gives it, obtained once, when the stream first reaches the end of
+	// this node's log (or at the start, for an offset past it): a follower
+	// that trails the leader sends what was written before the call too.
+	var atEnd func(ctx context.Context, off uint64) (bool, error)
 	if !req.Follow {
+		var ri uint64
+		known := false
+		readIndex := func(ctx context.Context) error {
+			if known {
+				return nil
+			}
+			var err error
+			ri, err = n.readIndex(ctx)
+			known = err == nil
+			return err
+		}
 		if next := n.log.NextOffset(); req.Offset > next {
-			return n.status(&logstore.OutOfRangeError{Off: req.Offset, Lowest: n.log.LowestOffset(), Next: next})
+			if err := readIndex(stream.Context()); err != nil {
+				return n.status(err)
+			}
+			if req.Offset > ri {
+				return n.status(&logstore.OutOfRangeError{Off: req.Offset, Lowest: n.log.LowestOffset(), Next: ri})
+			}
+		}
+		atEnd = func(ctx context.Context, off uint64) (bool, error) {
+			if err := readIndex(ctx); err != nil {
+				return false, err
+			}
+			return off < ri, nil
 		}
 	}
 	budget := n.conf.ConsumeBatchBytes
 	if req.MaxBytes != 0 && int(req.MaxBytes) < budget {
 		budget = int(req.MaxBytes)
 	}
-	err := n.follow(stream.Context(), req.Offset, req.EndOffset, budget, req.Follow, func(first uint64, recs [][]byte) error {
+	err := n.follow(stream.Context(), req.Offset, req.EndOffset, budget, atEnd, func(first uint64, recs [][]byte) error {
 		msg := &logv1.ConsumeBatchResponse{Records: make([]*logv1.Record, len(recs))}
 		for i, v := range recs {
 			msg.Records[i] = &logv1.Record{Value: v, Offset: first + uint64(i)}
@@ -387,6 +551,15 @@ func (s *service) GetServers(ctx context.Context, req *logv1.GetServersRequest) 
 	return res, nil
 }
 
+// GetOffsets answers with a read index as next_offset: the end of the log as
+// the leader confirmed it during the call, which a follower may not have
+// applied yet (its reads below it wait). The leader's answer to a follower's
+// GetOffsets is what the follower's own reads past its end rely on.
 func (s *service) GetOffsets(ctx context.Context, req *logv1.GetOffsetsRequest) (*logv1.GetOffsetsResponse, error) {
-	return &logv1.GetOffsetsResponse{LowestOffset: s.n.log.LowestOffset(), NextOffset: s.n.log.NextOffset()}, nil
+	n := s.n
+	ri, err := n.readIndex(ctx)
+	if err != nil {
+		return nil, n.status(n.endErr(err))
+	}
+	return &logv1.GetOffsetsResponse{LowestOffset: n.log.LowestOffset(), NextOffset: max(ri, n.log.NextOffset())}, nil
 }

@@ -20,6 +20,13 @@
 // after logstore's Recover, until it works or the replica closes, and
 // ApplyStatus reports the failure meanwhile (fsm.go).
 //
+// # Read index
+//
+// ReadIndex (readindex.go) gives, on the leader, an offset past every record
+// committed before the call, all applied locally: a VerifyLeader round when a
+// barrier of the current term at or past the commit index has completed,
+// else a Raft barrier. Followers get a *NotLeaderError and ask the leader.
+//
 // # Snapshots
 //
 // A snapshot is a logstore checkpoint: sealed segments hard-linked, the active

@@ -76,6 +76,7 @@ type Log struct {
 	observer *raft.Observer
 	obsCh    chan raft.Observation
 	leader   atomic.Pointer[leaderState]
+	readMark atomic.Pointer[readMark] // the last barrier ReadIndex completed
 
 	closeOnce sync.Once
 	closeErr  error

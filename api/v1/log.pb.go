@@ -17,8 +17,14 @@
 // segments, so the lowest offset a server still holds (lowest_offset) moves
 // forward over time; next_offset is the offset the next appended record will
 // get. The records a server can return are [lowest_offset, next_offset).
-// A follower only holds committed records, so it never returns a wrong record,
-// but its next_offset may lag the leader's for a moment.
+//
+// Reads are linearizable on every server. A follower only holds committed
+// records, so it serves an offset it holds at once. For an offset at or past
+// its own end it first learns where the log ends from the leader (a read
+// index, confirmed by a quorum during the call): an offset below that was
+// written, and the server waits until it holds it; an offset at or past it is
+// OUT_OF_RANGE, meaning not written yet. So a reader is never told that an
+// acknowledged offset does not exist, on any server.
 //
 // Errors are gRPC status codes:
 //   - OUT_OF_RANGE: an offset at or past the end of the log (see each RPC for
@@ -31,8 +37,11 @@
 //   - INVALID_ARGUMENT: a record or request that is too large or malformed.
 //     (A message larger than the transport's limit is refused by gRPC itself
 //     with RESOURCE_EXHAUSTED before the service sees it.)
-//   - UNAVAILABLE: a write cannot be served because the cluster has no
-//     leader (yet), or the leader cannot be reached; retry with backoff.
+//   - UNAVAILABLE: a write, or a read at or past the receiving server's end
+//     of the log, cannot be served because the cluster has no leader (yet),
+//     or the leader cannot be reached; retry with backoff, or on another
+//     server. A server bounds the wait for the leader below the call's
+//     deadline so that this code, not DEADLINE_EXCEEDED, tells the client.
 
 package logv1
 
@@ -783,9 +792,10 @@ type GetOffsetsResponse struct {
 	// The lowest offset still retained; it moves forward as retention drops
 	// old segments. Reads below it return OUT_OF_RANGE.
 	LowestOffset uint64 `protobuf:"varint,1,opt,name=lowest_offset,json=lowestOffset,proto3" json:"lowest_offset,omitempty"`
-	// The offset the next appended record will get: one past the last record
-	// held. Reads at or past it return OUT_OF_RANGE (or wait, when streaming
-	// and following).
+	// The offset the next appended record will get, as the leader confirmed
+	// it during the call: one past the last record acknowledged. Reads at or
+	// past it return OUT_OF_RANGE unless it has moved on meanwhile (or wait,
+	// when streaming and following).
 	NextOffset    uint64 `protobuf:"varint,2,opt,name=next_offset,json=nextOffset,proto3" json:"next_offset,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -17,8 +17,14 @@
 // segments, so the lowest offset a server still holds (lowest_offset) moves
 // forward over time; next_offset is the offset the next appended record will
 // get. The records a server can return are [lowest_offset, next_offset).
-// A follower only holds committed records, so it never returns a wrong record,
-// but its next_offset may lag the leader's for a moment.
+//
+// Reads are linearizable on every server. A follower only holds committed
+// records, so it serves an offset it holds at once. For an offset at or past
+// its own end it first learns where the log ends from the leader (a read
+// index, confirmed by a quorum during the call): an offset below that was
+// written, and the server waits until it holds it; an offset at or past it is
+// OUT_OF_RANGE, meaning not written yet. So a reader is never told that an
+// acknowledged offset does not exist, on any server.
 //
 // Errors are gRPC status codes:
 //   - OUT_OF_RANGE: an offset at or past the end of the log (see each RPC for
@@ -31,8 +37,11 @@
 //   - INVALID_ARGUMENT: a record or request that is too large or malformed.
 //     (A message larger than the transport's limit is refused by gRPC itself
 //     with RESOURCE_EXHAUSTED before the service sees it.)
-//   - UNAVAILABLE: a write cannot be served because the cluster has no
-//     leader (yet), or the leader cannot be reached; retry with backoff.
+//   - UNAVAILABLE: a write, or a read at or past the receiving server's end
+//     of the log, cannot be served because the cluster has no leader (yet),
+//     or the leader cannot be reached; retry with backoff, or on another
+//     server. A server bounds the wait for the leader below the call's
+//     deadline so that this code, not DEADLINE_EXCEEDED, tells the client.
 
 package logv1
 
@@ -64,8 +73,9 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // Log is the service every node serves. Writes may be sent to any node: a
-// follower forwards them to the leader. Reads are served from the local,
-// committed log of the node that receives them.
+// follower forwards them to the leader, and answers once it holds the records
+// itself. Reads are served from the local, committed log of the node that
+// receives them, asking the leader only where the log ends (see above).
 type LogClient interface {
 	// Produce appends one record and returns its offset once the record is
 	// committed (replicated to a quorum). Errors: INVALID_ARGUMENT (record too
@@ -73,9 +83,13 @@ type LogClient interface {
 	// UNAUTHENTICATED. A retry after a lost response may append the record a
 	// second time.
 	Produce(ctx context.Context, in *ProduceRequest, opts ...grpc.CallOption) (*ProduceResponse, error)
-	// Consume returns the record at request.offset. Errors: OUT_OF_RANGE when
-	// the offset is at or past this server's next_offset or below its
-	// lowest_offset; PERMISSION_DENIED; UNAUTHENTICATED.
+	// Consume returns the record at request.offset. An offset past this
+	// server's end but written before or during the call is waited for (up to
+	// the call's deadline). Errors: OUT_OF_RANGE when the offset is not written
+	// yet (at or past the leader's end of the log during the call; the message
+	// names that end) or below this server's lowest_offset; UNAVAILABLE when no
+	// leader can confirm the end of the log; PERMISSION_DENIED;
+	// UNAUTHENTICATED.
 	Consume(ctx context.Context, in *ConsumeRequest, opts ...grpc.CallOption) (*ConsumeResponse, error)
 	// ConsumeStream sends the records from request.offset on, one per message,
 	// and then keeps waiting for new records as they are committed; it ends
@@ -106,16 +120,24 @@ type LogClient interface {
 	// ConsumeBatchStream sends the records from request.offset on, several per
 	// message, in offset order with no gaps. Without follow it ends (with
 	// status OK) at the end of the log or at end_offset, whichever comes first;
-	// with follow it keeps waiting for new records until end_offset is reached,
-	// the client cancels or the server shuts down. Errors: OUT_OF_RANGE when the
-	// offset is below the retained start (or a slow reader falls below it), or,
-	// without follow, when the offset is past the end of the log (an offset
-	// equal to next_offset gives an empty stream); PERMISSION_DENIED;
-	// UNAUTHENTICATED; INVALID_ARGUMENT for a malformed request.
+	// there the end of the log is the leader's as confirmed during the call,
+	// so a follower that has not yet applied records written before the call
+	// waits for them and sends them. With follow it keeps waiting for new
+	// records until end_offset is reached, the client cancels or the server
+	// shuts down. Errors: OUT_OF_RANGE when the offset is below the retained
+	// start (or a slow reader falls below it), or, without follow, when the
+	// offset is past the end of the log (an offset equal to next_offset gives
+	// an empty stream); UNAVAILABLE, without follow, when no leader can confirm
+	// the end of the log; PERMISSION_DENIED; UNAUTHENTICATED; INVALID_ARGUMENT
+	// for a malformed request.
 	ConsumeBatchStream(ctx context.Context, in *ConsumeBatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ConsumeBatchResponse], error)
-	// GetOffsets returns the range of offsets the receiving server can serve
-	// now, [lowest_offset, next_offset). A follower's range may trail the
-	// leader's. Errors: PERMISSION_DENIED, UNAUTHENTICATED.
+	// GetOffsets returns the range of offsets the receiving server serves,
+	// [lowest_offset, next_offset): lowest_offset is this server's, and
+	// next_offset is the end of the log as the leader confirmed it during the
+	// call, past every record acknowledged before the call (a follower may not
+	// hold the last of them yet; reading them waits). Errors: UNAVAILABLE when
+	// no leader can confirm the end of the log; PERMISSION_DENIED;
+	// UNAUTHENTICATED.
 	GetOffsets(ctx context.Context, in *GetOffsetsRequest, opts ...grpc.CallOption) (*GetOffsetsResponse, error)
 }
 
@@ -233,8 +255,9 @@ func (c *logClient) GetOffsets(ctx context.Context, in *GetOffsetsRequest, opts 
 // for forward compatibility.
 //
 // Log is the service every node serves. Writes may be sent to any node: a
-// follower forwards them to the leader. Reads are served from the local,
-// committed log of the node that receives them.
+// follower forwards them to the leader, and answers once it holds the records
+// itself. Reads are served from the local, committed log of the node that
+// receives them, asking the leader only where the log ends (see above).
 type LogServer interface {
 	// Produce appends one record and returns its offset once the record is
 	// committed (replicated to a quorum). Errors: INVALID_ARGUMENT (record too
@@ -242,9 +265,13 @@ type LogServer interface {
 	// UNAUTHENTICATED. A retry after a lost response may append the record a
 	// second time.
 	Produce(context.Context, *ProduceRequest) (*ProduceResponse, error)
-	// Consume returns the record at request.offset. Errors: OUT_OF_RANGE when
-	// the offset is at or past this server's next_offset or below its
-	// lowest_offset; PERMISSION_DENIED; UNAUTHENTICATED.
+	// Consume returns the record at request.offset. An offset past this
+	// server's end but written before or during the call is waited for (up to
+	// the call's deadline). Errors: OUT_OF_RANGE when the offset is not written
+	// yet (at or past the leader's end of the log during the call; the message
+	// names that end) or below this server's lowest_offset; UNAVAILABLE when no
+	// leader can confirm the end of the log; PERMISSION_DENIED;
+	// UNAUTHENTICATED.
 	Consume(context.Context, *ConsumeRequest) (*ConsumeResponse, error)
 	// ConsumeStream sends the records from request.offset on, one per message,
 	// and then keeps waiting for new records as they are committed; it ends
@@ -275,16 +302,24 @@ type LogServer interface {
 	// ConsumeBatchStream sends the records from request.offset on, several per
 	// message, in offset order with no gaps. Without follow it ends (with
 	// status OK) at the end of the log or at end_offset, whichever comes first;
-	// with follow it keeps waiting for new records until end_offset is reached,
-	// the client cancels or the server shuts down. Errors: OUT_OF_RANGE when the
-	// offset is below the retained start (or a slow reader falls below it), or,
-	// without follow, when the offset is past the end of the log (an offset
-	// equal to next_offset gives an empty stream); PERMISSION_DENIED;
-	// UNAUTHENTICATED; INVALID_ARGUMENT for a malformed request.
+	// there the end of the log is the leader's as confirmed during the call,
+	// so a follower that has not yet applied records written before the call
+	// waits for them and sends them. With follow it keeps waiting for new
+	// records until end_offset is reached, the client cancels or the server
+	// shuts down. Errors: OUT_OF_RANGE when the offset is below the retained
+	// start (or a slow reader falls below it), or, without follow, when the
+	// offset is past the end of the log (an offset equal to next_offset gives
+	// an empty stream); UNAVAILABLE, without follow, when no leader can confirm
+	// the end of the log; PERMISSION_DENIED; UNAUTHENTICATED; INVALID_ARGUMENT
+	// for a malformed request.
 	ConsumeBatchStream(*ConsumeBatchRequest, grpc.ServerStreamingServer[ConsumeBatchResponse]) error
-	// GetOffsets returns the range of offsets the receiving server can serve
-	// now, [lowest_offset, next_offset). A follower's range may trail the
-	// leader's. Errors: PERMISSION_DENIED, UNAUTHENTICATED.
+	// GetOffsets returns the range of offsets the receiving server serves,
+	// [lowest_offset, next_offset): lowest_offset is this server's, and
+	// next_offset is the end of the log as the leader confirmed it during the
+	// call, past every record acknowledged before the call (a follower may not
+	// hold the last of them yet; reading them waits). Errors: UNAVAILABLE when
+	// no leader can confirm the end of the log; PERMISSION_DENIED;
+	// UNAUTHENTICATED.
 	GetOffsets(context.Context, *GetOffsetsRequest) (*GetOffsetsResponse, error)
 	mustEmbedUnimplementedLogServer()
 }
