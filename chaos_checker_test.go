@@ -452,10 +452,17 @@ func checkLinearizable(hist []chaosOp, final finalLogs, timeout time.Duration) (
 	var p problems
 	single := logModel
 	single.Partition = nil
-	for _, part := range logModel.Partition(ops) {
-		if porcupine.CheckOperationsTimeout(single, part, timeout) != porcupine.Illegal {
-			continue
+	parts := logModel.Partition(ops)
+	var bad [][]porcupine.Operation
+	for _, part := range parts {
+		if porcupine.CheckOperationsTimeout(single, part, timeout) == porcupine.Illegal {
+			bad = append(bad, part)
 		}
+	}
+	if len(bad) > 0 {
+		p.add("%d of %d offsets are not linearizable; the first:", len(bad), len(parts))
+	}
+	for _, part := range bad {
 		off := part[0].Input.(slotInput).Off
 		slices.SortFunc(part, func(a, b porcupine.Operation) int { return int(min(max(a.Call-b.Call, -1), 1)) })
 		var desc []string
