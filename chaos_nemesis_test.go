@@ -456,18 +456,24 @@ func (nm *nemesis) startNodes(which ...int) {
 		}
 		nm.c.start(p)
 		if i == 0 && len(which) > 1 {
-			if !waitUntil(10*time.Second, func() bool {
-				conn, err := net.DialTimeout("tcp", p.rpcAddr, 200*time.Millisecond)
-				if err == nil {
-					conn.Close()
-				}
-				return err == nil
-			}) {
+			// The others join through node 0's gossip port: wait until it
+			// and the RPC port listen, so a joiner does not depend on how
+			// it copes with a seed that is not up yet.
+			gossip := argAfter(p.args, "--bind-addr")
+			if !waitUntil(10*time.Second, func() bool { return listening(p.rpcAddr) && listening(gossip) }) {
 				nm.t.Logf("%s not listening 10 s after its restart", p.name)
 			}
 		}
 	}
 	nm.notePids()
+}
+
+func listening(addr string) bool {
+	conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err == nil {
+		conn.Close()
+	}
+	return err == nil
 }
 
 func (nm *nemesis) all() []int {

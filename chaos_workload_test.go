@@ -26,7 +26,7 @@ type workloadConfig struct {
 }
 
 func defaultWorkload(d time.Duration) workloadConfig {
-	return workloadConfig{producers: 3, consumers: 3, maxOps: 20000, duration: d, opTimeout: 2 * time.Second, backoff: 50 * time.Millisecond}
+	return workloadConfig{producers: 3, consumers: 3, maxOps: max(20000, int(d.Seconds())*500), duration: d, opTimeout: 2 * time.Second, backoff: 50 * time.Millisecond}
 }
 
 // workload runs producers and consumers against every node over the log.v1
