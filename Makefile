@@ -7,7 +7,7 @@ BENCH    ?= .
 BENCHTIME ?= 1s
 COUNT    ?= 1
 
-.PHONY: all build run test test-short bench fmt vet clean tools proto image compose-up compose-down
+.PHONY: all build run test test-short bench fmt vet clean tools proto image compose-up compose-down chaos soak
 
 # Containers: the image, and the 3-node cluster of compose.yaml.
 IMAGE    ?= proglogctl:dev
@@ -32,6 +32,22 @@ test:
 
 test-short:
 	$(GO) test -short -count=1 ./...
+
+# Fault tests (root for partitions and disk-full faults; without root those are skipped):
+# RUNS runs of DURATION each with a fault every INTERVAL, per-run verdicts and a summary table.
+RUNS     ?= 12
+DURATION ?= 60s
+INTERVAL ?= 10s
+SEED     ?= 0
+FAULTS   ?=
+chaos:
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 90m -run '^TestChaos$$' -v . \
+		-chaos.runs $(RUNS) -chaos.duration $(DURATION) -chaos.interval $(INTERVAL) -chaos.seed $(SEED) -chaos.faults '$(FAULTS)'
+
+# The workload under a fault every 30 s for DURATION (default 10m), sampling RSS, open files and disk.
+soak:
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 3h -run '^TestChaosSoak$$' -v . \
+		-chaos.soak $(if $(filter command line environment,$(origin DURATION)),$(DURATION),10m) -chaos.seed $(SEED) -chaos.faults '$(FAULTS)'
 
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(COUNT) ./...

@@ -80,6 +80,7 @@ func freePort(t *testing.T) int {
 
 type proc struct {
 	name    string
+	wrap    []string // command and arguments the binary runs under (ip netns exec NS), if any
 	args    []string
 	cmd     *exec.Cmd
 	out     *bytes.Buffer // stderr, and stdout unless stdout is set; kept across restarts
@@ -115,8 +116,32 @@ func startCluster(t *testing.T, n int) *cluster {
 // test failed.
 func newCluster(t *testing.T, n int) *cluster {
 	t.Helper()
+	return startClusterWith(t, n, clusterOptions{})
+}
+
+// clusterOptions changes where and how startClusterWith runs the nodes; the
+// zero value is startCluster's loopback cluster.
+type clusterOptions struct {
+	host    func(i int) string   // the IP node i binds to (default 127.0.0.1)
+	wrap    func(i int) []string // the command node i runs under (default none)
+	dataDir func(i int) string   // node i's data directory (default a temporary one)
+	serve   []string             // more flags for every serve
+}
+
+// startClusterWith is startCluster with options.
+func startClusterWith(t *testing.T, n int, o clusterOptions) *cluster {
+	t.Helper()
 	c := &cluster{t: t, bin: buildBinary(t), cfg: filepath.Join(t.TempDir(), "proglog")}
-	c.run("gencert", "--dir", c.cfg)
+	if o.host == nil {
+		o.host = func(int) string { return "127.0.0.1" }
+	}
+	gencert := []string{"gencert", "--dir", c.cfg}
+	for i := range n {
+		if h := o.host(i); h != "127.0.0.1" {
+			gencert = append(gencert, "--hosts", h)
+		}
+	}
+	c.run(gencert...)
 	c.run("genacl", "--dir", c.cfg)
 	t.Cleanup(func() {
 		for _, p := range append(slices.Clone(c.clients), c.procs...) {
@@ -129,12 +154,19 @@ func newCluster(t *testing.T, n int) *cluster {
 	var seed string
 	for i := range n {
 		gossip, rpc := freePort(t), freePort(t)
-		p := &proc{name: fmt.Sprintf("node-%d", i), rpcAddr: "127.0.0.1:" + strconv.Itoa(rpc)}
-		p.args = []string{"serve", "--node-name", p.name, "--data-dir", filepath.Join(t.TempDir(), p.name),
-			"--bind-addr", "127.0.0.1:" + strconv.Itoa(gossip), "--rpc-port", strconv.Itoa(rpc), "--log-level", "warn"}
+		host, dir := o.host(i), filepath.Join(t.TempDir(), fmt.Sprintf("node-%d", i))
+		if o.dataDir != nil {
+			dir = o.dataDir(i)
+		}
+		p := &proc{name: fmt.Sprintf("node-%d", i), rpcAddr: net.JoinHostPort(host, strconv.Itoa(rpc))}
+		if o.wrap != nil {
+			p.wrap = o.wrap(i)
+		}
+		p.args = slices.Concat([]string{"serve", "--node-name", p.name, "--data-dir", dir,
+			"--bind-addr", net.JoinHostPort(host, strconv.Itoa(gossip)), "--rpc-port", strconv.Itoa(rpc), "--log-level", "warn"}, o.serve)
 		if i == 0 {
 			p.args = append(p.args, "--bootstrap")
-			seed = "127.0.0.1:" + strconv.Itoa(gossip)
+			seed = net.JoinHostPort(host, strconv.Itoa(gossip))
 		} else {
 			p.args = append(p.args, "--start-join-addrs", seed)
 		}
@@ -198,6 +230,9 @@ func (c *cluster) start(p *proc) {
 		p.out = &bytes.Buffer{}
 	}
 	p.cmd = exec.Command(c.bin, p.args...)
+	if len(p.wrap) > 0 {
+		p.cmd = exec.Command(p.wrap[0], slices.Concat(p.wrap[1:], []string{c.bin}, p.args)...)
+	}
 	p.cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Dir(c.cfg))
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if p.stdout != nil {

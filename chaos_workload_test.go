@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	logv1 "github.com/proglogctl/proglogctl/api/v1"
+)
+
+// workloadConfig bounds a chaos workload.
+type workloadConfig struct {
+	producers, consumers int
+	maxOps               int           // per worker
+	duration             time.Duration // the workload stops after it
+	opTimeout            time.Duration // one request's deadline; past it the outcome is unknown
+	backoff              time.Duration // pause after a failed request, so a dead node is not hammered
+}
+
+func defaultWorkload(d time.Duration) workloadConfig {
+	return workloadConfig{producers: 3, consumers: 3, maxOps: max(20000, int(d.Seconds())*500), duration: d, opTimeout: 2 * time.Second, backoff: 50 * time.Millisecond}
+}
+
+// workload runs producers and consumers against every node over the log.v1
+// API and records each operation. Producers send Produce with values
+// "p<id>-<seq>" round-robin to the nodes (so followers forward writes);
+// consumers read, round-robin over the nodes, mostly the newest
+// acknowledged offset (the one a lagging follower is most likely not to
+// have), else an older one, else one just past it.
+type workload struct {
+	conf  workloadConfig
+	conns []*grpc.ClientConn
+	start time.Time // monotonic origin of Call and Return
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	next   atomic.Int64 // one past the highest acknowledged offset
+
+	mu   sync.Mutex // guards hist
+	hist [][]chaosOp
+}
+
+func startWorkload(conf workloadConfig, conns []*grpc.ClientConn, seed uint64) *workload {
+	ctx, cancel := context.WithTimeout(context.Background(), conf.duration)
+	w := &workload{conf: conf, conns: conns, start: time.Now(), cancel: cancel}
+	w.hist = make([][]chaosOp, conf.producers+conf.consumers)
+	for id := range conf.producers + conf.consumers {
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			rng := rand.New(rand.NewPCG(seed, uint64(id)))
+			var ops []chaosOp
+			for seq := 0; seq < conf.maxOps && ctx.Err() == nil; seq++ {
+				var op chaosOp
+				if id < conf.producers {
+					op = w.produce(ctx, id, seq)
+				} else {
+					op = w.consume(ctx, id, seq, rng)
+				}
+				if ctx.Err() != nil && op.Outcome == outUnknown && op.Kind == opConsume {
+					break // cut short by the end of the workload
+				}
+				ops = append(ops, op)
+				if op.Outcome == outUnknown {
+					select {
+					case <-ctx.Done():
+					case <-time.After(conf.backoff):
+					}
+				}
+			}
+			w.mu.Lock()
+			w.hist[id] = ops
+			w.mu.Unlock()
+		}()
+	}
+	return w
+}
+
+func (w *workload) now() time.Duration { return time.Since(w.start) }
+
+func (w *workload) produce(ctx context.Context, id, seq int) chaosOp {
+	node := (id + seq) % len(w.conns)
+	op := chaosOp{Client: id, Node: node, Kind: opProduce, Value: fmt.Sprintf("p%d-%d", id, seq)}
+	// The request gets its own deadline, not the workload's: a produce in
+	// flight when the workload ends is not abandoned half way.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.conf.opTimeout)
+	defer cancel()
+	op.Call = w.now()
+	resp, err := logv1.NewLogClient(w.conns[node]).Produce(rctx, &logv1.ProduceRequest{Record: &logv1.Record{Value: []byte(op.Value)}})
+	op.Return = w.now()
+	if err != nil {
+		op.Outcome = outUnknown
+		return op
+	}
+	op.Outcome, op.Off = outOK, resp.Offset
+	for {
+		n := w.next.Load()
+		if int64(resp.Offset)+1 <= n || w.next.CompareAndSwap(n, int64(resp.Offset)+1) {
+			break
+		}
+	}
+	return op
+}
+
+func (w *workload) consume(ctx context.Context, id, seq int, rng *rand.Rand) chaosOp {
+	node := (id + seq) % len(w.conns)
+	next := w.next.Load()
+	var off int64
+	switch r := rng.IntN(10); {
+	case r < 5:
+		off = next - 1
+	case r < 8:
+		off = rng.Int64N(next + 1)
+	default:
+		off = next + rng.Int64N(3)
+	}
+	op := chaosOp{Client: id, Node: node, Kind: opConsume, Off: uint64(max(off, 0))}
+	rctx, cancel := context.WithTimeout(ctx, w.conf.opTimeout)
+	defer cancel()
+	op.Call = w.now()
+	resp, err := logv1.NewLogClient(w.conns[node]).Consume(rctx, &logv1.ConsumeRequest{Offset: op.Off})
+	op.Return = w.now()
+	switch {
+	case err == nil:
+		op.Outcome, op.Value = outOK, string(resp.Record.Value)
+	case status.Code(err) == codes.OutOfRange:
+		op.Outcome = outOutOfRange
+	default:
+		op.Outcome = outUnknown
+	}
+	return op
+}
+
+// stop ends the workload (each worker finishes the request it is in) and
+// returns the history, sorted by call time.
+func (w *workload) stop() []chaosOp {
+	w.cancel()
+	w.wg.Wait()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	hist := slices.Concat(w.hist...)
+	slices.SortFunc(hist, func(a, b chaosOp) int { return int(min(max(a.Call-b.Call, -1), 1)) })
+	return hist
+}
+
+// historyCounts summarises a history.
+type historyCounts struct {
+	ops, produces, acked, unknownProduces, reads, readOK, readOOR, readFailed int
+}
+
+func countHistory(hist []chaosOp) historyCounts {
+	var c historyCounts
+	c.ops = len(hist)
+	for _, op := range hist {
+		switch {
+		case op.Kind == opProduce:
+			c.produces++
+			if op.Outcome == outOK {
+				c.acked++
+			} else {
+				c.unknownProduces++
+			}
+		default:
+			c.reads++
+			switch op.Outcome {
+			case outOK:
+				c.readOK++
+			case outOutOfRange:
+				c.readOOR++
+			default:
+				c.readFailed++
+			}
+		}
+	}
+	return c
+}
