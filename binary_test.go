@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -100,7 +101,13 @@ type cluster struct {
 // the one before serves, and returns once all n are voters.
 func startCluster(t *testing.T, n int) *cluster {
 	t.Helper()
-	c := newCluster(t, n)
+	return startClusterWith(t, n, clusterOptions{})
+}
+
+// startClusterWith is startCluster with options.
+func startClusterWith(t *testing.T, n int, o clusterOptions) *cluster {
+	t.Helper()
+	c := newClusterWith(t, n, o)
 	for _, p := range c.procs {
 		c.start(p)
 		waitFor(t, 30*time.Second, p.name+" serving", func() bool { return c.serving(p) })
@@ -116,10 +123,10 @@ func startCluster(t *testing.T, n int) *cluster {
 // test failed.
 func newCluster(t *testing.T, n int) *cluster {
 	t.Helper()
-	return startClusterWith(t, n, clusterOptions{})
+	return newClusterWith(t, n, clusterOptions{})
 }
 
-// clusterOptions changes where and how startClusterWith runs the nodes; the
+// clusterOptions changes where and how newClusterWith runs the nodes; the
 // zero value is startCluster's loopback cluster.
 type clusterOptions struct {
 	host    func(i int) string   // the IP node i binds to (default 127.0.0.1)
@@ -128,8 +135,8 @@ type clusterOptions struct {
 	serve   []string             // more flags for every serve
 }
 
-// startClusterWith is startCluster with options.
-func startClusterWith(t *testing.T, n int, o clusterOptions) *cluster {
+// newClusterWith is newCluster with options.
+func newClusterWith(t *testing.T, n int, o clusterOptions) *cluster {
 	t.Helper()
 	c := &cluster{t: t, bin: buildBinary(t), cfg: filepath.Join(t.TempDir(), "proglog")}
 	if o.host == nil {
@@ -276,7 +283,13 @@ func (c *cluster) connect(addr string) *grpc.ClientConn {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)))
+	// Nodes are killed and restarted on the same address: reconnect within a
+	// second of their return, not after gRPC's default backoff of up to 2 min.
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: 2 * time.Second,
+		}))
 	if err != nil {
 		c.t.Fatal(err)
 	}

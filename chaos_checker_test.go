@@ -48,6 +48,7 @@ type chaosOp struct {
 	Outcome opOutcome
 	Call    time.Duration
 	Return  time.Duration
+	Err     string // why an operation failed (its gRPC code and message), for the run's report
 }
 
 func (op chaosOp) String() string {

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -181,6 +183,9 @@ func chaosRun(t *testing.T, rc runConfig) runResult {
 	cnt := res.counts
 	t.Logf("history: %d ops: %d produces (%d acknowledged, %d unknown), %d consumes (%d ok, %d out of range, %d failed); final next offsets %v",
 		cnt.ops, cnt.produces, cnt.acked, cnt.unknownProduces, cnt.reads, cnt.readOK, cnt.readOOR, cnt.readFailed, finalLens(final))
+	if errs := topErrors(hist, 5); len(errs) > 0 {
+		t.Logf("most frequent failures:\n\t%s", strings.Join(errs, "\n\t"))
+	}
 	t.Logf("faults: %d injected, %d fired, %d effective; porcupine %v; checks took %v; run took %v",
 		len(nm.faults), res.fired, res.effective, porcupineVerdict(res.porcupine), res.checkDur.Round(time.Millisecond), res.runTime.Round(time.Second))
 	for _, name := range checkerNames {
@@ -516,4 +521,26 @@ func kib(v []int64) []int64 {
 		o = append(o, x>>10)
 	}
 	return o
+}
+
+// topErrors counts the failed operations of hist by kind and error and
+// returns the n most frequent as "count kind error" lines.
+func topErrors(hist []chaosOp, n int) []string {
+	counts := map[string]int{}
+	for _, op := range hist {
+		if op.Err != "" {
+			kind := "consume"
+			if op.Kind == opProduce {
+				kind = "produce"
+			}
+			counts[kind+" "+op.Err]++
+		}
+	}
+	keys := slices.Collect(maps.Keys(counts))
+	slices.SortFunc(keys, func(a, b string) int { return counts[b] - counts[a] })
+	var lines []string
+	for _, k := range keys[:min(n, len(keys))] {
+		lines = append(lines, fmt.Sprintf("%6d %s", counts[k], k))
+	}
+	return lines
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -97,7 +98,7 @@ func (w *workload) produce(ctx context.Context, id, seq int) chaosOp {
 	resp, err := logv1.NewLogClient(w.conns[node]).Produce(rctx, &logv1.ProduceRequest{Record: &logv1.Record{Value: []byte(op.Value)}})
 	op.Return = w.now()
 	if err != nil {
-		op.Outcome = outUnknown
+		op.Outcome, op.Err = outUnknown, errText(err)
 		return op
 	}
 	op.Outcome, op.Off = outOK, resp.Offset
@@ -134,9 +135,22 @@ func (w *workload) consume(ctx context.Context, id, seq int, rng *rand.Rand) cha
 	case status.Code(err) == codes.OutOfRange:
 		op.Outcome = outOutOfRange
 	default:
-		op.Outcome = outUnknown
+		op.Outcome, op.Err = outUnknown, errText(err)
 	}
 	return op
+}
+
+// errText is an operation's error as its gRPC code and message, digits
+// masked so that messages of one kind count together.
+func errText(err error) string {
+	st := status.Convert(err)
+	msg := strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return '#'
+		}
+		return r
+	}, st.Message())
+	return st.Code().String() + ": " + msg
 }
 
 // stop ends the workload (each worker finishes the request it is in) and
