@@ -107,11 +107,12 @@ func (n *Node) awaitApplied(ctx context.Context, end uint64) {
 // offset below it (raftfsm.Log.ReadIndex). The leader answers itself; a
 // follower asks the leader with a GetOffsets over the forwarding connection
 // (a call that arrived from a node is not passed on again). It is the one
-// step of a read that needs the leader, and is bounded by readIndexCtx: with
+// step of a read that needs the leader, and is bounded by readIndexTimeout: with
 // no leader reachable in time it returns an error wrapping errNoLeader, which
 // the client gets as Unavailable before its own deadline.
 func (n *Node) readIndex(ctx context.Context) (uint64, error) {
-	rctx, cancel := n.readIndexCtx(ctx)
+	bound := n.readIndexTimeout(ctx)
+	rctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	ri, err := n.log.ReadIndex(rctx)
 	var nl *raftfsm.NotLeaderError
@@ -129,7 +130,7 @@ func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 		}
 		return 0, fmt.Errorf("%w: the leader is %s at %s", errNoLeader, nl.LeaderID, nl.LeaderAddr)
 	case rctx.Err() != nil:
-		return 0, fmt.Errorf("%w: none answered within %v", errNoLeader, n.readIndexTimeout(ctx))
+		return 0, fmt.Errorf("%w: none answered within %v", errNoLeader, bound)
 	}
 	switch status.Code(err) {
 	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
@@ -147,10 +148,6 @@ func (n *Node) readIndexTimeout(ctx context.Context) time.Duration {
 		d = min(d, time.Until(dl)/2)
 	}
 	return d
-}
-
-func (n *Node) readIndexCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, n.readIndexTimeout(ctx))
 }
 
 // leaderReadIndex asks the leader at addr for its read index.
