@@ -73,8 +73,17 @@ func TestHealthWhileDiskFull(t *testing.T) {
 		return status() == healthpb.HealthCheckResponse_NOT_SERVING
 	})
 	fc := p.client(t, f.Addr(), certs.RootSubject)
-	if res, err := fc.GetOffsets(testCtx(t), &logv1.GetOffsetsRequest{}); err != nil || res.NextOffset >= total {
-		t.Fatalf("%s GetOffsets = %v, %v; want it behind %d", full, res, err, total)
+	// GetOffsets answers with the leader's end (a read index); the node's own
+	// end is its self in GetServers.
+	applied := func() (uint64, error) {
+		res, err := fc.GetServers(testCtx(t), &logv1.GetServersRequest{})
+		if err != nil {
+			return 0, err
+		}
+		return res.GetSelf().GetNextOffset(), nil
+	}
+	if next, err := applied(); err != nil || next >= total {
+		t.Fatalf("%s applied up to %d, %v; want it behind %d", full, next, err, total)
 	}
 
 	if out, err := exec.Command("mount", "-o", "remount,size=16m", logDir).CombinedOutput(); err != nil {
@@ -84,8 +93,8 @@ func TestHealthWhileDiskFull(t *testing.T) {
 		return status() == healthpb.HealthCheckResponse_SERVING
 	})
 	waitFor(t, 10*time.Second, full+" to catch up", func() bool {
-		res, err := fc.GetOffsets(testCtx(t), &logv1.GetOffsetsRequest{})
-		return err == nil && res.NextOffset == total
+		next, err := applied()
+		return err == nil && next == total
 	})
 	got := consumeAll(t, fc, total-1, 1)
 	if want := append(value(total-1), make([]byte, 500)...); string(got[0]) != string(want) {

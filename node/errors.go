@@ -10,7 +10,6 @@ import (
 
 	"github.com/proglogctl/proglogctl/authz"
 	"github.com/proglogctl/proglogctl/certs"
-	"github.com/proglogctl/proglogctl/logstore"
 	"github.com/proglogctl/proglogctl/raftfsm"
 )
 
@@ -36,7 +35,7 @@ func (n *Node) status(err error) error {
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
-	msg := strings.TrimPrefix(err.Error(), "logstore: ")
+	msg := withoutPackage(err.Error())
 	var code codes.Code
 	var nl *raftfsm.NotLeaderError
 	switch {
@@ -45,18 +44,18 @@ func (n *Node) status(err error) error {
 		// below the call's deadline precisely so that the client hears
 		// this instead.
 		code = codes.Unavailable
-		msg = strings.TrimPrefix(err.Error(), "node: ") + "; retry later or on another server"
+		msg += "; retry later or on another server"
 	case errors.Is(err, context.Canceled):
 		code = codes.Canceled
 	case errors.Is(err, context.DeadlineExceeded):
 		code = codes.DeadlineExceeded
-	case errors.Is(err, logstore.ErrOffsetOutOfRange):
+	case errors.Is(err, raftfsm.ErrOffsetOutOfRange):
 		code = codes.OutOfRange
 	case errors.Is(err, certs.ErrUnauthenticated):
 		code = codes.Unauthenticated
 	case errors.Is(err, authz.ErrPermissionDenied), errors.Is(err, errUnknownMethod):
 		code = codes.PermissionDenied
-	case errors.Is(err, logstore.ErrRecordTooLarge), errors.Is(err, logstore.ErrBatchTooLarge), errors.Is(err, errInvalid):
+	case errors.Is(err, raftfsm.ErrRecordTooLarge), errors.Is(err, raftfsm.ErrBatchTooLarge), errors.Is(err, errInvalid):
 		code = codes.InvalidArgument
 	case errors.As(err, &nl):
 		code = codes.Unavailable
@@ -68,10 +67,10 @@ func (n *Node) status(err error) error {
 	case errors.Is(err, raftfsm.ErrLeadershipLost):
 		code = codes.Unavailable
 		msg = "leadership changed before the records were known to commit: the outcome is unknown, they may or may not be in the log"
-	case errors.Is(err, raftfsm.ErrClosed), errors.Is(err, logstore.ErrClosed), errors.Is(err, errShuttingDown):
+	case errors.Is(err, raftfsm.ErrClosed), errors.Is(err, raftfsm.ErrStoreClosed), errors.Is(err, errShuttingDown):
 		code = codes.Unavailable
 		msg = "the node is shutting down"
-	case errors.Is(err, logstore.ErrCorrupt):
+	case errors.Is(err, raftfsm.ErrCorrupt):
 		code = codes.Internal
 		n.logger.Error("corrupt data", "err", err)
 	default:
@@ -79,4 +78,19 @@ func (n *Node) status(err error) error {
 		n.logger.Error("internal error", "err", err)
 	}
 	return status.Error(code, msg)
+}
+
+// withoutPackage drops the "package: " an error message of the layers below
+// starts with: the client reads a sentence, not a Go error chain's prefix.
+func withoutPackage(msg string) string {
+	i := strings.Index(msg, ": ")
+	if i <= 0 {
+		return msg
+	}
+	for _, r := range msg[:i] {
+		if r < 'a' || r > 'z' {
+			return msg
+		}
+	}
+	return msg[i+2:]
 }

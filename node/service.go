@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -14,7 +13,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	logv1 "github.com/proglogctl/proglogctl/api/v1"
-	"github.com/proglogctl/proglogctl/logstore"
 	"github.com/proglogctl/proglogctl/raftfsm"
 )
 
@@ -32,27 +30,12 @@ var _ logv1.LogServer = (*service)(nil)
 // limit.
 const maxForwardBytes = 1 << 20
 
-// entryBytes is the size of recs encoded as one Raft entry, as raftfsm
-// counts it against Config.MaxEntryBytes: a kind byte, the count and each
-// record's length and bytes.
-func entryBytes(recs [][]byte) int {
-	n := 1 + binary.MaxVarintLen64
-	for _, r := range recs {
-		n += recordEntryBytes(r)
-	}
-	return n
-}
-
-func recordEntryBytes(r []byte) int {
-	return len(binary.AppendUvarint(nil, uint64(len(r)))) + len(r)
-}
-
 // append appends recs as one batch on the leader: here, or forwarded to the
 // leader when this node follows (then forwarded is true, and the records may
 // not be applied here yet: see awaitApplied). A write that arrived forwarded
 // is not forwarded again; the caller gets Unavailable and retries.
 func (n *Node) append(ctx context.Context, recs [][]byte) (first uint64, forwarded bool, err error) {
-	first, err = n.log.Append(ctx, recs...)
+	first, err = n.log.AppendAtomic(ctx, recs...)
 	var nl *raftfsm.NotLeaderError
 	if !errors.As(err, &nl) || nl.LeaderAddr == "" || nl.LeaderAddr == n.advertise || callerFrom(ctx).peer {
 		return first, false, err
@@ -178,7 +161,7 @@ func (n *Node) readPastEnd(ctx context.Context, off uint64) ([]byte, error) {
 		return nil, n.endErr(err)
 	}
 	if off >= ri {
-		return nil, &logstore.OutOfRangeError{Off: off, Lowest: n.log.LowestOffset(), Next: ri}
+		return nil, &raftfsm.OutOfRangeError{Off: off, Lowest: n.log.LowestOffset(), Next: ri}
 	}
 	if err := n.log.Wait(ctx, off); err != nil {
 		return nil, n.endErr(err)
@@ -236,16 +219,7 @@ func (s *service) ProduceBatch(ctx context.Context, req *logv1.ProduceBatchReque
 		}
 		recs[i] = r.Value
 	}
-	// raftfsm splits a batch larger than one Raft entry over several, which
-	// could commit in part; ProduceBatch is atomic, so refuse it instead.
-	if size, limit := entryBytes(recs), s.n.conf.Replica.MaxEntryBytes; size > limit {
-		for i, r := range recs {
-			if len(r) > s.n.conf.Replica.Store.MaxRecordBytes {
-				return nil, s.n.status(&logstore.RecordTooLargeError{Index: i, Size: len(r), Max: s.n.conf.Replica.Store.MaxRecordBytes})
-			}
-		}
-		return nil, s.n.status(fmt.Errorf("%w: the batch takes %d bytes, more than the largest atomic batch (%d bytes)", errInvalid, size, limit))
-	}
+	// A ProduceBatch is atomic: one larger than a Raft entry is refused.
 	first, forwarded, err := s.n.append(ctx, recs)
 	if err != nil {
 		return nil, s.n.status(err)
@@ -281,7 +255,6 @@ type streamResult struct {
 func (s *service) ProduceStream(stream logv1.Log_ProduceStreamServer) error {
 	n := s.n
 	ctx := stream.Context()
-	maxRecord := n.conf.Replica.Store.MaxRecordBytes
 	in := make(chan streamItem, n.conf.ProduceStreamWindow)
 	out := make(chan streamResult, 1)
 
@@ -295,8 +268,8 @@ func (s *service) ProduceStream(stream logv1.Log_ProduceStreamServer) error {
 			case err != nil:
 			case req.GetRecord() == nil:
 				err = fmt.Errorf("%w: no record", errInvalid)
-			case len(req.Record.Value) > maxRecord:
-				err = &logstore.RecordTooLargeError{Size: len(req.Record.Value), Max: maxRecord}
+			default:
+				err = n.log.CheckRecord(req.Record.Value)
 			}
 			var item streamItem
 			if err != nil {
@@ -326,7 +299,6 @@ func (s *service) ProduceStream(stream logv1.Log_ProduceStreamServer) error {
 			}
 		}
 		var pending *streamItem // read while filling the previous batch
-		limit := min(n.conf.Replica.MaxEntryBytes, maxForwardBytes)
 		for {
 			var item streamItem
 			if pending != nil {
@@ -351,26 +323,25 @@ func (s *service) ProduceStream(stream logv1.Log_ProduceStreamServer) error {
 			}
 			// A batch fits one Raft entry (so it is never split) and one
 			// forwarded message.
-			recs, size := [][]byte{item.value}, entryBytes([][]byte{item.value})
+			batch := n.log.NewBatch(maxForwardBytes)
+			batch.Add(item.value)
 		fill:
-			for len(recs) < n.conf.ProduceStreamWindow {
+			for batch.Len() < n.conf.ProduceStreamWindow {
 				select {
 				case next, ok := <-in:
 					if !ok {
 						break fill
 					}
-					grown := size + recordEntryBytes(next.value)
-					if next.err != nil || grown > limit {
+					if next.err != nil || !batch.Add(next.value) {
 						pending = &next
 						break fill
 					}
-					recs, size = append(recs, next.value), grown
 				default:
 					break fill
 				}
 			}
-			first, forwarded, err := n.append(ctx, recs)
-			if !emit(streamResult{first: first, count: len(recs), forwarded: forwarded, err: err}) {
+			first, forwarded, err := n.append(ctx, batch.Records())
+			if !emit(streamResult{first: first, count: batch.Len(), forwarded: forwarded, err: err}) {
 				return
 			}
 		}
@@ -398,7 +369,7 @@ func (s *service) ProduceStream(stream logv1.Log_ProduceStreamServer) error {
 // needs a read index first (readPastEnd).
 func (s *service) Consume(ctx context.Context, req *logv1.ConsumeRequest) (*logv1.ConsumeResponse, error) {
 	v, err := s.n.log.Read(req.Offset)
-	var oor *logstore.OutOfRangeError
+	var oor *raftfsm.OutOfRangeError
 	if errors.As(err, &oor) && req.Offset >= oor.Next {
 		v, err = s.n.readPastEnd(ctx, req.Offset)
 	}
@@ -419,7 +390,7 @@ func (n *Node) follow(ctx context.Context, off, end uint64, maxBytes int, atEnd 
 	defer context.AfterFunc(n.stopCtx, cancel)()
 	for end == 0 || off < end {
 		recs, err := n.log.ReadBatch(off, maxBytes)
-		var oor *logstore.OutOfRangeError
+		var oor *raftfsm.OutOfRangeError
 		switch {
 		case errors.As(err, &oor) && off >= oor.Next:
 			if atEnd != nil {
@@ -453,7 +424,7 @@ func (n *Node) follow(ctx context.Context, off, end uint64, maxBytes int, atEnd 
 func (n *Node) endErr(err error) error {
 	select {
 	case <-n.stopping:
-		if errors.Is(err, context.Canceled) || errors.Is(err, raftfsm.ErrClosed) || errors.Is(err, logstore.ErrClosed) {
+		if errors.Is(err, context.Canceled) || errors.Is(err, raftfsm.ErrClosed) || errors.Is(err, raftfsm.ErrStoreClosed) {
 			return errShuttingDown
 		}
 	default:
@@ -500,7 +471,7 @@ func (s *service) ConsumeBatchStream(req *logv1.ConsumeBatchRequest, stream logv
 				return n.status(err)
 			}
 			if req.Offset > ri {
-				return n.status(&logstore.OutOfRangeError{Off: req.Offset, Lowest: n.log.LowestOffset(), Next: ri})
+				return n.status(&raftfsm.OutOfRangeError{Off: req.Offset, Lowest: n.log.LowestOffset(), Next: ri})
 			}
 		}
 		atEnd = func(ctx context.Context, off uint64) (bool, error) {

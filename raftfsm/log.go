@@ -246,10 +246,8 @@ func (l *Log) Append(ctx context.Context, recs ...[]byte) (uint64, error) {
 	if len(recs) == 0 {
 		return l.store.NextOffset(), nil
 	}
-	for i, r := range recs {
-		if len(r) > l.conf.Store.MaxRecordBytes {
-			return 0, &logstore.RecordTooLargeError{Index: i, Size: len(r), Max: l.conf.Store.MaxRecordBytes}
-		}
+	if err := l.checkRecords(recs); err != nil {
+		return 0, err
 	}
 	if l.raft.State() != raft.Leader {
 		return 0, l.notLeader()

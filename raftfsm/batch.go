@@ -1,0 +1,108 @@
+package raftfsm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/proglogctl/proglogctl/logstore"
+)
+
+// Errors of the local log that a Log's methods return, named here so that
+// callers handle them without reaching below raftfsm. They are logstore's own
+// values and types: errors.Is and errors.As match either name.
+var (
+	// ErrOffsetOutOfRange is matched by *OutOfRangeError.
+	ErrOffsetOutOfRange = logstore.ErrOffsetOutOfRange
+	// ErrRecordTooLarge is matched by *RecordTooLargeError.
+	ErrRecordTooLarge = logstore.ErrRecordTooLarge
+	// ErrCorrupt marks data that fails verification on this server.
+	ErrCorrupt = logstore.ErrCorrupt
+	// ErrStoreClosed is returned by reads of a log whose store has closed.
+	ErrStoreClosed = logstore.ErrClosed
+)
+
+type (
+	// OutOfRangeError is a read outside [lowest, next): it carries both.
+	OutOfRangeError = logstore.OutOfRangeError
+	// RecordTooLargeError names a record over Store.MaxRecordBytes.
+	RecordTooLargeError = logstore.RecordTooLargeError
+)
+
+// ErrBatchTooLarge is matched by *BatchTooLargeError.
+var ErrBatchTooLarge = errors.New("raftfsm: batch larger than one Raft entry")
+
+// BatchTooLargeError refuses an atomic batch that does not fit one Raft entry:
+// Raft would carry it in several, which could commit in part.
+type BatchTooLargeError struct {
+	Size, Max int // the batch's encoded size and MaxEntryBytes
+}
+
+func (e *BatchTooLargeError) Error() string {
+	return fmt.Sprintf("raftfsm: the batch takes %d bytes, more than the largest atomic batch (%d bytes)", e.Size, e.Max)
+}
+
+// Is makes errors.Is(err, ErrBatchTooLarge) true.
+func (e *BatchTooLargeError) Is(target error) bool { return target == ErrBatchTooLarge }
+
+// CheckRecord returns a *RecordTooLargeError when r is over the record limit.
+// It is the one place a record's size is checked on its way in.
+func (l *Log) CheckRecord(r []byte) error {
+	if len(r) > l.conf.Store.MaxRecordBytes {
+		return &RecordTooLargeError{Size: len(r), Max: l.conf.Store.MaxRecordBytes}
+	}
+	return nil
+}
+
+// checkRecords is CheckRecord over a batch, naming the record by its index.
+func (l *Log) checkRecords(recs [][]byte) error {
+	for i, r := range recs {
+		var tooLarge *RecordTooLargeError
+		if err := l.CheckRecord(r); errors.As(err, &tooLarge) {
+			tooLarge.Index = i
+			return tooLarge
+		}
+	}
+	return nil
+}
+
+// AppendAtomic is Append for a batch that must commit whole or not at all: a
+// batch that does not fit one Raft entry is refused with a
+// *BatchTooLargeError instead of being split.
+func (l *Log) AppendAtomic(ctx context.Context, recs ...[]byte) (uint64, error) {
+	if err := l.checkRecords(recs); err != nil {
+		return 0, err
+	}
+	if size := entrySize(recs); size > l.conf.MaxEntryBytes {
+		return 0, &BatchTooLargeError{Size: size, Max: l.conf.MaxEntryBytes}
+	}
+	return l.Append(ctx, recs...)
+}
+
+// Batch gathers records for one AppendAtomic: Add takes records while they
+// fit one Raft entry and maxBytes of encoded records.
+type Batch struct {
+	recs        [][]byte
+	size, limit int
+}
+
+// NewBatch returns an empty batch bounded by one entry and maxBytes.
+func (l *Log) NewBatch(maxBytes int) *Batch {
+	return &Batch{limit: min(l.conf.MaxEntryBytes, maxBytes), size: entrySize(nil)}
+}
+
+// Add adds r if the batch is empty or r fits, and reports whether it did.
+func (b *Batch) Add(r []byte) bool {
+	grown := b.size + uvarintLen(uint64(len(r))) + len(r)
+	if len(b.recs) > 0 && grown > b.limit {
+		return false
+	}
+	b.recs, b.size = append(b.recs, r), grown
+	return true
+}
+
+// Records returns the records added, in order.
+func (b *Batch) Records() [][]byte { return b.recs }
+
+// Len returns how many records were added.
+func (b *Batch) Len() int { return len(b.recs) }
