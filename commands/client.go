@@ -254,7 +254,10 @@ func connectError(c *cli.Context, ce *discovery.ConnectError) error {
 	s, _ := settings(c)
 	cause := ce.Cause()
 	if errors.Is(ce, discovery.ErrUnreachable) {
-		return CodedError{ExitUnavailable, fmt.Errorf("no server reachable at %s (%s); is a cluster running? `proglogctl serve --dev` starts one on this machine", s.Addr, cause)}
+		if i := strings.LastIndex(cause, ": "); i >= 0 {
+			cause = cause[i+2:] // "connection refused", not which server said it last
+		}
+		return CodedError{ExitUnavailable, fmt.Errorf("no server reachable at %s: %s; is a cluster running? `proglogctl serve --dev` starts one on this machine", s.Addr, cause)}
 	}
 	why := cause
 	switch {

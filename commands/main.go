@@ -71,7 +71,7 @@ func ExitCode(err error) int {
 // short usage of the command appended, for the caller to print on stderr.
 func (m *Main) Run(ctx context.Context, args []string) error {
 	app := m.app()
-	err := app.RunContext(ctx, args)
+	err := app.RunContext(ctx, nameLast(args))
 	var ue UsageError
 	if errors.As(err, &ue) && !strings.Contains(err.Error(), "\nusage: ") {
 		return UsageError{Err: fmt.Errorf("%w\n%s", err, shortUsage(app, args[1:]))}
@@ -123,8 +123,12 @@ func (m *Main) app() *cli.App {
 		EnableBashCompletion:  true,
 		HideHelpCommand:       true, // help is ours: it suggests
 		CustomAppHelpTemplate: cli.AppHelpTemplate + exitCodesHelp,
-		// Given explicitly: cli adds it only when there is no help command.
-		Flags: []cli.Flag{cli.HelpFlag},
+		// cli's own help and version flags and help command are globals it
+		// writes to on every run: each app gets flags of its own instead,
+		// so that runs in one process (tests) share nothing.
+		HideHelp:    true,
+		HideVersion: true,
+		Flags:       []cli.Flag{helpFlag(), &cli.BoolFlag{Name: "version", Aliases: []string{"v"}, Usage: "print the version", DisableDefaultText: true}},
 		// Errors are printed once, by the caller, with the exit code it chooses.
 		ExitErrHandler: func(*cli.Context, error) {},
 		Commands: []*cli.Command{serveCommand(), produceCommand(), consumeCommand(), tailCommand(), serversCommand(),
@@ -132,6 +136,10 @@ func (m *Main) app() *cli.App {
 	}
 	app.OnUsageError = usageError(app.Flags)
 	app.Action = func(c *cli.Context) error {
+		if c.Bool("version") {
+			cli.ShowVersion(c)
+			return nil
+		}
 		if c.NArg() == 0 {
 			return cli.ShowAppHelp(c)
 		}
@@ -140,6 +148,7 @@ func (m *Main) app() *cli.App {
 	var setup func(cmds []*cli.Command)
 	setup = func(cmds []*cli.Command) {
 		for _, cmd := range cmds {
+			cmd.HideHelp, cmd.Flags = true, append(cmd.Flags, helpFlag())
 			cmd.OnUsageError = usageError(cmd.Flags)
 			if len(cmd.Subcommands) > 0 && cmd.Action == nil {
 				cmd.Action = func(c *cli.Context) error {
@@ -154,6 +163,11 @@ func (m *Main) app() *cli.App {
 	}
 	setup(app.Commands)
 	return app
+}
+
+// helpFlag is --help, -h. cli recognizes it by name.
+func helpFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "help", Aliases: []string{"h"}, Usage: "show help", DisableDefaultText: true}
 }
 
 // unknownCommand is the usage error for name, which is none of cmds,
@@ -197,7 +211,7 @@ func usageError(flags []cli.Flag) cli.OnUsageErrorFunc {
 			names = append(names, f.Names()...)
 		}
 		msg := fmt.Sprintf("%sunknown flag %s", prefix, flag)
-		if s := suggest(m[2], append(names, "help")); s != "" {
+		if s := suggest(m[2], names); s != "" {
 			msg += fmt.Sprintf("\ndid you mean %s?", dashes(s))
 		}
 		return UsageError{Err: errors.New(msg)}

@@ -161,10 +161,10 @@ variables beat the profile. 'serve --dev' writes the profile "dev".`,
 				Usage:     "add a profile, or replace one",
 				ArgsUsage: "NAME",
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "addr", Usage: "cluster: proglog://host:port[,host:port...]", Required: true},
-					&cli.StringFlag{Name: "ca-file", Usage: "CA certificate servers are verified against", Required: true, TakesFile: true},
-					&cli.StringFlag{Name: "cert-file", Usage: "client certificate", Required: true, TakesFile: true},
-					&cli.StringFlag{Name: "key-file", Usage: "client key", Required: true, TakesFile: true},
+					&cli.StringFlag{Name: "addr", Usage: "cluster: proglog://host:port[,host:port...]"},
+					&cli.StringFlag{Name: "ca-file", Usage: "CA certificate servers are verified against", TakesFile: true},
+					&cli.StringFlag{Name: "cert-file", Usage: "client certificate", TakesFile: true},
+					&cli.StringFlag{Name: "key-file", Usage: "client key", TakesFile: true},
 					&cli.StringSliceFlag{Name: "connect-to", Usage: "`HOST:PORT=HOST2:PORT2`, as for client commands (repeatable)"},
 					&cli.BoolFlag{Name: "use", Usage: "make it the current profile"},
 				},
@@ -197,6 +197,15 @@ variables beat the profile. 'serve --dev' writes the profile "dev".`,
 	}
 }
 
+// nameLast moves the NAME of `profile add NAME --flag...` after the flags,
+// where the flag parser, which stops at the first argument, finds it.
+func nameLast(args []string) []string {
+	if len(args) > 4 && args[1] == "profile" && args[2] == "add" && !strings.HasPrefix(args[3], "-") {
+		return append(append(append([]string{}, args[:3]...), args[4:]...), args[3])
+	}
+	return args
+}
+
 // oneArg returns the single argument a command takes.
 func oneArg(c *cli.Context, what string) (string, error) {
 	if c.NArg() != 1 {
@@ -209,6 +218,15 @@ func runProfileAdd(c *cli.Context) error {
 	name, err := oneArg(c, "the profile's NAME")
 	if err != nil {
 		return err
+	}
+	var missing []string
+	for _, f := range []string{"addr", "ca-file", "cert-file", "key-file"} {
+		if c.String(f) == "" {
+			missing = append(missing, "--"+f)
+		}
+	}
+	if len(missing) > 0 {
+		return UsageError{Err: fmt.Errorf("profile add: %s: required", orList(missing))}
 	}
 	if err := certs.ValidSubject(name); err != nil {
 		return UsageError{Err: fmt.Errorf("profile add: name %q: use letters, digits, '.', '_', '@' and '-'", name)}
