@@ -3,53 +3,98 @@ package commands
 import (
 	"bufio"
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"unicode/utf8"
+	"strconv"
 
 	"github.com/urfave/cli/v2"
 
 	logv1 "github.com/proglogctl/proglogctl/api/v1"
 )
 
-func outputFlag() cli.Flag {
-	return &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "text (offset and value), json (one object per record) or raw (values only)", Value: "text", EnvVars: []string{"PROGLOG_OUTPUT"}}
+func readFlags() []cli.Flag {
+	return append(outputFlags(), delimiterFlags("with -o raw, the bytes written after each value")...)
 }
 
 func consumeCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "consume",
-		Usage: "print a range of records and exit",
-		Flags: append(clientFlags(),
-			&cli.Int64Flag{Name: "from", Usage: "first offset; negative counts back from the end (-10: the last ten)", Value: 0, EnvVars: []string{"PROGLOG_FROM"}},
+		Usage: "print a range of records and exit, or follow the log with --follow",
+		Description: `Output (-o): text "offset<TAB>value" a line (on a terminal, control characters
+in values are escaped), json one object a line, raw the values byte for byte, each
+followed by --delimiter (default a newline; -0: NUL).
+
+With --follow, consume waits for new records after the end until interrupted,
+and prints on stderr the offset to resume from: "consume --from N --follow" picks
+up exactly where it stopped.`,
+		Flags: append(append(clientFlags(),
+			&cli.StringFlag{Name: "from", Usage: "first `OFFSET`; negative counts back from the end (-10: the last ten)", EnvVars: []string{"PROGLOG_FROM"}},
 			&cli.Uint64Flag{Name: "count", Aliases: []string{"n"}, Usage: "print at most this many records (0: no limit)", EnvVars: []string{"PROGLOG_COUNT"}},
-			&cli.Uint64Flag{Name: "to", Usage: "stop before this offset (0: at the end of the log)", EnvVars: []string{"PROGLOG_TO"}},
-			outputFlag(),
-		),
-		Action: func(c *cli.Context) error { return runRead(c, false) },
+			&cli.Uint64Flag{Name: "to", Usage: "stop before this offset (0: at the end of the log, or never with --follow)", EnvVars: []string{"PROGLOG_TO"}},
+			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "after the end, wait for new records until interrupted", EnvVars: []string{"PROGLOG_FOLLOW"}},
+		), readFlags()...),
+		Action: func(c *cli.Context) error {
+			return runRead(c, c.Bool("follow"), c.String("from"), !c.IsSet("from"))
+		},
 	}
 }
 
 func tailCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "tail",
-		Usage: "print the last records, then every new one as it commits, until interrupted",
-		Flags: append(clientFlags(),
+		Usage: "print the last records (or from --from on), then every new one as it commits, until interrupted",
+		Description: `tail is consume --follow starting at the last --lines records, or at --from. On
+exit it prints on stderr the offset to resume from (tail --from N).`,
+		Flags: append(append(clientFlags(),
 			&cli.Uint64Flag{Name: "lines", Aliases: []string{"n"}, Usage: "records of the past to print first", Value: 10, EnvVars: []string{"PROGLOG_TAIL_LINES"}},
-			outputFlag(),
-		),
-		Action: func(c *cli.Context) error { return runRead(c, true) },
+			&cli.StringFlag{Name: "from", Usage: "start at `OFFSET` instead (negative counts back from the end)", EnvVars: []string{"PROGLOG_FROM"}},
+		), readFlags()...),
+		Action: func(c *cli.Context) error {
+			if c.IsSet("from") && c.IsSet("lines") {
+				return UsageError{Err: errors.New("tail: --from and --lines: choose one")}
+			}
+			from := c.String("from")
+			if !c.IsSet("from") {
+				from = "-" + strconv.FormatUint(c.Uint64("lines"), 10)
+			}
+			return runRead(c, true, from, false)
+		},
 	}
 }
 
-func runRead(c *cli.Context, follow bool) error {
+// runRead reads from fromArg (an offset, negative counting back from the
+// end; all retained records when fromAll) to --to or the end, or on with
+// follow.
+func runRead(c *cli.Context, follow bool, fromArg string, fromAll bool) error {
 	if err := noArgs(c); err != nil {
 		return err
 	}
-	write, err := recordWriter(c.String("output"))
+	from64 := int64(0)
+	if !fromAll {
+		var err error
+		if from64, err = strconv.ParseInt(fromArg, 10, 64); err != nil {
+			return UsageError{Err: fmt.Errorf("%s: --from %q: want an offset (negative: counting back from the end)", c.Command.Name, fromArg)}
+		}
+	}
+	to := uint64(0)
+	if c.Command.Name == "consume" {
+		to = c.Uint64("to")
+		if c.IsSet("to") && from64 >= 0 && to <= uint64(from64) {
+			return UsageError{Err: fmt.Errorf("consume: --to %d is not above --from %d: the range is empty", to, from64)}
+		}
+	}
+	format, err := outputFormat(c, "text", "text", "json", "raw")
+	if err != nil {
+		return err
+	}
+	delim, err := parseDelimiter(c)
+	if err != nil {
+		return err
+	}
+	if (c.IsSet("delimiter") || c.Bool("null")) && format != "raw" {
+		return UsageError{Err: fmt.Errorf("%s: --delimiter and -0 apply to -o raw only", c.Command.Name)}
+	}
+	write, err := recordWriter(format, delim, isTerminal(c.App.Writer))
 	if err != nil {
 		return err
 	}
@@ -64,93 +109,65 @@ func runRead(c *cli.Context, follow bool) error {
 	if err != nil {
 		return callError(c, err)
 	}
-	var from, to uint64
-	if follow {
-		from = max(lowest, next-min(next, c.Uint64("lines")))
-	} else {
-		from, to = resolveFrom(c.Int64("from"), lowest, next), c.Uint64("to")
-		if !c.IsSet("from") {
-			from = lowest // everything still retained
-		}
+	from := lowest
+	if !fromAll {
+		from = resolveFrom(from64, lowest, next)
 		switch {
-		case from > next:
+		case from > next && !follow:
 			return CodedError{ExitOutOfRange, fmt.Errorf("offset %d is past the end of the log (next offset %d)", from, next)}
-		case from < lowest:
-			return CodedError{ExitOutOfRange, fmt.Errorf("offset %d is below the lowest retained offset %d", from, lowest)}
+		case from64 < 0 && uint64(-from64) > next-lowest:
+			fmt.Fprintf(c.App.ErrWriter, "%s: the log holds %d records (offsets %d to %d): starting at %d\n", c.Command.Name, next-lowest, lowest, int64(next)-1, from)
+		case from64 >= 0 && uint64(from64) < lowest:
+			fmt.Fprintf(c.App.ErrWriter, "%s: offset %d is below the lowest retained offset %d (older records were deleted): starting at %d\n", c.Command.Name, from64, lowest, from)
 		}
+	}
+	if !follow {
 		if to == 0 {
 			to = next
 		}
 		if from >= to {
 			return nil
 		}
-		if n := c.Uint64("count"); n > 0 && n < to-from {
-			to = from + n
-		}
+	}
+	if n := c.Uint64("count"); c.Command.Name == "consume" && n > 0 && (to == 0 || n < to-from) {
+		to = from + n
 	}
 	out := bufio.NewWriter(c.App.Writer)
+	resume := from // the offset after the last record written
 	err = cl.Read(c.Context, from, to, follow, func(r *logv1.Record) error {
 		if err := write(out, r); err != nil {
 			return err
 		}
+		resume = r.Offset + 1
 		if follow {
 			return out.Flush() // each record as it commits
 		}
 		return nil
 	})
 	if follow && errors.Is(err, context.Canceled) {
-		err = nil // interrupted: the normal end of tail
+		err = nil // interrupted: the normal end of following
+	}
+	ferr := out.Flush()
+	if follow {
+		// Where the next run picks up: every record before it was written.
+		fmt.Fprintf(c.App.ErrWriter, "%s: next offset %d (resume with --from %d)\n", c.Command.Name, resume, resume)
 	}
 	if err != nil {
-		out.Flush()
 		return callError(c, err)
 	}
-	return out.Flush()
+	return ferr
 }
 
 // resolveFrom turns --from into an offset: negative counts back from next,
-// clamped to the retained range.
+// clamped to the retained range; an absolute offset below the range starts
+// at its lowest.
 func resolveFrom(from int64, lowest, next uint64) uint64 {
 	if from >= 0 {
-		return uint64(from)
+		return max(uint64(from), lowest)
 	}
 	back := uint64(-from)
 	if back > next-lowest {
 		return lowest
 	}
 	return next - back
-}
-
-// recordWriter returns the printer of one --output format.
-func recordWriter(format string) (func(io.Writer, *logv1.Record) error, error) {
-	switch format {
-	case "text":
-		return func(w io.Writer, r *logv1.Record) error {
-			_, err := fmt.Fprintf(w, "%d\t%s\n", r.Offset, r.Value)
-			return err
-		}, nil
-	case "raw":
-		return func(w io.Writer, r *logv1.Record) error {
-			if _, err := w.Write(r.Value); err != nil {
-				return err
-			}
-			_, err := w.Write([]byte{'\n'})
-			return err
-		}, nil
-	case "json":
-		return func(w io.Writer, r *logv1.Record) error {
-			rec := struct {
-				Offset   uint64 `json:"offset"`
-				Value    string `json:"value"`
-				Encoding string `json:"encoding,omitempty"`
-			}{Offset: r.Offset}
-			if utf8.Valid(r.Value) {
-				rec.Value = string(r.Value)
-			} else {
-				rec.Value, rec.Encoding = base64.StdEncoding.EncodeToString(r.Value), "base64"
-			}
-			return json.NewEncoder(w).Encode(rec)
-		}, nil
-	}
-	return nil, UsageError{Err: fmt.Errorf("--output %q: want text, json or raw", format)}
 }

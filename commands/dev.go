@@ -94,6 +94,9 @@ func runDev(c *cli.Context) (err error) {
 	if err := certs.WriteFile(filepath.Join(cfgDir, clusterFile), []byte(target+"\n"), 0o644, true); err != nil {
 		return err
 	}
+	if err := writeDevProfile(cfgDir, target); err != nil {
+		return err
+	}
 	w := c.App.Writer
 	fmt.Fprintf(w, "proglog dev cluster: %d nodes at %s\n", nodes, target)
 	fmt.Fprintf(w, "data in %s, certificates and ACL in %s\n\n", dataDir, cfgDir)

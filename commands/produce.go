@@ -2,6 +2,7 @@ package commands
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,14 +24,18 @@ func produceCommand() *cli.Command {
 		Name:      "produce",
 		Usage:     "append records: the arguments, or one record per line of --file or stdin",
 		ArgsUsage: "[VALUE...]",
-		Flags: append(clientFlags(),
-			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "read one record per line from `FILE` (- is stdin)", TakesFile: true},
+		Description: `Each argument is a record; without arguments, each line of --file or stdin is
+one, or each piece between --delimiter bytes (-0: NUL), so records may hold any
+bytes, newlines included. A trailing CR is part of the record unless --strip-cr.
+Output (-o): text or raw, the offset of each record a line; json one object a
+line with the offset and the input line; --quiet a summary.`,
+		Flags: append(append(clientFlags(),
+			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "read the records from `FILE` (- is stdin)", TakesFile: true},
 			&cli.IntFlag{Name: "batch", Usage: "at most this many records per request (and 1 MiB); what has arrived goes at once", Value: 5000, EnvVars: []string{"PROGLOG_PRODUCE_BATCH"}},
-			&cli.IntFlag{Name: "max-record-bytes", Usage: "refuse lines longer than this before sending anything of them", Value: 1 << 20, EnvVars: []string{"PROGLOG_MAX_RECORD_BYTES"}},
+			&cli.BoolFlag{Name: "strip-cr", Usage: "drop a CR before each delimiter (input from Windows); without it the CR is part of the record", EnvVars: []string{"PROGLOG_STRIP_CR"}},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only a summary", EnvVars: []string{"PROGLOG_QUIET"}},
-			&cli.BoolFlag{Name: "json", Usage: "print one JSON object per record", EnvVars: []string{"PROGLOG_JSON"}},
 			&cli.StringFlag{Name: "progress", Usage: "a progress bar on stderr: `auto` (when stderr is a terminal that offsets are not printed to, for input that takes over a second), always or never", Value: "auto", EnvVars: []string{"PROGLOG_PROGRESS"}},
-		),
+		), append(outputFlags(), delimiterFlags("the bytes that end each record of the input")...)...),
 		Action: runProduce,
 	}
 }
@@ -39,6 +44,10 @@ func runProduce(c *cli.Context) error {
 	batchSize, maxBytes := c.Int("batch"), c.Int("max-record-bytes")
 	if batchSize < 1 || maxBytes < 1 {
 		return UsageError{Err: fmt.Errorf("produce: --batch and --max-record-bytes must be positive")}
+	}
+	format, err := outputFormat(c, "text", "text", "json", "raw")
+	if err != nil {
+		return err
 	}
 	in, err := produceInput(c, maxBytes)
 	if err != nil {
@@ -91,7 +100,7 @@ func runProduce(c *cli.Context) error {
 			var err error
 			switch {
 			case c.Bool("quiet"):
-			case c.Bool("json"):
+			case format == "json":
 				err = enc.Encode(struct {
 					Offset uint64 `json:"offset"`
 					Line   int    `json:"line"`
@@ -288,8 +297,13 @@ func produceInput(c *cli.Context, maxBytes int) (produceSource, error) {
 			src.size = fi.Size()
 		}
 	}
+	delim, err := parseDelimiter(c)
+	if err != nil {
+		return produceSource{}, err
+	}
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), maxBytes+1)
+	sc.Buffer(make([]byte, 64<<10), maxBytes+len(delim)+1)
+	sc.Split(splitOn(delim, c.Bool("strip-cr")))
 	line := 0
 	src.next = func() ([]byte, int, error) {
 		if !sc.Scan() {
@@ -304,6 +318,32 @@ func produceInput(c *cli.Context, maxBytes int) (produceSource, error) {
 		return check(append([]byte(nil), sc.Bytes()...), line)
 	}
 	return src, nil
+}
+
+// splitOn is a bufio.SplitFunc that yields the pieces of the input ended by
+// delim (the last one may end at EOF instead; an input ending with delim has
+// no empty record after it). With stripCR a CR before delim is dropped, as
+// bufio.ScanLines does; without it the CR is part of the record.
+func splitOn(delim []byte, stripCR bool) bufio.SplitFunc {
+	return func(data []byte, atEOF bool) (int, []byte, error) {
+		if atEOF && len(data) == 0 {
+			return 0, nil, nil
+		}
+		if i := bytes.Index(data, delim); i >= 0 {
+			tok := data[:i]
+			if stripCR {
+				tok = bytes.TrimSuffix(tok, []byte{'\r'})
+			}
+			return i + len(delim), tok, nil
+		}
+		if atEOF {
+			if stripCR {
+				return len(data), bytes.TrimSuffix(data, []byte{'\r'}), nil
+			}
+			return len(data), data, nil
+		}
+		return 0, nil, nil
+	}
 }
 
 // progressDelay is how long produce runs before --progress auto shows a bar:

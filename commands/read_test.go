@@ -17,6 +17,7 @@ func TestResolveFrom(t *testing.T) {
 		{"absolute", 5, 0, 10, 5},
 		{"last three", -3, 0, 10, 7},
 		{"more than retained", -30, 4, 10, 4},
+		{"below retained", 2, 4, 10, 4},
 		{"empty log", -1, 0, 0, 0},
 	}
 	for _, tt := range tests {
@@ -29,15 +30,22 @@ func TestResolveFrom(t *testing.T) {
 }
 
 func TestRecordWriterGolden(t *testing.T) {
-	recs := []*logv1.Record{{Offset: 7, Value: []byte("héllo")}, {Offset: 8, Value: []byte{0xff, 0x00}}}
-	tests := []struct{ format, want string }{
-		{"text", "7\théllo\n8\t\xff\x00\n"},
-		{"raw", "héllo\n\xff\x00\n"},
-		{"json", `{"offset":7,"value":"héllo"}` + "\n" + `{"offset":8,"value":"/wA=","encoding":"base64"}` + "\n"},
+	recs := []*logv1.Record{{Offset: 7, Value: []byte("héllo")}, {Offset: 8, Value: []byte{0xff, 0x00}}, {Offset: 9, Value: []byte("\x1b[31mred\\\r\n\u0085")}}
+	tests := []struct {
+		name, format string
+		delim        string
+		terminal     bool
+		want         string
+	}{
+		{"text", "text", "\n", false, "7\théllo\n8\t\xff\x00\n9\t\x1b[31mred\\\r\n\u0085\n"},
+		{"text on a terminal", "text", "\n", true, "7\théllo\n8\t\\xff\\x00\n9\t\\x1b[31mred\\\\\\r\\n\\u0085\n"},
+		{"raw", "raw", "\n", true, "héllo\n\xff\x00\n\x1b[31mred\\\r\n\u0085\n"},
+		{"raw NUL", "raw", "\x00", false, "héllo\x00\xff\x00\x00\x1b[31mred\\\r\n\u0085\x00"},
+		{"json", "json", "\n", true, `{"offset":7,"value":"héllo"}` + "\n" + `{"offset":8,"value":"/wA=","encoding":"base64"}` + "\n" + `{"offset":9,"value":"\u001b[31mred\\\r\n` + "\u0085" + `"}` + "\n"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.format, func(t *testing.T) {
-			w, err := recordWriter(tt.format)
+		t.Run(tt.name, func(t *testing.T) {
+			w, err := recordWriter(tt.format, []byte(tt.delim), tt.terminal)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -52,7 +60,7 @@ func TestRecordWriterGolden(t *testing.T) {
 			}
 		})
 	}
-	if _, err := recordWriter("yaml"); ExitCode(err) != ExitUsage {
+	if _, err := recordWriter("yaml", nil, false); ExitCode(err) != ExitUsage {
 		t.Fatalf("unknown format: %v, want a usage error", err)
 	}
 }

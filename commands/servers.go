@@ -20,15 +20,24 @@ func serversCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "servers",
 		Usage: "show the servers of the cluster; exits non-zero when it has no leader",
-		Flags: append(clientFlags(),
-			&cli.BoolFlag{Name: "json", Usage: "print JSON for scripts", EnvVars: []string{"PROGLOG_JSON"}},
-		),
+		Description: `Output (-o): table (the default on a terminal), text (tab-separated columns id,
+address, role, suffrage, state, next offset, lag; the default elsewhere; raw is the
+same), or json.`,
+		Flags:  append(clientFlags(), outputFlags()...),
 		Action: runServers,
 	}
 }
 
 func runServers(c *cli.Context) error {
 	if err := noArgs(c); err != nil {
+		return err
+	}
+	def := "text"
+	if isTerminal(c.App.Writer) {
+		def = "table"
+	}
+	format, err := outputFormat(c, def, "text", "json", "raw", "table")
+	if err != nil {
 		return err
 	}
 	cl, err := dial(c)
@@ -42,7 +51,7 @@ func runServers(c *cli.Context) error {
 	if err != nil {
 		return callError(c, err)
 	}
-	return writeServers(c.App.Writer, servers, c.Bool("json"), isTerminal(c.App.Writer))
+	return writeServers(c.App.Writer, servers, format == "json", format == "table")
 }
 
 // writeServers prints servers as JSON, as a table (for a terminal) or as

@@ -58,20 +58,24 @@ const (
 // client makes: to the cluster, and to one server it asks directly.
 //
 // Dial does not wait for a connection: calls wait (within their context)
-// until a suitable server is ready.
+// until a suitable server is ready. Until some server has answered, though,
+// a client fails fast: its calls fail with a *ConnectError once every server
+// it knows has refused the connection for UnreachableAfter, and at once when
+// a TLS handshake fails (ErrHandshake).
 func Dial(target string, tlsConf *tls.Config, opts ...grpc.DialOption) (*Client, error) {
 	return dial(target, tlsConf, defaultRefreshInterval, nil, opts...)
 }
 
 func dial(target string, tlsConf *tls.Config, refresh time.Duration, served func(method, addr string), opts ...grpc.DialOption) (*Client, error) {
-	seeds, err := parseTarget(target)
+	seeds, err := ParseTarget(target)
 	if err != nil {
 		return nil, err
 	}
 	if tlsConf == nil {
 		return nil, errors.New("discovery: TLS configuration is nil: servers speak only TLS")
 	}
-	rb := &resolverBuilder{seeds: seeds, tlsConf: tlsConf, interval: refresh, opts: opts}
+	rch := newReach()
+	rb := &resolverBuilder{seeds: seeds, tlsConf: tlsConf, interval: refresh, opts: opts, reach: rch}
 	c := &Client{served: served, creds: credentials.NewTLS(tlsConf), opts: opts}
 	c.answerTimeout.Store(int64(DefaultAnswerTimeout))
 	all := []grpc.DialOption{
@@ -79,6 +83,9 @@ func dial(target string, tlsConf *tls.Config, refresh time.Duration, served func
 		grpc.WithTransportCredentials(c.creds),
 		grpc.WithDefaultServiceConfig(serviceConfig),
 		grpc.WithAuthority(seeds[0]),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(MessageBytes(DefaultMaxRecordBytes)), grpc.MaxCallRecvMsgSize(MessageBytes(DefaultMaxRecordBytes))),
+		grpc.WithChainUnaryInterceptor(rch.unary),
+		grpc.WithChainStreamInterceptor(rch.stream),
 	}
 	if served != nil {
 		all = append(all, grpc.WithChainUnaryInterceptor(c.recordUnary), grpc.WithChainStreamInterceptor(c.recordStream))
@@ -88,11 +95,15 @@ func dial(target string, tlsConf *tls.Config, refresh time.Duration, served func
 		return nil, fmt.Errorf("discovery: dial %s: %w", target, err)
 	}
 	c.conn, c.log = conn, logv1.NewLogClient(conn)
+	// Calls wait for the resolver's first answer before gRPC sees them, so
+	// the resolver must start now rather than with the first call.
+	conn.Connect()
 	return c, nil
 }
 
-// parseTarget returns the host:port seeds of target.
-func parseTarget(target string) ([]string, error) {
+// ParseTarget returns the host:port seeds of target,
+// "proglog://host:port[,host:port...]" or the same without the scheme.
+func ParseTarget(target string) ([]string, error) {
 	rest := strings.TrimPrefix(target, Scheme+"://")
 	var seeds []string
 	for _, a := range strings.Split(rest, ",") {
@@ -109,6 +120,24 @@ func parseTarget(target string) ([]string, error) {
 		return nil, fmt.Errorf("discovery: target %q has no address", target)
 	}
 	return seeds, nil
+}
+
+// DefaultMaxRecordBytes is the record limit a Client sizes its messages
+// for unless MaxRecordBytes says otherwise: the servers' default
+// (logstore's MaxRecordBytes).
+const DefaultMaxRecordBytes = 1 << 20
+
+// MessageBytes is the largest gRPC message a server with a record limit of
+// maxRecordBytes receives (one record and the request around it, and never
+// less than gRPC's default of 4 MiB); a Client sends and receives messages
+// up to it, so a request the server would refuse for its size fails before
+// it is sent.
+func MessageBytes(maxRecordBytes int) int { return max(4<<20, maxRecordBytes+64<<10) }
+
+// MaxRecordBytes is a dial option for Dial that sizes the client's messages
+// for servers whose record limit is n bytes (see MessageBytes).
+func MaxRecordBytes(n int) grpc.DialOption {
+	return grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(MessageBytes(n)), grpc.MaxCallRecvMsgSize(MessageBytes(n)))
 }
 
 // DefaultAnswerTimeout is a new Client's AnswerTimeout.
@@ -376,6 +405,10 @@ func (c *Client) Read(ctx context.Context, from, to uint64, follow bool, fn func
 		var fe fnError
 		if errors.As(err, &fe) {
 			return fe.err
+		}
+		var ce *ConnectError
+		if errors.As(err, &ce) {
+			return err // never reached the cluster: waiting would not help
 		}
 		switch {
 		case timedOut && off == start:

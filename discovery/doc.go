@@ -90,6 +90,14 @@
 // quarter of the answer timeout, and no answer at all ends it within the
 // timeout (SetAnswerTimeout).
 //
+// Until a server has first answered, a client fails fast: calls wait for the
+// resolver's first answer (an interceptor, before gRPC picks a connection),
+// and fail with a *ConnectError when a TLS handshake fails (ErrHandshake, at
+// once) or every server has refused the connection for UnreachableAfter
+// (ErrUnreachable). After that first answer the client never gives up this
+// way. Messages are sized for the servers' record limit (MessageBytes,
+// MaxRecordBytes).
+//
 // Because the leader attribute is part of an address's identity, a leader
 // change replaces the connections of the two servers whose role changed;
 // calls in progress on them finish on the old connections.

@@ -109,12 +109,12 @@ func TestParseTarget(t *testing.T) {
 		{target: ":8400", wantErr: true},
 	} {
 		t.Run(tc.target, func(t *testing.T) {
-			got, err := parseTarget(tc.target)
+			got, err := ParseTarget(tc.target)
 			if (err != nil) != tc.wantErr {
-				t.Fatalf("parseTarget(%q) error = %v, want error %v", tc.target, err, tc.wantErr)
+				t.Fatalf("ParseTarget(%q) error = %v, want error %v", tc.target, err, tc.wantErr)
 			}
 			if !slices.Equal(got, tc.want) {
-				t.Fatalf("parseTarget(%q) = %q, want %q", tc.target, got, tc.want)
+				t.Fatalf("ParseTarget(%q) = %q, want %q", tc.target, got, tc.want)
 			}
 		})
 	}

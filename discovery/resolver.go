@@ -47,6 +47,7 @@ type resolverBuilder struct {
 	tlsConf  *tls.Config
 	interval time.Duration
 	opts     []grpc.DialOption // for its connections to one server
+	reach    *reach            // the Client's, told how each resolve went
 }
 
 var _ resolver.Builder = (*resolverBuilder)(nil)
@@ -64,6 +65,7 @@ func (b *resolverBuilder) Build(_ resolver.Target, cc resolver.ClientConn, _ res
 		creds:    credentials.NewTLS(b.tlsConf),
 		interval: b.interval,
 		opts:     b.opts,
+		reach:    b.reach,
 		now:      make(chan struct{}, 1),
 		ctx:      ctx,
 		cancel:   cancel,
@@ -86,6 +88,7 @@ type clusterResolver struct {
 	creds    credentials.TransportCredentials
 	interval time.Duration
 	opts     []grpc.DialOption
+	reach    *reach
 
 	known []string         // servers of the last answer, leader first
 	addr  string           // address conn is connected to
@@ -188,6 +191,9 @@ func (r *clusterResolver) resolve() bool {
 		keep    []answer // the answers, whose connections are kept or closed
 		best    = -1     // index in keep of the answer to use
 		lastErr error
+		// The servers that did not answer, and why.
+		failAddrs []string
+		failErrs  []error
 	)
 	leads := func() bool { return best >= 0 && hasLeader(keep[best].servers) }
 	askNext()
@@ -199,6 +205,7 @@ func (r *clusterResolver) resolve() bool {
 				// Not %w: a status error reported to gRPC fails calls that
 				// should wait for a server.
 				lastErr = fmt.Errorf("discovery: GetServers from %s: %v", a.addr, a.err)
+				failAddrs, failErrs = append(failAddrs, a.addr), append(failErrs, a.err)
 			} else {
 				keep = append(keep, a)
 				if best < 0 || (!leads() && hasLeader(a.servers)) {
@@ -233,12 +240,14 @@ func (r *clusterResolver) resolve() bool {
 		return false
 	}
 	if best < 0 {
+		r.reach.round(time.Now(), failAddrs, failErrs)
 		if lastErr == nil {
 			lastErr = errors.New("discovery: no server to ask")
 		}
 		r.cc.ReportError(lastErr)
 		return false
 	}
+	r.reach.contact()
 	var addrs []resolver.Address
 	r.known = r.known[:0]
 	servers := keep[best].servers

@@ -1,0 +1,99 @@
+package commands
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	logv1 "github.com/proglogctl/proglogctl/api/v1"
+	"github.com/proglogctl/proglogctl/certs"
+)
+
+// serveStub serves a silentLeader (it answers GetServers, never a read)
+// with the node certificate in dir on a free loopback port until the test
+// ends, and returns its address.
+func serveStub(t *testing.T, dir string) string {
+	t.Helper()
+	conf, err := certs.ServerTLSConfig(certs.TLSFiles{
+		CertFile: filepath.Join(dir, certs.NodeCertFileName),
+		KeyFile:  filepath.Join(dir, certs.NodeKeyFileName),
+		CAFile:   filepath.Join(dir, certs.CACertFileName),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &silentLeader{addr: ln.Addr().String()}
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(conf)))
+	logv1.RegisterLogServer(srv, s)
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+	return s.addr
+}
+
+// TestFailFastGolden checks that a client that cannot reach its cluster
+// fails well within the 10 s --timeout, with a message that says why and an
+// exit code of its own: nothing listening (3), a server or client
+// certificate from another CA, an expired client certificate, a server
+// certificate for another name (6). Each failure's time is reported and
+// bounded, as a benchmark would report it.
+func TestFailFastGolden(t *testing.T) {
+	isolateConfig(t)
+	mustRun(t, "", "gencert")
+	dir, err := ConfigDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, expired := t.TempDir(), t.TempDir()
+	mustRun(t, "", "gencert", "--dir", other)
+	cc := certs.DefaultConfig()
+	cc.Dir, cc.NotBefore, cc.LeafValidity = expired, time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC), 24*time.Hour
+	if _, err := certs.Generate(cc); err != nil {
+		t.Fatal(err)
+	}
+	addr := serveStub(t, dir)
+	_, port, _ := net.SplitHostPort(addr)
+	clientOf := func(d string) []string {
+		return []string{"--cert-file", filepath.Join(d, certs.ClientCertFileName(certs.RootSubject)), "--key-file", filepath.Join(d, certs.ClientKeyFileName(certs.RootSubject))}
+	}
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		within time.Duration
+	}{
+		{"refused", []string{"produce", "--addr", "proglog://127.0.0.1:1,127.0.0.1:2", "x"}, 2 * time.Second},
+		{"refused_consume", []string{"consume", "--addr", "proglog://127.0.0.1:1"}, 2 * time.Second},
+		{"server_other_ca", []string{"produce", "--addr", addr, "--ca-file", filepath.Join(other, certs.CACertFileName), "x"}, time.Second},
+		{"client_other_ca", append([]string{"consume", "--addr", addr}, clientOf(other)...), time.Second},
+		{"client_expired", append([]string{"servers", "--addr", addr}, clientOf(expired)...), time.Second},
+		{"name_mismatch", []string{"tail", "--addr", "elsewhere.test:" + port, "--connect-to", "elsewhere.test:" + port + "=" + addr}, time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			out, errOut, err := run(t, tc.args...)
+			took := time.Since(start)
+			t.Logf("%s failed after %v: %v", tc.name, took.Round(time.Millisecond), err)
+			if took > tc.within {
+				t.Errorf("%s took %v, want under %v (--timeout is 10s)", tc.name, took, tc.within)
+			}
+			got := result(out, errOut, err)
+			host, _ := os.Hostname()
+			for _, r := range []struct{ from, to string }{{", " + host + ",", ", HOST,"}, {", " + host + ", not", ", HOST, not"}, {dir, "CONFIG"}, {other, "OTHER"}, {expired, "EXPIRED"}, {addr, "STUB"}, {port, "PORT"}} {
+				got = strings.ReplaceAll(got, r.from, r.to)
+			}
+			golden(t, "failfast_"+tc.name, got)
+		})
+	}
+	if err := os.RemoveAll(other); err != nil {
+		t.Fatal(err)
+	}
+}
