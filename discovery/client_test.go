@@ -193,7 +193,7 @@ func TestClientReadFollowsAcrossLeaderClose(t *testing.T) {
 		midOnce  sync.Once
 		complete = make(chan struct{})
 	)
-	readCtx, stopRead := context.WithCancel(discovery.PreferLeader(ctx))
+	readCtx, stopRead := context.WithCancel(discovery.RequireLeader(ctx))
 	readErr := make(chan error, 1)
 	go func() {
 		readErr <- cl.Read(readCtx, 0, 0, true, func(r *logv1.Record) error {

@@ -13,5 +13,5 @@ func DialForTest(target string, tlsConf *tls.Config, refresh time.Duration, serv
 	return dial(target, tlsConf, refresh, served, opts...)
 }
 
-// PreferLeader marks ctx so that reads made with it go to the leader.
-var PreferLeader = preferLeader
+// RequireLeader marks ctx so that reads made with it go to the leader.
+var RequireLeader = requireLeader

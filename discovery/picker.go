@@ -22,14 +22,6 @@ func init() {
 	balancer.Register(base.NewBalancerBuilder(balancerName, pickerBuilder{}, base.Config{}))
 }
 
-// preferLeaderKey is a context key: a read carrying it goes to the leader
-// when the leader is ready. Read uses it to learn where the log ends.
-type preferLeaderKey struct{}
-
-func preferLeader(ctx context.Context) context.Context {
-	return context.WithValue(ctx, preferLeaderKey{}, true)
-}
-
 // requireLeaderKey is a context key: a read carrying it waits for the leader's
 // connection to be ready instead of going to a follower.
 type requireLeaderKey struct{}
@@ -99,10 +91,6 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 		sc = p.roundRobin(p.all)
 	default: // Consume, ConsumeStream, ConsumeBatchStream, GetOffsets
 		if v, _ := info.Ctx.Value(requireLeaderKey{}).(bool); v {
-			sc = p.leader
-			break
-		}
-		if v, _ := info.Ctx.Value(preferLeaderKey{}).(bool); v && p.leader != nil {
 			sc = p.leader
 			break
 		}

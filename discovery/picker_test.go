@@ -53,8 +53,6 @@ func TestPicker(t *testing.T) {
 		{"offsets over followers", true, []string{"f1", "f2"}, "GetOffsets", ctx, []string{"f1", "f2"}},
 		{"consume falls back to leader", true, nil, "ConsumeStream", ctx, []string{"leader", "leader"}},
 		{"consume without any", false, nil, "Consume", ctx, nil},
-		{"consume prefers leader when asked", true, []string{"f1"}, "GetOffsets", preferLeader(ctx), []string{"leader"}},
-		{"prefer leader without one", false, []string{"f1"}, "GetOffsets", preferLeader(ctx), []string{"f1"}},
 		{"servers anywhere", true, []string{"f1"}, "GetServers", ctx, []string{"leader", "f1"}},
 		{"servers without leader", false, []string{"f1"}, "GetServers", ctx, []string{"f1"}},
 	} {

@@ -69,7 +69,7 @@ func callerFrom(ctx context.Context) caller {
 // the original subject, so it accepts a write from any certificate with the
 // serverAuth usage, which only node certificates carry; a node certificate can
 // already speak Raft, so this grants it nothing new. Such a caller is never
-// forwarded again (see service.append).
+// forwarded again (see Node.append).
 //
 // Read indexes: a follower serving a read past its end of the log asks the
 // leader's GetOffsets with its node certificate, after authorizing the

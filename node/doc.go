@@ -23,7 +23,8 @@
 // common name as subject: Produce, ProduceBatch and ProduceStream need
 // "produce"; Consume, ConsumeStream, ConsumeBatchStream and GetOffsets need
 // "consume" (GetOffsets also lets node certificates through, for read
-// indexes); GetServers needs either (as log.proto documents). The health and
+// indexes); GetServers needs only an authenticated client, since clients find
+// the leader with it (as log.proto documents). The health and
 // reflection services need only the TLS handshake.
 //
 // # Writes on a follower
@@ -67,8 +68,9 @@
 // # Health
 //
 // The standard health service reports SERVING, for "" and "log.v1.Log",
-// while the node knows a leader and NOT_SERVING otherwise (and after Close
-// starts), following raftfsm's leader-change channel.
+// while the node knows a leader, can apply entries to its log and has applied
+// every entry it knows is committed, and NOT_SERVING otherwise (and after
+// Close starts), following raftfsm's leader-change and apply-status events.
 //
 // # Concurrency
 //

@@ -390,8 +390,12 @@ func (l *Log) completeLoop() {
 		<-l.slots
 		var res applyResult
 		if err == nil {
-			res, _ = p.future.Response().(applyResult)
-			err = res.err
+			var ok bool
+			if res, ok = p.future.Response().(applyResult); ok {
+				err = res.err
+			} else {
+				err = fmt.Errorf("raftfsm: the FSM answered an entry with %T", p.future.Response())
+			}
 		}
 		switch {
 		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout):
