@@ -254,99 +254,118 @@ type streamResult struct {
 // (group commit in raftfsm).
 func (s *service) ProduceStream(stream logv1.Log_ProduceStreamServer) error {
 	n := s.n
-	ctx := stream.Context()
 	in := make(chan streamItem, n.conf.ProduceStreamWindow)
 	out := make(chan streamResult, 1)
+	n.goTracked(func() { n.readStream(stream, in) })
+	n.goTracked(func() { n.appendStream(stream.Context(), in, out) })
+	return n.answerStream(stream, out)
+}
 
-	n.goTracked(func() {
-		defer close(in)
-		for {
-			req, err := stream.Recv()
-			switch {
-			case err == io.EOF:
-				return
-			case err != nil:
-			case req.GetRecord() == nil:
-				err = fmt.Errorf("%w: no record", errInvalid)
-			default:
-				err = n.log.CheckRecord(req.Record.Value)
-			}
-			var item streamItem
-			if err != nil {
-				item.err = err
-			} else {
-				item.value = req.Record.Value
-			}
+// readStream reads ProduceStream's requests into in until the client ends
+// the stream, a request is refused (its error is the last item) or the
+// stream's context ends. It closes in.
+func (n *Node) readStream(stream logv1.Log_ProduceStreamServer, in chan<- streamItem) {
+	defer close(in)
+	ctx := stream.Context()
+	for {
+		req, err := stream.Recv()
+		switch {
+		case err == io.EOF:
+			return
+		case err != nil:
+		case req.GetRecord() == nil:
+			err = fmt.Errorf("%w: no record", errInvalid)
+		default:
+			err = n.log.CheckRecord(req.Record.Value)
+		}
+		item := streamItem{err: err}
+		if err == nil {
+			item.value = req.Record.Value
+		}
+		select {
+		case in <- item:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// appendStream appends what readStream read, one batch at a time: each
+// batch is the next request and every request already read behind it that
+// fits (nextBatch). It sends a result per batch, or the error that ends the
+// stream, to out, and closes out.
+func (n *Node) appendStream(ctx context.Context, in <-chan streamItem, out chan<- streamResult) {
+	defer close(out)
+	emit := func(r streamResult) bool {
+		select {
+		case out <- r:
+			return r.err == nil
+		case <-ctx.Done():
+			return false
+		}
+	}
+	var pending *streamItem // read while filling the previous batch
+	for {
+		var item streamItem
+		if pending != nil {
+			item, pending = *pending, nil
+		} else {
+			var ok bool
 			select {
-			case in <- item:
+			case item, ok = <-in:
+				if !ok {
+					return
+				}
+			case <-n.stopping:
+				emit(streamResult{err: errShuttingDown})
+				return
 			case <-ctx.Done():
 				return
 			}
-			if err != nil {
-				return
-			}
 		}
-	})
+		if item.err != nil {
+			emit(streamResult{err: item.err})
+			return
+		}
+		var batch *raftfsm.Batch
+		batch, pending = n.nextBatch(item, in)
+		first, forwarded, err := n.append(ctx, batch.Records())
+		if !emit(streamResult{first: first, count: batch.Len(), forwarded: forwarded, err: err}) {
+			return
+		}
+	}
+}
 
-	n.goTracked(func() {
-		defer close(out)
-		emit := func(r streamResult) bool {
-			select {
-			case out <- r:
-				return r.err == nil
-			case <-ctx.Done():
-				return false
+// nextBatch starts a batch with first and adds the requests already waiting
+// in in while they fit one Raft entry (so the batch is never split) and one
+// forwarded message, without waiting for more. The request that did not fit,
+// or an error read, is returned as pending for the next batch.
+func (n *Node) nextBatch(first streamItem, in <-chan streamItem) (*raftfsm.Batch, *streamItem) {
+	batch := n.log.NewBatch(maxForwardBytes)
+	batch.Add(first.value)
+	for batch.Len() < n.conf.ProduceStreamWindow {
+		select {
+		case next, ok := <-in:
+			if !ok {
+				return batch, nil
 			}
+			if next.err != nil || !batch.Add(next.value) {
+				return batch, &next
+			}
+		default:
+			return batch, nil
 		}
-		var pending *streamItem // read while filling the previous batch
-		for {
-			var item streamItem
-			if pending != nil {
-				item, pending = *pending, nil
-			} else {
-				var ok bool
-				select {
-				case item, ok = <-in:
-					if !ok {
-						return
-					}
-				case <-n.stopping:
-					emit(streamResult{err: errShuttingDown})
-					return
-				case <-ctx.Done():
-					return
-				}
-			}
-			if item.err != nil {
-				emit(streamResult{err: item.err})
-				return
-			}
-			// A batch fits one Raft entry (so it is never split) and one
-			// forwarded message.
-			batch := n.log.NewBatch(maxForwardBytes)
-			batch.Add(item.value)
-		fill:
-			for batch.Len() < n.conf.ProduceStreamWindow {
-				select {
-				case next, ok := <-in:
-					if !ok {
-						break fill
-					}
-					if next.err != nil || !batch.Add(next.value) {
-						pending = &next
-						break fill
-					}
-				default:
-					break fill
-				}
-			}
-			first, forwarded, err := n.append(ctx, batch.Records())
-			if !emit(streamResult{first: first, count: batch.Len(), forwarded: forwarded, err: err}) {
-				return
-			}
-		}
-	})
+	}
+	return batch, nil
+}
 
+// answerStream sends an answer per record of each result, in order, and
+// ends the stream with the first error.
+func (n *Node) answerStream(stream logv1.Log_ProduceStreamServer, out <-chan streamResult) error {
+	ctx := stream.Context()
 	for r := range out {
 		if r.err != nil {
 			return n.status(r.err)
