@@ -51,8 +51,9 @@ const (
 type Report struct {
 	Dir      string
 	Segments []SegmentReport // oldest first; the last is the active segment
-	// LowestOffset and NextOffset bound the records that verify, after any
-	// repair (segments moved aside no longer count).
+	// LowestOffset and NextOffset bound the records that verify in order
+	// from the oldest, up to the first corrupt segment, after any repair
+	// (segments moved aside no longer count).
 	LowestOffset, NextOffset uint64
 	// Meta is the metadata carried by the last whole batch (nil if none).
 	Meta []byte
@@ -233,8 +234,12 @@ func (r *Report) summarize() {
 	r.LowestOffset, r.NextOffset, r.Meta = 0, 0, nil
 	var live []SegmentReport
 	for _, s := range r.Segments {
-		if !s.movedAside() {
-			live = append(live, s)
+		if s.movedAside() {
+			break
+		}
+		live = append(live, s)
+		if s.Status == SegmentCorrupt && s.Repair == "" {
+			break // nothing after it is readable in order
 		}
 	}
 	if len(live) == 0 {
@@ -428,7 +433,7 @@ func (s *SegmentReport) checkIndex(dir string) error {
 			problem += fmt.Sprintf(" (%d entries wrong)", wrong)
 		}
 		var more []string
-		if n, recs := s.IndexEntries, int64(len(s.positions)); n > recs {
+		if n, recs := s.IndexEntries, int64(len(s.positions)); n > recs && s.Status != SegmentCorrupt {
 			more = append(more, fmt.Sprintf("%d entries past the last verified record", n-recs))
 		} else if n < recs {
 			more = append(more, fmt.Sprintf("%d entries missing", recs-n))
