@@ -20,6 +20,7 @@ import (
 	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/lipgloss/table"
 	"github.com/urfave/cli/v2"
+	"google.golang.org/grpc/status"
 
 	logv1 "github.com/proglogctl/proglogctl/api/v1"
 	"github.com/proglogctl/proglogctl/discovery"
@@ -291,7 +292,7 @@ func (n *verifyNode) askSelf(c *cli.Context) bool {
 	res, err := n.sc.GetServers(ctx, &logv1.GetServersRequest{})
 	switch {
 	case err != nil:
-		n.fail(verifyUnreachable, "%v", callError(c, err))
+		n.fail(verifyUnreachable, "%s: %s", status.Code(err), status.Convert(err).Message())
 		return false
 	case res.Self.GetId() != n.ID:
 		n.fail(verifyUnreachable, "%s answers at %s", orDash(res.Self.GetId()), n.RPCAddr)
@@ -392,12 +393,23 @@ func verifyRangeOf(nodes []*verifyNode, span uint64) *verifyRange {
 	return r
 }
 
-// compareRanges compares every server's range with the leader's (or the
-// first reachable server's) and returns the id of that reference.
+// compareRanges compares every server's range with the sum most servers
+// share (the leader's, among sums shared by as many), and returns the id of
+// the server it took that sum from.
 func compareRanges(nodes []*verifyNode, from uint64) string {
+	votes := map[string]int{}
+	for _, n := range nodes {
+		if n.RangeSHA256 != "" {
+			votes[n.RangeSHA256]++
+		}
+	}
 	var ref *verifyNode
 	for _, n := range nodes {
-		if n.RangeSHA256 != "" && (ref == nil || n.IsLeader && !ref.IsLeader) {
+		if n.RangeSHA256 == "" {
+			continue
+		}
+		if ref == nil || votes[n.RangeSHA256] > votes[ref.RangeSHA256] ||
+			votes[n.RangeSHA256] == votes[ref.RangeSHA256] && n.IsLeader && !ref.IsLeader {
 			ref = n
 		}
 	}
