@@ -275,7 +275,7 @@ func (r *fsckReport) writeText(w io.Writer, terminal bool) error {
 			b.WriteString(strings.Join(s.cells(), "\t") + "\n")
 		}
 	}
-	fmt.Fprintf(&b, "log %s: %d segments, offsets [%d, %d)\n", r.LogDir, len(r.Segments), r.LowestOffset, r.NextOffset)
+	fmt.Fprintf(&b, "log %s: offsets [%d, %d) verify, segments: %d\n", r.LogDir, r.LowestOffset, r.NextOffset, len(r.Segments))
 	for _, name := range r.OrphanIndexes {
 		fmt.Fprintf(&b, "index file without a store: %s\n", name)
 	}

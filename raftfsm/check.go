@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
 
 	"github.com/proglogctl/proglogctl/logstore"
@@ -53,6 +54,10 @@ type RaftState struct {
 	FirstIndex, LastIndex uint64
 	// CurrentTerm is the term the server last knew.
 	CurrentTerm uint64
+	// CommandsAfter is how many entries of records Raft's log holds past
+	// the index the log has applied (other entries, such as a new leader's
+	// no-op and read barriers, are applied without a trace in the log).
+	CommandsAfter int
 	// Snapshot is the newest completed snapshot (nil if none), Snapshots how
 	// many there are and Unfinished how many .tmp directories a crash left
 	// (removed when the node starts).
@@ -92,24 +97,26 @@ func Check(dir string, o logstore.CheckOptions, boltTimeout time.Duration) (*Che
 	if r.Log, err = logstore.Check(filepath.Join(dir, logDir), o); err != nil {
 		return r, err
 	}
-	if r.Raft, err = readRaftState(dir, boltTimeout); err != nil {
+	applied, merr := appliedIndex(r.Log.Meta)
+	if r.Raft, err = readRaftState(dir, boltTimeout, applied); err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
 			return r, err
 		}
 		r.Problems = append(r.Problems, fmt.Sprintf("%s is missing: the node has no Raft state", filepath.Join(raftDir, raftDBFile)))
 	}
-	if r.Applied, err = appliedIndex(r.Log.Meta); err != nil {
-		r.Problems = append(r.Problems, err.Error())
+	if merr != nil {
+		r.Problems = append(r.Problems, merr.Error())
 		return r, nil
 	}
+	r.Applied = applied
 	p, n := r.Raft.compare(r.Applied)
 	r.Problems, r.Notes = append(r.Problems, p...), n
 	return r, nil
 }
 
-// readRaftState reads Raft's bolt store without writing to it and lists the
-// snapshots.
-func readRaftState(dir string, boltTimeout time.Duration) (RaftState, error) {
+// readRaftState reads Raft's bolt store without writing to it, counts the
+// entries of records past applied, and lists the snapshots.
+func readRaftState(dir string, boltTimeout time.Duration, applied uint64) (RaftState, error) {
 	var s RaftState
 	path := filepath.Join(dir, raftDir, raftDBFile)
 	if _, err := os.Stat(path); err != nil {
@@ -122,7 +129,6 @@ func readRaftState(dir string, boltTimeout time.Duration) (RaftState, error) {
 	if err != nil {
 		return s, fmt.Errorf("raftfsm: open %s: %w", path, err)
 	}
-	defer db.Close()
 	err = db.View(func(tx *bbolt.Tx) error {
 		logs, conf := tx.Bucket(boltLogsBucket), tx.Bucket(boltConfBucket)
 		if logs == nil || conf == nil {
@@ -140,10 +146,44 @@ func readRaftState(dir string, boltTimeout time.Duration) (RaftState, error) {
 		}
 		return nil
 	})
+	db.Close()
 	if err != nil {
 		return s, err
 	}
+	if s.CommandsAfter, err = commandsAfter(path, boltTimeout, max(applied+1, s.FirstIndex), s.LastIndex); err != nil {
+		return s, err
+	}
 	return s, s.readSnapshots(filepath.Join(dir, snapshotDir))
+}
+
+// maxEntriesRead bounds how many entries commandsAfter decodes.
+const maxEntriesRead = 100_000
+
+// commandsAfter counts the command entries from index from to last (at most
+// maxEntriesRead of them) in the bolt store at path, opened read-only.
+func commandsAfter(path string, boltTimeout time.Duration, from, last uint64) (int, error) {
+	if from > last || from == 0 {
+		return 0, nil
+	}
+	store, err := raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &bbolt.Options{ReadOnly: true, Timeout: boltTimeout}})
+	if errors.Is(err, bbolt.ErrTimeout) {
+		return 0, fmt.Errorf("%w: %s", ErrInUse, path)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("raftfsm: open %s: %w", path, err)
+	}
+	defer store.Close()
+	n := 0
+	for i := from; i <= last && i < from+maxEntriesRead; i++ {
+		var e raft.Log
+		if err := store.GetLog(i, &e); err != nil {
+			return n, fmt.Errorf("raftfsm: %s: entry %d: %w", path, i, err)
+		}
+		if e.Type == raft.LogCommand {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // readSnapshots reads the meta.json of every completed snapshot in dir.
@@ -194,8 +234,8 @@ func (s RaftState) compare(applied uint64) (problems, notes []string) {
 	case s.FirstIndex > 0 && applied+1 < s.FirstIndex:
 		problems = append(problems, fmt.Sprintf("Raft entries %d to %d, which the log has not applied, are neither in Raft's log (first index %d) nor in a snapshot (index %d)", applied+1, s.FirstIndex-1, s.FirstIndex, snap))
 	}
-	if applied < s.LastIndex && applied >= snap {
-		notes = append(notes, fmt.Sprintf("Raft's log holds %d entries past the applied index %d: the node applies those that are committed when it starts", s.LastIndex-applied, applied))
+	if s.CommandsAfter > 0 {
+		notes = append(notes, fmt.Sprintf("Raft's log holds %d entries of records past the applied index %d: the node applies them when it starts, once they are known to be committed", s.CommandsAfter, applied))
 	}
 	return problems, notes
 }

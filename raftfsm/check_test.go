@@ -39,7 +39,7 @@ func TestCheck_replica(t *testing.T) {
 	}
 	rs := r.Raft
 	if r.Applied == 0 || rs.LastIndex < r.Applied || rs.FirstIndex == 0 || rs.CurrentTerm == 0 ||
-		rs.Snapshots != 1 || rs.Snapshot == nil || rs.Snapshot.Index == 0 || rs.Snapshot.Index >= r.Applied {
+		rs.Snapshots != 1 || rs.CommandsAfter != 0 || rs.Snapshot == nil || rs.Snapshot.Index == 0 || rs.Snapshot.Index >= r.Applied {
 		t.Fatalf("applied %d, Raft state %+v (snapshot %+v)", r.Applied, rs, rs.Snapshot)
 	}
 
@@ -64,7 +64,8 @@ func TestRaftStateCompare(t *testing.T) {
 		noProblem, noNotes bool
 	}{
 		{name: "in step", state: RaftState{FirstIndex: 1, LastIndex: 10}, applied: 10, noProblem: true, noNotes: true},
-		{name: "entries to apply", state: RaftState{FirstIndex: 1, LastIndex: 12}, applied: 10, noProblem: true, note: "2 entries past the applied index"},
+		{name: "entries to apply", state: RaftState{FirstIndex: 1, LastIndex: 12, CommandsAfter: 2}, applied: 10, noProblem: true, note: "2 entries of records past the applied index"},
+		{name: "no-ops and barriers past applied", state: RaftState{FirstIndex: 1, LastIndex: 12}, applied: 10, noProblem: true, noNotes: true},
 		{name: "log ahead of Raft", state: RaftState{FirstIndex: 1, LastIndex: 10, Snapshot: snap(8)}, applied: 11, problem: "past Raft's last index 10"},
 		{name: "behind a snapshot", state: RaftState{FirstIndex: 21, LastIndex: 30, Snapshot: snap(25)}, applied: 5, noProblem: true, note: "restores the snapshot"},
 		{name: "gap", state: RaftState{FirstIndex: 21, LastIndex: 30, Snapshot: snap(4)}, applied: 5, problem: "entries 6 to 20"},
