@@ -138,8 +138,8 @@ func TestFsck_corruptSealed(t *testing.T) {
 		t.Fatalf("--truncate-corrupt: %s", out)
 	}
 	moved, _ := filepath.Glob(filepath.Join(dir, "fsck-*", "*.store"))
-	if len(moved) != 2 {
-		t.Fatalf("moved aside: %v, want the two segments after the corrupt one", moved)
+	if len(moved) != 3 {
+		t.Fatalf("kept aside: %v, want the corrupt store file and the two segments after it", moved)
 	}
 	fsckOut(t, dir, ExitOK)
 }

@@ -24,9 +24,10 @@ type CheckOptions struct {
 	Repair bool
 	// TruncateCorrupt, with Repair, also cuts the first segment holding
 	// corrupt data (a sealed segment, or the active one before its tail) to
-	// its good prefix, and moves every later segment aside into a directory
-	// named fsck-<unix ms> inside the log directory, so the log opens again
-	// as the prefix that verifies. Nothing is deleted.
+	// its last whole batch before the corrupt data, and moves every later
+	// segment aside into a directory named fsck-<unix ms> inside the log
+	// directory, where the cut segment's whole store file is kept too: the
+	// log opens again as the prefix that verifies, and nothing is deleted.
 	TruncateCorrupt bool
 }
 
@@ -476,37 +477,42 @@ func (r *Report) repair(o CheckOptions) error {
 		}
 	}
 	if firstBad >= 0 && o.TruncateCorrupt {
+		r.MovedTo = filepath.Join(r.Dir, "fsck-"+strconv.FormatInt(time.Now().UnixMilli(), 10))
+		if err := os.Mkdir(r.MovedTo, 0o755); err != nil {
+			return fmt.Errorf("logstore: repair: %w", err)
+		}
 		from := firstBad
 		if s := &r.Segments[firstBad]; s.header {
+			// The whole file stays in MovedTo (a link to it: the cut
+			// prefix is a new file).
+			path := filepath.Join(r.Dir, s.StoreFile)
+			if err := linkOrCopy(path, filepath.Join(r.MovedTo, s.StoreFile)); err != nil {
+				return err
+			}
 			s.DroppedBytes = s.Bytes - s.GoodBytes
-			if err := rewritePrefix(filepath.Join(r.Dir, s.StoreFile), s.GoodBytes); err != nil {
+			if err := rewritePrefix(path, s.GoodBytes); err != nil {
 				return err
 			}
 			if err := s.rebuildIndex(r.Dir); err != nil {
 				return err
 			}
-			s.Repair = fmt.Sprintf("cut to its good prefix: %d records kept, %d bytes from byte %d dropped", s.Records, s.DroppedBytes, s.GoodBytes)
+			s.Repair = fmt.Sprintf("cut to its good prefix: %d records kept, %d bytes from byte %d dropped (the whole file is in %s)",
+				s.Records, s.DroppedBytes, s.GoodBytes, filepath.Base(r.MovedTo))
 			from++
 		}
-		if from < len(r.Segments) {
-			r.MovedTo = filepath.Join(r.Dir, "fsck-"+strconv.FormatInt(time.Now().UnixMilli(), 10))
-			if err := os.Mkdir(r.MovedTo, 0o755); err != nil {
-				return fmt.Errorf("logstore: repair: %w", err)
-			}
-			for i := from; i < len(r.Segments); i++ {
-				s := &r.Segments[i]
-				for _, name := range []string{s.StoreFile, segmentName(s.Base) + indexExt} {
-					err := os.Rename(filepath.Join(r.Dir, name), filepath.Join(r.MovedTo, name))
-					if err != nil && !errors.Is(err, os.ErrNotExist) {
-						return fmt.Errorf("logstore: repair: %w", err)
-					}
+		for i := from; i < len(r.Segments); i++ {
+			s := &r.Segments[i]
+			for _, name := range []string{s.StoreFile, segmentName(s.Base) + indexExt} {
+				err := os.Rename(filepath.Join(r.Dir, name), filepath.Join(r.MovedTo, name))
+				if err != nil && !errors.Is(err, os.ErrNotExist) {
+					return fmt.Errorf("logstore: repair: %w", err)
 				}
-				s.DroppedBytes, s.header = s.Bytes, false
-				s.Repair = movedPrefix + r.MovedTo
 			}
-			if err := syncDir(r.MovedTo); err != nil {
-				return err
-			}
+			s.DroppedBytes, s.header = s.Bytes, false
+			s.Repair = movedPrefix + r.MovedTo
+		}
+		if err := syncDir(r.MovedTo); err != nil {
+			return err
 		}
 	}
 	return syncDir(r.Dir)

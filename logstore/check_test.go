@@ -139,7 +139,10 @@ func TestCheck_corruptSealed(t *testing.T) {
 	if r.Corrupt() || !r.Repaired() || s.GoodBytes != end.pos || s.DroppedBytes != int64(len(flipped[storeName(base)]))-end.pos || r.NextOffset != end.next || r.MovedTo == "" {
 		t.Fatalf("truncate: %+v, next %d (want %d), moved to %q", s, r.NextOffset, end.next, r.MovedTo)
 	}
-	// The later segments were moved aside whole, not deleted.
+	// The cut file and the later segments were kept whole, not deleted.
+	if got, err := os.ReadFile(filepath.Join(r.MovedTo, storeName(base))); err != nil || !bytes.Equal(got, flipped[storeName(base)]) {
+		t.Errorf("the corrupt store file kept in %s: %v", r.MovedTo, err)
+	}
 	for _, b := range p.bases[2:] {
 		for _, name := range []string{storeName(b), indexName(b)} {
 			got, err := os.ReadFile(filepath.Join(r.MovedTo, name))

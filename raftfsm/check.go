@@ -109,8 +109,11 @@ func Check(dir string, o logstore.CheckOptions, boltTimeout time.Duration) (*Che
 		return r, nil
 	}
 	r.Applied = applied
+	if r.Log.Corrupt() {
+		r.Notes = append(r.Notes, fmt.Sprintf("the log is corrupt: applied index %d is that of its last batch before the corrupt data", applied))
+	}
 	p, n := r.Raft.compare(r.Applied)
-	r.Problems, r.Notes = append(r.Problems, p...), n
+	r.Problems, r.Notes = append(r.Problems, p...), append(r.Notes, n...)
 	return r, nil
 }
 
