@@ -40,11 +40,13 @@ batch of --count records ("proglogctl-verify ID I", which needs produce permissi
 from every server at the same offsets, expecting the same bytes. Each server's lowest and next offset
 are compared with the leader's: a server behind the leader is reported with its lag, and is an error
 only when the lag is over --max-lag after waiting up to --timeout for it to catch up. Then the last
---range records below the smallest next offset are read from every server and their SHA-256 compared;
-where they differ, the first offset that differs is named.
+--range records below the smallest next offset are read from every server and their SHA-256 compared
+with the sum most servers share (the leader's among equals); where one differs, the first offset that
+differs is named. Output: a table on a terminal, tab-separated lines otherwise, or -o json.
 
-Exit codes: 0 every server agrees; 1 a server disagrees (batch, records or a lag over --max-lag), or
-another error; 2 usage; 3 a server is unreachable (or no server is); 4 not authenticated or not allowed.`,
+Exit codes: 0 every server agrees; 1 a server disagrees (batch, records or a lag over --max-lag; this
+wins over 3), or another error; 2 usage; 3 a server is unreachable (or no server is); 4 not
+authenticated or not allowed.`,
 		Flags: append(clientFlags(),
 			&cli.IntFlag{Name: "count", Usage: "records in the marked batch", Value: 10, EnvVars: []string{"PROGLOG_VERIFY_COUNT"}},
 			&cli.BoolFlag{Name: "no-write", Usage: "write no batch: only compare offsets and recent records", EnvVars: []string{"PROGLOG_VERIFY_NO_WRITE"}},
