@@ -238,7 +238,11 @@ func (s RaftState) compare(applied uint64) (problems, notes []string) {
 		problems = append(problems, fmt.Sprintf("Raft entries %d to %d, which the log has not applied, are neither in Raft's log (first index %d) nor in a snapshot (index %d)", applied+1, s.FirstIndex-1, s.FirstIndex, snap))
 	}
 	if s.CommandsAfter > 0 {
-		notes = append(notes, fmt.Sprintf("Raft's log holds %d entries of records past the applied index %d: the node applies them when it starts, once they are known to be committed", s.CommandsAfter, applied))
+		entries := "entries"
+		if s.CommandsAfter == 1 {
+			entries = "entry"
+		}
+		notes = append(notes, fmt.Sprintf("Raft's log holds %d %s of records past the applied index %d: the node applies them when it starts, once they are known to be committed", s.CommandsAfter, entries, applied))
 	}
 	return problems, notes
 }
