@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/lipgloss/table"
@@ -180,16 +181,7 @@ func runVerify(c *cli.Context) error {
 	each(func(n *verifyNode) { n.inspect(c, cl, r.Batch, want) })
 
 	// Lag behind the leader (or the most advanced server when none leads).
-	var refNext uint64
-	for _, n := range nodes {
-		if n.reachable() && n.NextOffset != nil && n.IsLeader {
-			refNext = *n.NextOffset
-			break
-		}
-		if n.reachable() && n.NextOffset != nil {
-			refNext = max(refNext, *n.NextOffset)
-		}
-	}
+	refNext := referenceNext(nodes)
 	if maxLag >= 0 {
 		each(func(n *verifyNode) {
 			if n.NextOffset != nil && refNext > *n.NextOffset+uint64(maxLag) {
@@ -197,19 +189,7 @@ func runVerify(c *cli.Context) error {
 			}
 		})
 	}
-	for _, n := range nodes {
-		if !n.reachable() || n.NextOffset == nil {
-			continue
-		}
-		lag := refNext - min(refNext, *n.NextOffset)
-		n.Lag = &lag
-		switch {
-		case maxLag >= 0 && lag > uint64(maxLag):
-			n.fail(verifyDiffers, "%d records behind the leader, over --max-lag %d after waiting %v", lag, maxLag, c.Duration("timeout"))
-		case lag > 0 && n.Status == verifyOK:
-			n.Status = verifyLagging
-		}
-	}
+	judgeLag(nodes, refNext, maxLag, c.Duration("timeout"))
 
 	// A checksum of the same recent records on every server.
 	if span := c.Uint64("range"); span > 0 {
@@ -248,6 +228,40 @@ func runVerify(c *cli.Context) error {
 		return CodedError{ExitUnavailable, errors.New("verify: a server is unreachable (see above)")}
 	}
 	return nil
+}
+
+// referenceNext is the leader's next offset, or the largest one when no
+// reachable server leads.
+func referenceNext(nodes []*verifyNode) uint64 {
+	var next uint64
+	for _, n := range nodes {
+		switch {
+		case !n.reachable() || n.NextOffset == nil:
+		case n.IsLeader:
+			return *n.NextOffset
+		default:
+			next = max(next, *n.NextOffset)
+		}
+	}
+	return next
+}
+
+// judgeLag sets each server's lag behind refNext: a failure over maxLag
+// (when not -1), after waited for it to catch up.
+func judgeLag(nodes []*verifyNode, refNext uint64, maxLag int64, waited time.Duration) {
+	for _, n := range nodes {
+		if !n.reachable() || n.NextOffset == nil {
+			continue
+		}
+		lag := refNext - min(refNext, *n.NextOffset)
+		n.Lag = &lag
+		switch {
+		case maxLag >= 0 && lag > uint64(maxLag):
+			n.fail(verifyDiffers, "%d records behind the leader, over --max-lag %d after waiting %v", lag, maxLag, waited)
+		case lag > 0 && n.Status == verifyOK:
+			n.Status = verifyLagging
+		}
+	}
 }
 
 // inspect connects to the server, asks it for itself and its lowest offset,
@@ -348,18 +362,24 @@ func writeRecordHash(h hash.Hash, rec *logv1.Record) {
 func (n *verifyNode) read(c *cli.Context, from, to uint64, fn func(*logv1.Record)) error {
 	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 	defer cancel()
+	off := from
+	fail := func(err error) error {
+		if ctx.Err() != nil && c.Context.Err() == nil {
+			return fmt.Errorf("offset %d did not arrive within --timeout %v", off, c.Duration("timeout"))
+		}
+		return fmt.Errorf("%s: %s", status.Code(err), status.Convert(err).Message())
+	}
 	s, err := n.sc.ConsumeBatchStream(ctx, &logv1.ConsumeBatchRequest{Offset: from, EndOffset: to, Follow: true})
 	if err != nil {
-		return callError(c, err)
+		return fail(err)
 	}
-	off := from
 	for off < to {
 		res, err := s.Recv()
 		if err == io.EOF {
 			return fmt.Errorf("the stream ended at offset %d", off)
 		}
 		if err != nil {
-			return callError(c, err)
+			return fail(err)
 		}
 		for _, rec := range res.Records {
 			if rec.Offset != off {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // verifyJSON runs verify -o json with args and decodes its report.
@@ -210,4 +211,49 @@ func TestVerify_output(t *testing.T) {
 	}
 	golden(t, "verify_plain", text.String())
 	golden(t, "verify_json", js.String())
+}
+
+func TestVerify_lag(t *testing.T) {
+	u := func(v uint64) *uint64 { return &v }
+	nodes := func() []*verifyNode {
+		return []*verifyNode{
+			{ID: "a", NextOffset: u(100), Status: verifyOK},
+			{ID: "b", NextOffset: u(120), IsLeader: true, Status: verifyOK},
+			{ID: "c", NextOffset: u(130), Status: verifyOK}, // ahead of what the leader said a moment before
+			{ID: "d", Status: verifyUnreachable},
+		}
+	}
+	tests := []struct {
+		name   string
+		maxLag int64
+		want   []string // statuses of a, b, c, d
+	}{
+		{"reported only", -1, []string{verifyLagging, verifyOK, verifyOK, verifyUnreachable}},
+		{"within max", 20, []string{verifyLagging, verifyOK, verifyOK, verifyUnreachable}},
+		{"over max", 19, []string{verifyDiffers, verifyOK, verifyOK, verifyUnreachable}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ns := nodes()
+			ref := referenceNext(ns)
+			if ref != 120 {
+				t.Fatalf("reference next offset %d, want the leader's 120", ref)
+			}
+			judgeLag(ns, ref, tt.maxLag, time.Second)
+			for i, n := range ns {
+				if n.Status != tt.want[i] {
+					t.Errorf("%s: %s %v, want %s", n.ID, n.Status, n.Problems, tt.want[i])
+				}
+			}
+			if *ns[0].Lag != 20 || *ns[2].Lag != 0 || ns[3].Lag != nil {
+				t.Errorf("lags %d, %d, %v", *ns[0].Lag, *ns[2].Lag, ns[3].Lag)
+			}
+		})
+	}
+	// No leader answers: the most advanced server is the reference.
+	ns := nodes()
+	ns[1].IsLeader = false
+	if ref := referenceNext(ns); ref != 130 {
+		t.Fatalf("without a leader: reference %d, want 130", ref)
+	}
 }
