@@ -132,7 +132,7 @@ func (m *Main) app() *cli.App {
 		// Errors are printed once, by the caller, with the exit code it chooses.
 		ExitErrHandler: func(*cli.Context, error) {},
 		Commands: []*cli.Command{serveCommand(), produceCommand(), consumeCommand(), tailCommand(), serversCommand(),
-			profileCommand(), gencertCommand(), genaclCommand(), helpCommand(), versionCommand(), completionCommand()},
+			profileCommand(), gencertCommand(), genaclCommand(), fsckCommand(), verifyCommand(), helpCommand(), versionCommand(), completionCommand()},
 	}
 	app.OnUsageError = usageError(app.Flags)
 	app.Action = func(c *cli.Context) error {

@@ -64,6 +64,14 @@
 // segments again exactly as Open does, so a disk that was full, or a
 // transient I/O error, never needs a restart of the process.
 //
+// Check (check.go) is the offline verifier behind `proglogctl fsck`: with the
+// LOCK held it verifies every frame and index entry of every segment, not only
+// the tails Open looks at, and reports per segment. Its repairs are Open's
+// (a torn tail of the active segment, index files), written as new files
+// renamed into place so a file hard-linked into a snapshot is never changed;
+// cutting a corrupt segment to its good prefix needs an explicit option and
+// moves the segments after it aside rather than deleting them.
+//
 // # Concurrency
 //
 // One writer at a time (Append, Sync, Retain, Checkpoint, Replace, Recover and Close
