@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -31,6 +32,7 @@ type Client struct {
 	log   logv1.LogClient
 	creds credentials.TransportCredentials
 	opts  []grpc.DialOption // the caller's, for connections to one server
+	rb    *resolverBuilder
 
 	// served, when set, is told the address that served each unary call
 	// and each stream; tests use it.
@@ -75,8 +77,8 @@ func dial(target string, tlsConf *tls.Config, refresh time.Duration, served func
 		return nil, errors.New("discovery: TLS configuration is nil: servers speak only TLS")
 	}
 	rch := newReach()
-	rb := &resolverBuilder{seeds: seeds, tlsConf: tlsConf, interval: refresh, opts: opts, reach: rch}
-	c := &Client{served: served, creds: credentials.NewTLS(tlsConf), opts: opts}
+	rb := &resolverBuilder{seeds: seeds, tlsConf: tlsConf, interval: refresh, opts: opts, reach: rch, now: make(chan struct{}, 1)}
+	c := &Client{served: served, creds: credentials.NewTLS(tlsConf), opts: opts, rb: rb}
 	c.answerTimeout.Store(int64(DefaultAnswerTimeout))
 	all := []grpc.DialOption{
 		grpc.WithResolvers(rb),
@@ -167,9 +169,11 @@ func (c *Client) Close() error {
 // until its context ends, instead of failing while none is ready.
 var waitReady = grpc.WaitForReady(true)
 
-// NotSentError is the error of a write that never reached a server (no
-// leader was ready before the context ended): it certainly was not appended,
-// so sending it again cannot duplicate it. Err is the gRPC status error.
+// NotSentError is the error of a write that certainly was not appended: it
+// never reached a server (no leader was ready before the context ended), or
+// every server it reached refused it without appending it (ReasonNotAppended)
+// until the context ended. Sending it again cannot duplicate it. Err is the
+// gRPC status error.
 type NotSentError struct{ Err error }
 
 // Error returns Err's message.
@@ -193,31 +197,85 @@ func sentTo(p *peer.Peer, err error) error {
 	return err
 }
 
-// Produce appends value and returns its offset once committed. A write whose
-// outcome is unknown (UNAVAILABLE, the leader changed while committing) is
-// not retried: the record may or may not be in the log. One that never left
-// the client is a *NotSentError.
+// notAppended reports whether err is a server's refusal that appended
+// nothing (an ErrorInfo with ReasonNotAppended).
+func notAppended(err error) bool {
+	st, ok := status.FromError(err)
+	if !ok {
+		return false
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.Domain == logv1.ErrorDomain && info.Reason == logv1.ReasonNotAppended {
+			return true
+		}
+	}
+	return false
+}
+
+const (
+	// rewriteMin and rewriteMax bound the wait before a write refused
+	// without being appended is sent again; it doubles with each refusal.
+	rewriteMin = 20 * time.Millisecond
+	rewriteMax = 500 * time.Millisecond
+)
+
+// write makes a write call, and makes it again while a server refuses it
+// without appending it (the leader changed, or none is known yet), asking the
+// cluster for its servers afresh each time, until ctx ends. A write whose
+// outcome is unknown is never sent again.
+func (c *Client) write(ctx context.Context, call func(p *peer.Peer) error) error {
+	wait := rewriteMin
+	for {
+		var p peer.Peer
+		err := call(&p)
+		if err == nil || !notAppended(err) {
+			return sentTo(&p, err)
+		}
+		c.rb.resolveNow()
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return &NotSentError{Err: err}
+		case <-t.C:
+		}
+		wait = min(2*wait, rewriteMax)
+	}
+}
+
+// Produce appends value and returns its offset once committed. A refusal
+// that appended nothing is retried (see write); a write whose outcome is
+// unknown (UNAVAILABLE, the leader changed while committing) is not: the
+// record may or may not be in the log. One certainly not appended is a
+// *NotSentError.
 func (c *Client) Produce(ctx context.Context, value []byte) (uint64, error) {
-	var p peer.Peer
-	res, err := c.log.Produce(ctx, &logv1.ProduceRequest{Record: &logv1.Record{Value: value}}, waitReady, grpc.Peer(&p))
+	var res *logv1.ProduceResponse
+	err := c.write(ctx, func(p *peer.Peer) (err error) {
+		res, err = c.log.Produce(ctx, &logv1.ProduceRequest{Record: &logv1.Record{Value: value}}, waitReady, grpc.Peer(p))
+		return err
+	})
 	if err != nil {
-		return 0, sentTo(&p, err)
+		return 0, err
 	}
 	return res.Offset, nil
 }
 
 // ProduceBatch appends values atomically at dense offsets from first.
-// Like Produce, it does not retry a write whose outcome is unknown, and a
-// write that never left the client is a *NotSentError.
+// Like Produce, it retries a refusal that appended nothing, never a write
+// whose outcome is unknown, and a write certainly not appended is a
+// *NotSentError.
 func (c *Client) ProduceBatch(ctx context.Context, values [][]byte) (first uint64, err error) {
 	req := &logv1.ProduceBatchRequest{Records: make([]*logv1.Record, len(values))}
 	for i, v := range values {
 		req.Records[i] = &logv1.Record{Value: v}
 	}
-	var p peer.Peer
-	res, err := c.log.ProduceBatch(ctx, req, waitReady, grpc.Peer(&p))
+	var res *logv1.ProduceBatchResponse
+	err = c.write(ctx, func(p *peer.Peer) (err error) {
+		res, err = c.log.ProduceBatch(ctx, req, waitReady, grpc.Peer(p))
+		return err
+	})
 	if err != nil {
-		return 0, sentTo(&p, err)
+		return 0, err
 	}
 	return res.FirstOffset, nil
 }

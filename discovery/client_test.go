@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -516,12 +517,51 @@ func TestWriteThatNeverLeftIsNotSent(t *testing.T) {
 	}
 }
 
+// TestRefusalThatAppendedNothingIsRetried: a server's refusal that says it
+// appended nothing (no leader yet, or not the leader) is sent again until it
+// succeeds or the context ends, and is then certainly not appended.
+func TestRefusalThatAppendedNothingIsRetried(t *testing.T) {
+	p := newPKI(t)
+	stub := startStubLeader(t, p)
+	stub.refuse.Store(3)
+	cl := dialStub(t, p, stub)
+	first, err := cl.ProduceBatch(testCtx(t), [][]byte{[]byte("x")})
+	if err != nil || first != 7 || stub.received.Load() != 4 {
+		t.Fatalf("ProduceBatch refused 3 times = %d, %v after %d calls; want 7 after 4", first, err, stub.received.Load())
+	}
+
+	stub = startStubLeader(t, p)
+	stub.refuse.Store(-1)
+	ctx, cancel := context.WithTimeout(testCtx(t), 500*time.Millisecond)
+	defer cancel()
+	_, err = dialStub(t, p, stub).ProduceBatch(ctx, [][]byte{[]byte("x")})
+	var notSent *discovery.NotSentError
+	if !errors.As(err, &notSent) || status.Code(err) != codes.Unavailable || stub.received.Load() < 2 {
+		t.Fatalf("ProduceBatch always refused: %v (%T) after %d calls; want a *NotSentError with UNAVAILABLE after several", err, err, stub.received.Load())
+	}
+}
+
+// dialStub dials stub as root.
+func dialStub(t *testing.T, p *pki, stub *stubLeader) *discovery.Client {
+	t.Helper()
+	cl, err := discovery.Dial(discovery.Scheme+"://"+stub.addr, p.clientTLS(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
 // stubLeader is a log.v1 server that says it leads and holds every
-// ProduceBatch until the call's context ends.
+// ProduceBatch until the call's context ends, except the ones it refuses.
 type stubLeader struct {
 	logv1.UnimplementedLogServer
 	addr     string
 	received atomic.Int32 // ProduceBatch calls
+	// refuse is how many ProduceBatch calls to refuse as a server that
+	// appended nothing (< 0: all); once they are refused it answers
+	// FirstOffset 7.
+	refuse atomic.Int32
 }
 
 // startStubLeader serves a stubLeader with p's node certificate on a free
@@ -550,7 +590,18 @@ func (s *stubLeader) GetServers(context.Context, *logv1.GetServersRequest) (*log
 }
 
 func (s *stubLeader) ProduceBatch(ctx context.Context, _ *logv1.ProduceBatchRequest) (*logv1.ProduceBatchResponse, error) {
-	s.received.Add(1)
+	n := s.received.Add(1)
+	if r := s.refuse.Load(); r < 0 || n <= r {
+		st, err := status.New(codes.Unavailable, "no leader is known yet; retry later").
+			WithDetails(&errdetails.ErrorInfo{Domain: logv1.ErrorDomain, Reason: logv1.ReasonNotAppended})
+		if err != nil {
+			return nil, err
+		}
+		return nil, st.Err()
+	}
+	if s.refuse.Load() > 0 {
+		return &logv1.ProduceBatchResponse{FirstOffset: 7, Count: 1}, nil
+	}
 	<-ctx.Done()
 	return nil, status.FromContextError(ctx.Err()).Err()
 }

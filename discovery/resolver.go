@@ -48,6 +48,15 @@ type resolverBuilder struct {
 	interval time.Duration
 	opts     []grpc.DialOption // for its connections to one server
 	reach    *reach            // the Client's, told how each resolve went
+	now      chan struct{}     // a token asks the resolver to resolve at once
+}
+
+// resolveNow asks the resolver to ask the cluster again at once.
+func (b *resolverBuilder) resolveNow() {
+	select {
+	case b.now <- struct{}{}:
+	default:
+	}
 }
 
 var _ resolver.Builder = (*resolverBuilder)(nil)
@@ -66,7 +75,7 @@ func (b *resolverBuilder) Build(_ resolver.Target, cc resolver.ClientConn, _ res
 		interval: b.interval,
 		opts:     b.opts,
 		reach:    b.reach,
-		now:      make(chan struct{}, 1),
+		now:      b.now,
 		ctx:      ctx,
 		cancel:   cancel,
 	}

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"strings"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	logv1 "github.com/proglogctl/proglogctl/api/v1"
 	"github.com/proglogctl/proglogctl/authz"
 	"github.com/proglogctl/proglogctl/certs"
 	"github.com/proglogctl/proglogctl/raftfsm"
@@ -58,12 +60,16 @@ func (n *Node) status(err error) error {
 	case errors.Is(err, raftfsm.ErrRecordTooLarge), errors.Is(err, raftfsm.ErrBatchTooLarge), errors.Is(err, errInvalid):
 		code = codes.InvalidArgument
 	case errors.As(err, &nl):
-		code = codes.Unavailable
+		msg = "not the leader, and the write could not be forwarded; the leader is " + nl.LeaderID + " at " + nl.LeaderAddr
 		if nl.LeaderAddr == "" {
 			msg = "no leader is known yet; retry later"
-		} else {
-			msg = "not the leader, and the write could not be forwarded; the leader is " + nl.LeaderID + " at " + nl.LeaderAddr
 		}
+		// Nothing was appended: the client may send the write again.
+		st, derr := status.New(codes.Unavailable, msg).WithDetails(&errdetails.ErrorInfo{Domain: logv1.ErrorDomain, Reason: logv1.ReasonNotAppended})
+		if derr != nil {
+			return status.Error(codes.Unavailable, msg)
+		}
+		return st.Err()
 	case errors.Is(err, raftfsm.ErrLeadershipLost):
 		code = codes.Unavailable
 		msg = "leadership changed before the records were known to commit: the outcome is unknown, they may or may not be in the log"
