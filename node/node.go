@@ -2,11 +2,13 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -26,14 +28,18 @@ import (
 // New starts three goroutines: the mux's accept loop (owned by the Mux), the
 // gRPC server's Serve and the health watcher; stream handlers start helpers
 // of their own. All are tracked by wg (the Mux by itself) and joined by Close.
-// fwdMu guards the forwarding connection. Everything else is set by New and
-// read-only afterwards.
+// fwdMu guards the forwarding connection, reloadMu serializes Reload, and
+// peerTLS (the configuration peers are dialed with) is swapped atomically by
+// Reload. Everything else is set by New and read-only afterwards.
 type Node struct {
 	conf      Config
 	logger    *slog.Logger
 	advertise string
 	mux       *raftfsm.Mux
+	stream    *raftfsm.StreamLayer
 	log       *raftfsm.Log
+	peerTLS   atomic.Pointer[tls.Config]
+	reloadMu  sync.Mutex
 	grpc      *grpc.Server
 	health    *health.Server
 	members   *discovery.Membership // nil without Serf
@@ -87,9 +93,17 @@ func New(c Config) (*Node, error) {
 	}
 	n.stopCtx, n.stop = context.WithCancel(context.Background())
 	n.stopping = n.stopCtx.Done()
+	serverTLS, peerTLS := c.ServerTLS, c.PeerTLS
+	if c.ServerCerts != nil {
+		serverTLS = c.ServerCerts.ServerConfig()
+	}
+	if c.PeerCerts != nil {
+		peerTLS = c.PeerCerts.PeerConfig()
+	}
+	n.peerTLS.Store(peerTLS)
 	n.mux = raftfsm.NewMux(ln, n.logger)
-	stream := raftfsm.NewStreamLayer(n.mux.Raft(), advertisedAddr(advertise), c.PeerTLS, c.PeerTLS)
-	transport := raftfsm.NewTransport(stream, c.RaftTimeout, c.Replica.Logger)
+	n.stream = raftfsm.NewStreamLayer(n.mux.Raft(), advertisedAddr(advertise), peerTLS, peerTLS)
+	transport := raftfsm.NewTransport(n.stream, c.RaftTimeout, c.Replica.Logger)
 	if n.log, err = raftfsm.New(c.replicaConfig(transport)); err != nil {
 		transport.Close()
 		n.mux.Close()
@@ -98,7 +112,7 @@ func New(c Config) (*Node, error) {
 	}
 
 	n.grpc = grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(c.ServerTLS)),
+		grpc.Creds(credentials.NewTLS(serverTLS)),
 		grpc.UnaryInterceptor(n.authorizeUnary),
 		grpc.StreamInterceptor(n.authorizeStream),
 		// A request carries at least one whole record.
