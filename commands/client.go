@@ -32,31 +32,32 @@ const (
 const clusterFile = "cluster"
 
 // defaultAddr is the cluster address client commands use without --addr.
-func defaultAddr() string {
-	if dir, err := ConfigDir(); err == nil {
+const defaultAddr = discovery.Scheme + "://127.0.0.1:8400"
+
+// clusterAddr is the cluster the client flags name: --addr, else the address
+// `serve --dev` wrote into the config directory, else defaultAddr.
+func clusterAddr(c *cli.Context) string {
+	if a := c.String("addr"); a != "" {
+		return a
+	}
+	if dir := c.String("config-dir"); dir != "" {
 		if b, err := os.ReadFile(filepath.Join(dir, clusterFile)); err == nil {
 			if a := strings.TrimSpace(string(b)); a != "" {
 				return a
 			}
 		}
 	}
-	return discovery.Scheme + "://127.0.0.1:8400"
+	return defaultAddr
 }
 
 // clientFlags are the flags every client command takes.
 func clientFlags() []cli.Flag {
-	cfgDir, _ := ConfigDir()
-	inConfig := func(name string) string {
-		if cfgDir == "" {
-			return ""
-		}
-		return filepath.Join(cfgDir, name)
-	}
 	return []cli.Flag{
-		&cli.StringFlag{Name: "addr", Usage: "cluster to talk to: proglog://host:port[,host:port...]", Value: defaultAddr(), EnvVars: []string{"PROGLOG_ADDR"}},
-		&cli.StringFlag{Name: "ca-file", Usage: "CA certificate servers are verified against", Value: inConfig(certs.CACertFileName), EnvVars: []string{"PROGLOG_CA_FILE"}, TakesFile: true},
-		&cli.StringFlag{Name: "cert-file", Usage: "client certificate (its subject is who you are to the ACL)", Value: inConfig(certs.ClientCertFileName(certs.RootSubject)), EnvVars: []string{"PROGLOG_CERT_FILE"}, TakesFile: true},
-		&cli.StringFlag{Name: "key-file", Usage: "client key", Value: inConfig(certs.ClientKeyFileName(certs.RootSubject)), EnvVars: []string{"PROGLOG_KEY_FILE"}, TakesFile: true},
+		configDirFlag(),
+		&cli.StringFlag{Name: "addr", Usage: "cluster to talk to: proglog://host:port[,host:port...] (default: the dev cluster's address in --config-dir, else " + defaultAddr + ")", EnvVars: []string{"PROGLOG_ADDR"}},
+		&cli.StringFlag{Name: "ca-file", Usage: "CA certificate servers are verified against" + defaultIn(certs.CACertFileName), EnvVars: []string{"PROGLOG_CA_FILE"}, TakesFile: true},
+		&cli.StringFlag{Name: "cert-file", Usage: "client certificate (its subject is who you are to the ACL)" + defaultIn(certs.ClientCertFileName(certs.RootSubject)), EnvVars: []string{"PROGLOG_CERT_FILE"}, TakesFile: true},
+		&cli.StringFlag{Name: "key-file", Usage: "client key" + defaultIn(certs.ClientKeyFileName(certs.RootSubject)), EnvVars: []string{"PROGLOG_KEY_FILE"}, TakesFile: true},
 		&cli.StringSliceFlag{Name: "connect-to", Usage: "connect to `HOST:PORT=HOST2:PORT2` when the cluster names a server HOST:PORT (repeatable; the server is still verified as HOST), for servers whose addresses do not resolve here, such as containers with published ports", EnvVars: []string{"PROGLOG_CONNECT_TO"}},
 		&cli.DurationFlag{Name: "timeout", Usage: "how long one request (or a read, for each record) may wait for a server (or the leader) to answer", Value: 10 * time.Second, EnvVars: []string{"PROGLOG_TIMEOUT"}},
 	}
@@ -69,9 +70,21 @@ func callCtx(c *cli.Context) (context.Context, context.CancelFunc) {
 
 // dial connects to the cluster the client flags name.
 func dial(c *cli.Context) (*discovery.Client, error) {
-	tlsConf, err := certs.ClientTLSConfig(certs.TLSFiles{
-		CertFile: c.String("cert-file"), KeyFile: c.String("key-file"), CAFile: c.String("ca-file"),
-	})
+	var f certs.TLSFiles
+	for _, p := range []struct {
+		to         *string
+		flag, name string
+	}{
+		{&f.CAFile, "ca-file", certs.CACertFileName},
+		{&f.CertFile, "cert-file", certs.ClientCertFileName(certs.RootSubject)},
+		{&f.KeyFile, "key-file", certs.ClientKeyFileName(certs.RootSubject)},
+	} {
+		var err error
+		if *p.to, err = inConfigDir(c, p.flag, p.name); err != nil {
+			return nil, err
+		}
+	}
+	tlsConf, err := certs.ClientTLSConfig(f)
 	if err != nil {
 		return nil, fmt.Errorf("client credentials: %w", err)
 	}
@@ -81,9 +94,9 @@ func dial(c *cli.Context) (*discovery.Client, error) {
 	} else if len(to) > 0 {
 		opts = append(opts, discovery.ConnectTo(to))
 	}
-	cl, err := discovery.Dial(c.String("addr"), tlsConf, opts...)
+	cl, err := discovery.Dial(clusterAddr(c), tlsConf, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("cannot dial %s: %w", c.String("addr"), err)
+		return nil, fmt.Errorf("cannot dial %s: %w", clusterAddr(c), err)
 	}
 	// Reads are bounded by --timeout too: between records, not in all.
 	cl.SetAnswerTimeout(c.Duration("timeout"))
@@ -138,7 +151,7 @@ func callError(c *cli.Context, err error) error {
 	case codes.OutOfRange:
 		return CodedError{ExitOutOfRange, errors.New(msg)}
 	case codes.Unavailable, codes.DeadlineExceeded:
-		return CodedError{ExitUnavailable, fmt.Errorf("no server reachable at %s: %s", c.String("addr"), msg)}
+		return CodedError{ExitUnavailable, fmt.Errorf("no server reachable at %s: %s", clusterAddr(c), msg)}
 	case codes.InvalidArgument:
 		return CodedError{ExitError, fmt.Errorf("refused: %s", msg)}
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"runtime/debug"
 
 	"github.com/urfave/cli/v2"
@@ -18,6 +19,11 @@ type Main struct {
 	Stdout  io.Writer
 	Stderr  io.Writer
 	Version string
+	// Reloads, if set, is called by serve to receive a value each time it
+	// should load its certificates and ACL again, and a func to stop that
+	// (main.go: SIGHUP). Other commands never call it, so the signal keeps
+	// its default effect on them.
+	Reloads func() (<-chan os.Signal, func())
 }
 
 // Exit codes that scripts can rely on.
@@ -52,6 +58,9 @@ func ExitCode(err error) int {
 // Run parses args (args[0] is the program name) and runs the chosen subcommand
 // until it finishes or ctx is cancelled.
 func (m *Main) Run(ctx context.Context, args []string) error {
+	if m.Reloads != nil {
+		ctx = context.WithValue(ctx, reloadsKey{}, m.Reloads)
+	}
 	return m.app().RunContext(ctx, args)
 }
 

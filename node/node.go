@@ -61,7 +61,9 @@ type Node struct {
 }
 
 // New listens on c.RPCAddr, opens the replica in c.DataDir, starts Raft and
-// serves the gRPC API. It does not wait to join c.Gossip.StartJoinAddrs:
+// serves the gRPC API. A data directory it cannot use is an error wrapping
+// ErrDataDir that says why and what to do; a start that fails leaves a
+// directory that was missing or empty as it found it. It does not wait to join c.Gossip.StartJoinAddrs:
 // Serf keeps trying in the background, and meanwhile a node with Raft state
 // serves with the peers in its Raft configuration. The caller must Close the
 // Node.
@@ -69,21 +71,34 @@ func New(c Config) (*Node, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	// Everything that can be checked is checked before anything is made in
+	// the data directory, and a start that fails later removes what it made
+	// in a directory it found missing or empty: no half-made directory is
+	// left for the next start to trip on.
+	if c.Gossip.BindAddr != "" {
+		if err := checkGossipAddr(c.Gossip.BindAddr); err != nil {
+			return nil, err
+		}
+	}
+	dir, err := checkDataDir(c.DataDir)
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", c.RPCAddr)
 	if err != nil {
-		return nil, fmt.Errorf("node: listen on %s: %w", c.RPCAddr, err)
+		return nil, errors.Join(fmt.Errorf("node: listen on %s: %w", c.RPCAddr, err), dir.undo())
 	}
 	advertise := c.AdvertiseAddr
 	if advertise == "" {
 		advertise = ln.Addr().String()
 		if err := checkAdvertise(advertise); err != nil {
 			ln.Close()
-			return nil, err
+			return nil, errors.Join(err, dir.undo())
 		}
 	}
 	if _, err := net.ResolveTCPAddr("tcp", advertise); err != nil {
 		ln.Close()
-		return nil, fmt.Errorf("node: advertise address %q: %w", advertise, err)
+		return nil, errors.Join(fmt.Errorf("node: advertise address %q: %w", advertise, err), dir.undo())
 	}
 
 	n := &Node{
@@ -108,7 +123,7 @@ func New(c Config) (*Node, error) {
 		transport.Close()
 		n.mux.Close()
 		n.stop()
-		return nil, fmt.Errorf("node: %w", err)
+		return nil, errors.Join(fmt.Errorf("node: %w", err), dir.undo())
 	}
 
 	n.grpc = grpc.NewServer(
@@ -132,8 +147,7 @@ func New(c Config) (*Node, error) {
 	// the replica.
 	if c.Gossip.BindAddr != "" {
 		if n.members, err = discovery.New(c.gossipConfig(advertise), membership{n}); err != nil {
-			n.Close()
-			return nil, fmt.Errorf("node: %w", err)
+			return nil, errors.Join(fmt.Errorf("node: %w", err), n.Close(), dir.undo())
 		}
 	}
 	n.wg.Add(2)
