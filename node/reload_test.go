@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 
@@ -176,4 +177,61 @@ func TestReload(t *testing.T) {
 		t.Fatalf("after a refused reload %s presents serial %x, want %x", f.Addr(), got, newSerial)
 	}
 	produce(t, root, []byte("still"))
+}
+
+// TestReloadCARotation moves a running cluster to a new CA: first every node
+// trusts both CAs, then presents a certificate of the new one. A node that
+// joins afterwards, with only the new files, gets the log over Raft: the
+// leader dials it trusting the new CA, which it learnt from a Reload.
+func TestReloadCARotation(t *testing.T) {
+	p := newPKI(t) // p.otherDir holds the new CA and its node certificate
+	r := newReloadable(t)
+	nodes := startCluster(t, p, 3, func(c *node.Config) { r.apply(t, c) })
+	reloadAll := func() {
+		t.Helper()
+		for _, n := range nodes {
+			if err := n.Reload(); err != nil {
+				t.Fatalf("Reload: %v", err)
+			}
+		}
+	}
+	caFile := filepath.Join(r.dir, certs.CACertFileName)
+	bundle := append(readTestFile(t, caFile), readTestFile(t, filepath.Join(p.otherDir, certs.CACertFileName))...)
+	if err := os.WriteFile(caFile, bundle, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reloadAll()
+	for _, name := range []string{certs.NodeCertFileName, certs.NodeKeyFileName} {
+		if err := os.WriteFile(filepath.Join(r.dir, name), readTestFile(t, filepath.Join(p.otherDir, name)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reloadAll()
+	want := fileSerial(t, filepath.Join(p.otherDir, certs.NodeCertFileName))
+	for _, n := range nodes {
+		if got := r.serial(t, n.Addr()); got.Cmp(want) != 0 {
+			t.Fatalf("%s presents serial %x, want the new CA's %x", n.Addr(), got, want)
+		}
+	}
+
+	c := testConfig(t, p, 3)
+	r.apply(t, &c)
+	joiner := startNode(t, c)
+	retry(t, 20*time.Second, func() error { return leader(t, nodes).Join(nodeID(3), joiner.Addr()) })
+	root := func(addr string) logv1.LogClient {
+		return logv1.NewLogClient(dial(t, addr, clientTLS(t, r.dir, r.dir, certs.RootSubject)))
+	}
+	off := produce(t, root(leader(t, nodes).Addr()), []byte("after the rotation"))
+	if got := consumeAll(t, root(joiner.Addr()), off, 1); string(got[0]) != "after the rotation" {
+		t.Fatalf("the joiner's offset %d = %q", off, got[0])
+	}
+}
+
+func readTestFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
