@@ -338,3 +338,15 @@ func TestServeBadDataDir(t *testing.T) {
 		})
 	}
 }
+
+// TestServeExampleConfig: the example in docs/ is a config file serve takes.
+func TestServeExampleConfig(t *testing.T) {
+	isolateConfig(t)
+	got := printedConfig(t, "--config-file", filepath.Join("..", "docs", "serve.example.yaml"))
+	for k, v := range map[string]string{"node-name": "node1", "bind-addr": "10.0.0.1:8401", "bootstrap": "true",
+		"data-dir": "/var/lib/proglog", "server-tls-cert-file": "/etc/proglog/server.pem"} {
+		if got[k] != v {
+			t.Errorf("%s: %q, want %q", k, got[k], v)
+		}
+	}
+}
