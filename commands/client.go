@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -85,7 +86,9 @@ func dial(c *cli.Context) (*discovery.Client, error) {
 		}
 	}
 	tlsConf, err := certs.ClientTLSConfig(f)
-	if err != nil {
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("client credentials: %w (gencert writes them into --config-dir; set --config-dir, PROGLOG_CONFIG_DIR or the file flags to where they are)", err)
+	} else if err != nil {
 		return nil, fmt.Errorf("client credentials: %w", err)
 	}
 	var opts []grpc.DialOption

@@ -329,7 +329,7 @@ func TestServeBadDataDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tt := range []struct{ name, dir, want string }{
-		{"a file", file, file + " is not a directory"},
+		{"a file", file, file + " is a file, not a directory"},
 		{"half made", half, half + " is half made"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -41,8 +41,10 @@ func checkDataDir(path string) (dataDir, error) {
 		return d, fmt.Errorf("%w: cannot create %s: a path above it is a file, not a directory; give another directory", ErrDataDir, path)
 	case err != nil:
 		return d, fmt.Errorf("%w: %s: %v", ErrDataDir, path, unwrapPath(err))
+	case fi.Mode().IsRegular():
+		return d, fmt.Errorf("%w: %s is a file, not a directory: give a directory, or move the file away", ErrDataDir, path)
 	case !fi.IsDir():
-		return d, fmt.Errorf("%w: %s is not a directory (%s): give a directory, or move the file away", ErrDataDir, path, fi.Mode().Type())
+		return d, fmt.Errorf("%w: %s is not a directory (%v): give a directory", ErrDataDir, path, fi.Mode().Type())
 	default:
 		d.existed = true
 		entries, err := os.ReadDir(path)
@@ -115,15 +117,24 @@ func checkGossipAddr(addr string) error {
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("node: gossip address %s: %w", addr, err)
+		return listenError("gossip address", addr, err)
 	}
 	ln.Close()
 	pc, err := net.ListenPacket("udp", addr)
 	if err != nil {
-		return fmt.Errorf("node: gossip address %s: %w", addr, err)
+		return listenError("gossip address", addr, err)
 	}
 	pc.Close()
 	return nil
+}
+
+// listenError is the error of a port New could not listen on, with what to
+// do when another process has it.
+func listenError(what, addr string, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("node: %s %s: %w (another node or program listens there: stop it, or use another port)", what, addr, err)
+	}
+	return fmt.Errorf("node: %s %s: %w", what, addr, err)
 }
 
 // unwrapPath drops the *fs.PathError around err: messages here name the

@@ -24,7 +24,7 @@ func TestDataDirRefused(t *testing.T) {
 			f := filepath.Join(t.TempDir(), "data")
 			writeTestFile(t, f)
 			return f
-		}, "is not a directory"},
+		}, "is a file, not a directory"},
 		{"under a file", func(t *testing.T) string {
 			f := filepath.Join(t.TempDir(), "data")
 			writeTestFile(t, f)

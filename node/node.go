@@ -86,7 +86,7 @@ func New(c Config) (*Node, error) {
 	}
 	ln, err := net.Listen("tcp", c.RPCAddr)
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("node: listen on %s: %w", c.RPCAddr, err), dir.undo())
+		return nil, errors.Join(listenError("RPC address", c.RPCAddr, err), dir.undo())
 	}
 	advertise := c.AdvertiseAddr
 	if advertise == "" {
