@@ -40,8 +40,8 @@
 // ones present the certificate in force through GetClientCertificate and
 // verify against the CAs of the PeerConfig call (take a new one after a
 // Reload). New files are checked before they are used (key matches
-// certificate, certificate not expired and signed by a CA in the CA file,
-// serverAuth for a peer); files that fail are refused with ErrRefused and
+// certificate, certificate not expired; for a peer, signed by a CA in the CA
+// file and with serverAuth); files that fail are refused with ErrRefused and
 // the material before stays.
 //
 // # Files

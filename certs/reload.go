@@ -44,10 +44,11 @@ type material struct {
 }
 
 // NewReloader reads the certificate, key and CA files of f. The certificate
-// must match the key, must not have expired and must chain to a CA in
-// f.CAFile. With peer set it must
-// also carry the serverAuth usage, as a peer certificate does (PeerConfig
-// refuses the other end otherwise). Errors name the file at fault.
+// must match the key and must not have expired. With peer set (for
+// PeerConfig) it must also chain to a CA in f.CAFile and carry the
+// serverAuth usage, as peers refuse it otherwise; a server's certificate may
+// come from another CA than the clients' it verifies. Errors name the file
+// at fault.
 func NewReloader(f TLSFiles, peer bool) (*Reloader, error) {
 	r := &Reloader{files: f, peer: peer, now: time.Now}
 	m, err := r.load()
@@ -158,14 +159,18 @@ func (r *Reloader) load() (*material, error) {
 	if at.Before(leaf.NotBefore) {
 		at = leaf.NotBefore
 	}
-	if _, err := leaf.Verify(x509.VerifyOptions{
-		Roots: pool, Intermediates: inter, CurrentTime: at,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
-	}); err != nil {
-		return nil, fmt.Errorf("certs: certificate %s is not signed by a CA in %s: %w", f.CertFile, f.CAFile, err)
-	}
-	if r.peer && !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageServerAuth) {
-		return nil, fmt.Errorf("%w: certificate %s (%q) lacks the serverAuth usage", ErrNotPeer, f.CertFile, leaf.Subject.CommonName)
+	if r.peer {
+		// Peers verify each other against the same CA file: a certificate
+		// that does not chain to it would be refused by every peer.
+		if _, err := leaf.Verify(x509.VerifyOptions{
+			Roots: pool, Intermediates: inter, CurrentTime: at,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+		}); err != nil {
+			return nil, fmt.Errorf("certs: certificate %s is not signed by a CA in %s: %w", f.CertFile, f.CAFile, err)
+		}
+		if !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageServerAuth) {
+			return nil, fmt.Errorf("%w: certificate %s (%q) lacks the serverAuth usage", ErrNotPeer, f.CertFile, leaf.Subject.CommonName)
+		}
 	}
 	server := &tls.Config{
 		Certificates: []tls.Certificate{cert},

@@ -115,9 +115,6 @@ func TestReloader_rotation(t *testing.T) {
 	}{
 		{"CA not PEM", func() { writeFile(t, files.CAFile, "garbage") }, "no certificate"},
 		{"key of another certificate", func() { copyFile(t, filepath.Join(dir, certs.NodeKeyFileName), files.KeyFile) }, "does not match"},
-		{"certificate of a CA not in the bundle", func() {
-			copyFile(t, filepath.Join(dir, certs.CACertFileName), files.CAFile)
-		}, "not signed by a CA in"},
 		{"missing certificate", func() { os.Remove(files.CertFile) }, "no such file"},
 	}
 	for _, tt := range bad {
@@ -163,6 +160,16 @@ func TestReloader_peer(t *testing.T) {
 	after.ServerName = "127.0.0.1"
 	if res := handshake(t, otherServer, after); !res.ok() {
 		t.Fatalf("a PeerConfig taken after the reload: server %v, client %v", res.server, res.client)
+	}
+
+	// A peer certificate of a CA not in the CA file is refused (a server's
+	// may be of another CA than its clients').
+	foreign := certs.TLSFiles{CertFile: nodeFiles(other).CertFile, KeyFile: nodeFiles(other).KeyFile, CAFile: nodeFiles(dir).CAFile}
+	if _, err := certs.NewReloader(foreign, true); err == nil || !strings.Contains(err.Error(), "not signed by a CA in "+foreign.CAFile) {
+		t.Fatalf("NewReloader of a peer certificate of another CA: %v", err)
+	}
+	if _, err := certs.NewReloader(foreign, false); err != nil {
+		t.Fatalf("NewReloader of a server certificate of another CA than its clients': %v", err)
 	}
 
 	// A client certificate is no peer's: refused at once and on reload.
