@@ -7,7 +7,7 @@ BENCH    ?= .
 BENCHTIME ?= 1s
 COUNT    ?= 1
 
-.PHONY: all build run test test-short bench fmt vet clean tools proto image compose-up compose-down chaos soak
+.PHONY: all build run test test-short bench fmt vet clean tools proto image compose-up compose-down chaos soak install uninstall release
 
 # Containers: the image, and the 3-node cluster of compose.yaml.
 IMAGE    ?= proglogctl:dev
@@ -59,7 +59,33 @@ vet:
 	$(GO) vet ./...
 
 clean:
-	rm -rf bin
+	rm -rf bin dist
+
+# Install the binary on PATH: $(DESTDIR)$(PREFIX)/bin/proglogctl. DESTDIR
+# stages the install in another root (packaging); docs/proglogctl.service is
+# the systemd unit to go with it.
+PREFIX   ?= /usr/local
+BINDIR   ?= $(PREFIX)/bin
+install: build
+	install -d '$(DESTDIR)$(BINDIR)'
+	install -m 0755 $(BIN) '$(DESTDIR)$(BINDIR)/proglogctl'
+
+uninstall:
+	rm -f '$(DESTDIR)$(BINDIR)/proglogctl'
+
+# Static binaries for every RELEASE_PLATFORMS entry in dist/, named
+# proglogctl-VERSION-OS-ARCH, with SHA256SUMS; --version reports VERSION.
+RELEASE_PLATFORMS ?= linux/amd64 linux/arm64
+release:
+	rm -rf dist
+	mkdir -p dist
+	for p in $(RELEASE_PLATFORMS); do \
+		os=$${p%/*}; arch=$${p#*/}; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' \
+			-o dist/proglogctl-$(VERSION)-$$os-$$arch . || exit 1; \
+	done
+	cd dist && sha256sum proglogctl-* > SHA256SUMS
+	@cat dist/SHA256SUMS
 
 # The FROM scratch image around the static binary, tagged $(IMAGE) and with
 # the version.

@@ -30,6 +30,13 @@ func main() {
 		Stdout:  os.Stdout,
 		Stderr:  os.Stderr,
 		Version: commands.Version(version),
+		// serve asks for SIGHUP (reload certificates and ACL); other
+		// commands never do, so for them it keeps its default effect.
+		Reloads: func() (<-chan os.Signal, func()) {
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			return hup, func() { signal.Stop(hup) }
+		},
 	}
 	if err := m.Run(ctx, os.Args); err != nil {
 		fmt.Fprintf(os.Stderr, "proglogctl: %v\n", err)

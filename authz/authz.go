@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/casbin/casbin/v2"
 	"github.com/casbin/casbin/v2/model"
@@ -73,15 +76,82 @@ func (e *DeniedError) Error() string {
 // Unwrap returns ErrPermissionDenied.
 func (e *DeniedError) Unwrap() error { return ErrPermissionDenied }
 
-// Authorizer answers whether a subject may take an action on an object. It
-// is immutable after New; the casbin enforcer takes its own read lock.
+// ErrRefused wraps the reason Reload kept the model and policy in force.
+var ErrRefused = errors.New("authz: new files refused, the model and policy loaded before stay in force")
+
+// Authorizer answers whether a subject may take an action on an object. The
+// model and policy in force are an enforcer swapped atomically by Reload
+// (serialized by mu), so Authorize never waits for a Reload; the casbin
+// enforcer takes its own read lock.
 type Authorizer struct {
-	enforcer *casbin.SyncedEnforcer
+	modelFile, policyFile string
+
+	mu       sync.Mutex // serializes Reload
+	enforcer atomic.Pointer[casbin.SyncedEnforcer]
 }
 
 // New loads the casbin model in modelFile and the policy in policyFile.
 // Errors name the file at fault.
 func New(modelFile, policyFile string) (*Authorizer, error) {
+	e, err := load(modelFile, policyFile)
+	if err != nil {
+		return nil, err
+	}
+	a := &Authorizer{modelFile: modelFile, policyFile: policyFile}
+	a.enforcer.Store(e)
+	return a, nil
+}
+
+// Reload reads the model and policy files again. When they load (as for New)
+// every call authorized from now on is decided by them, and changes says what
+// differs from before: a line per rule added or removed ("+ p, alice, *,
+// produce"), and one if the model changed; none when nothing did. Otherwise
+// the error wraps ErrRefused, names the file at fault, and the model and
+// policy loaded before stay in force.
+func (a *Authorizer) Reload() (changes []string, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	e, err := load(a.modelFile, a.policyFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	old := a.enforcer.Load()
+	if old.GetModel().ToText() != e.GetModel().ToText() {
+		changes = append(changes, fmt.Sprintf("model %s changed", a.modelFile))
+	}
+	oldRules, newRules := rules(old), rules(e)
+	for _, r := range oldRules {
+		if !slices.Contains(newRules, r) {
+			changes = append(changes, fmt.Sprintf("policy %s: - %s", a.policyFile, r))
+		}
+	}
+	for _, r := range newRules {
+		if !slices.Contains(oldRules, r) {
+			changes = append(changes, fmt.Sprintf("policy %s: + %s", a.policyFile, r))
+		}
+	}
+	if len(changes) > 0 {
+		a.enforcer.Store(e)
+	}
+	return changes, nil
+}
+
+// rules returns the policy lines of e as they read in a policy file.
+func rules(e *casbin.SyncedEnforcer) []string {
+	var out []string
+	for _, sec := range []string{"p", "g"} {
+		for ptype, ast := range e.GetModel()[sec] {
+			for _, r := range ast.Policy {
+				out = append(out, strings.Join(append([]string{ptype}, r...), ", "))
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// load reads the model and the policy into a checked enforcer.
+func load(modelFile, policyFile string) (*casbin.SyncedEnforcer, error) {
 	modelText, err := readFile("model", modelFile)
 	if err != nil {
 		return nil, err
@@ -103,7 +173,7 @@ func New(modelFile, policyFile string) (*Authorizer, error) {
 	if _, err := e.Enforce("", "", ""); err != nil {
 		return nil, fmt.Errorf("authz: model %s cannot evaluate a (subject, object, action) request: %w", modelFile, err)
 	}
-	return &Authorizer{enforcer: e}, nil
+	return e, nil
 }
 
 // Authorize returns nil if subject may take action on object, and otherwise
@@ -113,7 +183,7 @@ func (a *Authorizer) Authorize(subject, object, action string) error {
 	if subject == "" {
 		return &DeniedError{Subject: subject, Object: object, Action: action}
 	}
-	ok, err := a.enforcer.Enforce(subject, object, action)
+	ok, err := a.enforcer.Load().Enforce(subject, object, action)
 	if err != nil {
 		return fmt.Errorf("authz: evaluate %q %s %q: %w", subject, action, object, err)
 	}

@@ -241,3 +241,65 @@ func TestWriteFiles_refusesToOverwrite(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestReload changes the policy under an Authorizer: a new grant and a
+// revoked one take effect and are reported; files that do not load are
+// refused with the policy before in force.
+func TestReload(t *testing.T) {
+	dir := t.TempDir()
+	write := func(g authz.Grants) {
+		t.Helper()
+		if _, err := authz.WriteFiles(dir, g, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(authz.Grants{"root": {authz.ActionProduce, authz.ActionConsume}, "bob": {authz.ActionConsume}})
+	model, policy := filepath.Join(dir, authz.ModelFileName), filepath.Join(dir, authz.PolicyFileName)
+	a, err := authz.New(model, policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changes, err := a.Reload(); err != nil || len(changes) != 0 {
+		t.Fatalf("Reload of the same files: %q, %v; want no changes", changes, err)
+	}
+
+	write(authz.Grants{"root": {authz.ActionProduce, authz.ActionConsume}, "alice": {authz.ActionProduce}})
+	changes, err := a.Reload()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"policy " + policy + ": - p, bob, *, consume", "policy " + policy + ": + p, alice, *, produce"}
+	if strings.Join(changes, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("Reload reports\n%s\nwant\n%s", strings.Join(changes, "\n"), strings.Join(want, "\n"))
+	}
+	if err := a.Authorize("alice", authz.ObjectAny, authz.ActionProduce); err != nil {
+		t.Fatalf("alice after the grant: %v", err)
+	}
+	if err := a.Authorize("bob", authz.ObjectAny, authz.ActionConsume); !errors.Is(err, authz.ErrPermissionDenied) {
+		t.Fatalf("bob after the revocation: %v", err)
+	}
+
+	for _, tt := range []struct {
+		name, file, text, want string
+	}{
+		{"malformed policy line", policy, "p, carol\n", "line 1"},
+		{"missing policy", policy, "", "no such file"},
+		{"model that does not parse", model, "[matchers]\nm = (\n", model},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			write(authz.Grants{"root": {authz.ActionProduce, authz.ActionConsume}, "alice": {authz.ActionProduce}})
+			if tt.text == "" {
+				os.Remove(tt.file)
+			} else if err := os.WriteFile(tt.file, []byte(tt.text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := a.Reload()
+			if !errors.Is(err, authz.ErrRefused) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Reload: %v, want ErrRefused naming %q", err, tt.want)
+			}
+			if err := a.Authorize("alice", authz.ObjectAny, authz.ActionProduce); err != nil {
+				t.Fatalf("alice after a refused reload: %v", err)
+			}
+		})
+	}
+}

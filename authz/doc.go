@@ -20,6 +20,7 @@
 //
 // # Concurrency
 //
-// An Authorizer is not changed after New returns it; Authorize may be called
-// from any number of goroutines.
+// Authorize may be called from any number of goroutines. Reload reads the
+// files again and swaps the model and policy in force at once, whole: a file
+// that does not load leaves the ones in force (the error wraps ErrRefused).
 package authz

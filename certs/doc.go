@@ -34,6 +34,16 @@
 // All require TLS 1.2 or later; none skips verification. Errors about a file
 // name the file.
 //
+// A Reloader holds the files of one TLSFiles and builds the same server and
+// peer configurations on material it can load again (Reload): accepted
+// handshakes get the material in force through GetConfigForClient, dialed
+// ones present the certificate in force through GetClientCertificate and
+// verify against the CAs of the PeerConfig call (take a new one after a
+// Reload). New files are checked before they are used (key matches
+// certificate, certificate not expired; for a peer, signed by a CA in the CA
+// file and with serverAuth); files that fail are refused with ErrRefused and
+// the material before stays.
+//
 // # Files
 //
 // Keys are written with mode 0600 and certificates with 0644, each through a
@@ -44,5 +54,6 @@
 //
 // A CA guards its signer with a mutex and may be shared by goroutines. The
 // tls.Config values returned are not modified after they are returned and may
-// be used by any number of connections.
+// be used by any number of connections. A Reloader serializes Reload with a
+// mutex and swaps its material atomically, so handshakes never wait for it.
 package certs

@@ -35,26 +35,18 @@ const (
 // its cluster on; client commands dial it when --addr is not given.
 const clusterFile = "cluster"
 
-// defaultAddr is the cluster address client commands use without --addr or
-// a profile.
-func defaultAddr() string {
-	if dir, err := ConfigDir(); err == nil {
-		if b, err := os.ReadFile(filepath.Join(dir, clusterFile)); err == nil {
-			if a := strings.TrimSpace(string(b)); a != "" {
-				return a
-			}
+// defaultAddr is the cluster address client commands use without --addr, a
+// profile or a dev cluster's address in the config directory.
+const defaultAddr = discovery.Scheme + "://127.0.0.1:8400"
+
+// clusterAddrIn is the address `serve --dev` wrote into dir, else defaultAddr.
+func clusterAddrIn(dir string) string {
+	if b, err := os.ReadFile(filepath.Join(dir, clusterFile)); err == nil {
+		if a := strings.TrimSpace(string(b)); a != "" {
+			return a
 		}
 	}
-	return discovery.Scheme + "://127.0.0.1:8400"
-}
-
-// inConfigDir is name in the config directory, or "" when there is none.
-func inConfigDir(name string) string {
-	dir, err := ConfigDir()
-	if err != nil {
-		return ""
-	}
-	return filepath.Join(dir, name)
+	return defaultAddr
 }
 
 // clientFlags are the flags every client command takes. The flags a profile
@@ -62,6 +54,7 @@ func inConfigDir(name string) string {
 // profile's value, else the default, for those not given.
 func clientFlags() []cli.Flag {
 	return []cli.Flag{
+		configDirFlag(),
 		&cli.StringFlag{Name: "profile", Aliases: []string{"P"}, Usage: "take the cluster's address and credentials from this profile (`NAME`; default: the one profile use chose); flags and PROGLOG_* variables beat it", EnvVars: []string{"PROGLOG_PROFILE"}},
 		&cli.StringFlag{Name: "addr", Usage: "cluster to talk to: proglog://host:port[,host:port...] (default: the profile's, else the dev cluster's, else proglog://127.0.0.1:8400)", EnvVars: []string{"PROGLOG_ADDR"}},
 		&cli.StringFlag{Name: "ca-file", Usage: "CA certificate servers are verified against (default: the profile's, else ca.pem in the config directory)", EnvVars: []string{"PROGLOG_CA_FILE"}, TakesFile: true},
@@ -83,12 +76,15 @@ type clientSettings struct {
 // settings resolves the client flags: a flag or PROGLOG_* variable beats the
 // profile (--profile, else the current one), which beats the defaults.
 func settings(c *cli.Context) (clientSettings, error) {
+	dir, err := configDir(c)
+	if err != nil {
+		return clientSettings{}, err
+	}
 	s := clientSettings{
-		Addr:      defaultAddr(),
-		CAFile:    inConfigDir(certs.CACertFileName),
-		CertFile:  inConfigDir(certs.ClientCertFileName(certs.RootSubject)),
-		KeyFile:   inConfigDir(certs.ClientKeyFileName(certs.RootSubject)),
-		ConnectTo: nil,
+		Addr:     clusterAddrIn(dir),
+		CAFile:   filepath.Join(dir, certs.CACertFileName),
+		CertFile: filepath.Join(dir, certs.ClientCertFileName(certs.RootSubject)),
+		KeyFile:  filepath.Join(dir, certs.ClientKeyFileName(certs.RootSubject)),
 	}
 	p, err := chosenProfile(c)
 	if err != nil {

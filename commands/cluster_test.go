@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -86,8 +87,10 @@ func (w logWriter) Write(p []byte) (int, error) {
 // devCluster is `serve --dev` running in-process on loopback ports, so
 // client commands need no flags.
 type devCluster struct {
-	addrs []string     // the nodes' RPC addresses, dev-0 first
-	stop  func() error // stops the cluster (at the latest when the test ends)
+	addrs  []string       // the nodes' RPC addresses, dev-0 first
+	stop   func() error   // stops the cluster (at the latest when the test ends)
+	hup    chan os.Signal // a value sent here is a SIGHUP to serve
+	stderr *syncBuffer    // serve's log
 }
 
 // startDev starts a dev cluster of n nodes on free ports with its config
@@ -117,13 +120,15 @@ func serveDev(t *testing.T, n, base int, dataDir string) *devCluster {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	var out syncBuffer
+	var out, errOut syncBuffer
+	hup := make(chan os.Signal)
 	go func() {
-		m := &Main{Stdin: strings.NewReader(""), Stdout: &out, Stderr: logWriter{t}, Version: "test"}
+		m := &Main{Stdin: strings.NewReader(""), Stdout: &out, Stderr: io.MultiWriter(logWriter{t}, &errOut), Version: "test",
+			Reloads: func() (<-chan os.Signal, func()) { return hup, func() {} }}
 		done <- m.Run(ctx, []string{"proglogctl", "serve", "--dev", "--nodes", strconv.Itoa(n),
 			"--dev-port", strconv.Itoa(base), "--data-dir", dataDir, "--log-level", "warn"})
 	}()
-	c := &devCluster{stop: sync.OnceValue(func() error {
+	c := &devCluster{hup: hup, stderr: &errOut, stop: sync.OnceValue(func() error {
 		cancel()
 		select {
 		case err := <-done:
@@ -138,9 +143,12 @@ func serveDev(t *testing.T, n, base int, dataDir string) *devCluster {
 		}
 	})
 
-	dir, err := ConfigDir()
-	if err != nil {
-		t.Fatal(err)
+	dir := os.Getenv("PROGLOG_CONFIG_DIR")
+	if dir == "" {
+		var err error
+		if dir, err = ConfigDir(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var target string
 	waitFor(t, 30*time.Second, "serve --dev to write the cluster's address", func() bool {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -41,7 +42,7 @@ func runDev(c *cli.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	cfgDir, err := ConfigDir()
+	cfgDir, err := configDir(c)
 	if err != nil {
 		return err
 	}
@@ -50,6 +51,7 @@ func runDev(c *cli.Context) (err error) {
 	}
 	var addrs []string
 	var running []*node.Node
+	var logger *slog.Logger
 	defer func() {
 		// All at once: one by one, the last would lose its quorum first.
 		errs := make([]error, len(running))
@@ -77,6 +79,7 @@ func runDev(c *cli.Context) (err error) {
 		if i > 0 {
 			cfg.Gossip.StartJoinAddrs = []string{running[0].GossipAddr()}
 		}
+		logger = cfg.Logger
 		n, err := node.New(cfg)
 		if err != nil {
 			return fmt.Errorf("serve --dev: node %d: %w", i, err)
@@ -103,7 +106,7 @@ func runDev(c *cli.Context) (err error) {
 	fmt.Fprintf(w, "try, in another terminal:\n")
 	fmt.Fprintf(w, "  proglogctl produce hello world\n  proglogctl consume\n  proglogctl tail\n  proglogctl servers\n\n")
 	fmt.Fprintf(w, "Ctrl-C stops the cluster; starting it again keeps the data.\n")
-	<-c.Context.Done()
+	serveUntilDone(c, logger, running...)
 	fmt.Fprintln(w, "stopping the dev cluster")
 	return nil
 }

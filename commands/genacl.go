@@ -11,7 +11,7 @@ import (
 	"github.com/proglogctl/proglogctl/authz"
 )
 
-// genaclCommand writes into --dir:
+// genaclCommand writes into --config-dir:
 //
 //	model.conf  the casbin model (authz.Model)
 //	policy.csv  who may produce and consume: root both, plus every --grant
@@ -19,7 +19,7 @@ func genaclCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "genacl",
 		Usage: "generate the access control model and policy",
-		Description: `genacl writes, into --dir:
+		Description: `genacl writes, into --config-dir:
 
    model.conf  the casbin model serve checks every call against
    policy.csv  the policy: root may produce and consume, nobody and everyone not
@@ -33,7 +33,7 @@ grants with commas: alice=produce,bob=consume,produce.
 Existing files are never replaced without --force. genacl prints the path of every
 file it writes.`,
 		Flags: []cli.Flag{
-			configDirFlag(),
+			configDirFlag("dir"),
 			&cli.StringSliceFlag{
 				Name:    "grant",
 				Usage:   "allow a `GRANT` of the form SUBJECT=ACTION[,ACTION], actions being produce and consume (repeatable)",

@@ -12,7 +12,7 @@ import (
 	"github.com/proglogctl/proglogctl/certs"
 )
 
-// gencertCommand writes into --dir (see certs.Generate):
+// gencertCommand writes into --config-dir (see certs.Generate):
 //
 //	ca.pem, ca-key.pem          the CA; an existing one is reused
 //	server.pem, server-key.pem  the node certificate of `serve` (gRPC and Raft)
@@ -23,9 +23,9 @@ func gencertCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "gencert",
 		Usage: "generate a CA, the node certificate and client certificates",
-		Description: `gencert writes, into --dir:
+		Description: `gencert writes, into --config-dir:
 
-   ca.pem, ca-key.pem          the certificate authority; one already in --dir is reused
+   ca.pem, ca-key.pem          the certificate authority; one already there is reused
    server.pem, server-key.pem  the node certificate used by serve, for gRPC and Raft,
                                valid for localhost, 127.0.0.1, ::1, this host's name
                                and every --hosts entry
@@ -36,7 +36,7 @@ Keys are written with mode 0600. Existing files are never replaced without --for
 with an existing CA, gencert --client NAME writes just the two files of NAME.
 It prints the path of every file it writes.`,
 		Flags: []cli.Flag{
-			configDirFlag(),
+			configDirFlag("dir"),
 			&cli.StringSliceFlag{
 				Name:    "hosts",
 				Usage:   "extra host names or IP addresses for the node certificate",

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"regexp"
 	"runtime/debug"
 	"slices"
@@ -22,6 +23,11 @@ type Main struct {
 	Stdout  io.Writer
 	Stderr  io.Writer
 	Version string
+	// Reloads, if set, is called by serve to receive a value each time it
+	// should load its certificates and ACL again, and a func to stop that
+	// (main.go: SIGHUP). Other commands never call it, so the signal keeps
+	// its default effect on them.
+	Reloads func() (<-chan os.Signal, func())
 }
 
 // Exit codes that scripts can rely on; the client commands add theirs
@@ -70,6 +76,9 @@ func ExitCode(err error) int {
 // until it finishes or ctx is cancelled. A usage error comes back with a
 // short usage of the command appended, for the caller to print on stderr.
 func (m *Main) Run(ctx context.Context, args []string) error {
+	if m.Reloads != nil {
+		ctx = context.WithValue(ctx, reloadsKey{}, m.Reloads)
+	}
 	app := m.app()
 	err := app.RunContext(ctx, nameLast(args))
 	var ue UsageError

@@ -37,23 +37,18 @@ type Profile struct {
 type profiles struct {
 	Current  string              `json:"current,omitempty"`
 	Profiles map[string]*Profile `json:"profiles"`
+
+	dir string // the config directory they are kept in ("": none)
 }
 
-func profilesPath() (string, error) {
-	dir, err := ConfigDir()
-	if err != nil {
-		return "", err
+// loadProfiles reads the profiles kept in the config directory dir; none
+// (or no directory) is an empty set.
+func loadProfiles(dir string) (*profiles, error) {
+	ps := &profiles{Profiles: map[string]*Profile{}, dir: dir}
+	if dir == "" {
+		return ps, nil
 	}
-	return filepath.Join(dir, profilesFile), nil
-}
-
-// loadProfiles reads the profiles; none is an empty set.
-func loadProfiles() (*profiles, error) {
-	ps := &profiles{Profiles: map[string]*Profile{}}
-	path, err := profilesPath()
-	if err != nil {
-		return ps, nil // no config directory: no profiles
-	}
+	path := filepath.Join(dir, profilesFile)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return ps, nil
@@ -71,10 +66,10 @@ func loadProfiles() (*profiles, error) {
 
 // save writes the profiles atomically.
 func (ps *profiles) save() error {
-	path, err := profilesPath()
-	if err != nil {
-		return err
+	if ps.dir == "" {
+		return errors.New("profiles: no config directory: set --config-dir or PROGLOG_CONFIG_DIR")
 	}
+	path := filepath.Join(ps.dir, profilesFile)
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("profiles: %w", err)
 	}
@@ -114,7 +109,7 @@ func (ps *profiles) get(name string) (*Profile, error) {
 // chosenProfile is the profile --profile (or PROGLOG_PROFILE) names, else
 // the current one, else nil.
 func chosenProfile(c *cli.Context) (*Profile, error) {
-	ps, err := loadProfiles()
+	ps, err := loadProfiles(profilesDir(c))
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +126,7 @@ func chosenProfile(c *cli.Context) (*Profile, error) {
 // writeDevProfile records the dev cluster at target, with the credentials
 // in dir, as the profile "dev", and makes it current when no profile is.
 func writeDevProfile(dir, target string) error {
-	ps, err := loadProfiles()
+	ps, err := loadProfiles(dir)
 	if err != nil {
 		return err
 	}
@@ -251,7 +246,7 @@ func runProfileAdd(c *cli.Context) error {
 		}
 		*f.to = abs
 	}
-	ps, err := loadProfiles()
+	ps, err := loadProfiles(profilesDir(c))
 	if err != nil {
 		return err
 	}
@@ -280,7 +275,7 @@ func runProfileUse(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	ps, err := loadProfiles()
+	ps, err := loadProfiles(profilesDir(c))
 	if err != nil {
 		return err
 	}
@@ -300,7 +295,7 @@ func runProfileRemove(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	ps, err := loadProfiles()
+	ps, err := loadProfiles(profilesDir(c))
 	if err != nil {
 		return err
 	}
@@ -330,7 +325,7 @@ func runProfileList(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	ps, err := loadProfiles()
+	ps, err := loadProfiles(profilesDir(c))
 	if err != nil {
 		return err
 	}
@@ -366,4 +361,14 @@ func (r profileRow) cells() []string {
 		mark = "*"
 	}
 	return []string{mark, r.Name, r.Addr, r.CAFile, r.CertFile, r.KeyFile}
+}
+
+// profilesDir is the config directory c's command keeps profiles in ("" when
+// there is none).
+func profilesDir(c *cli.Context) string {
+	dir, err := configDir(c)
+	if err != nil {
+		return ""
+	}
+	return dir
 }

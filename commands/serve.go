@@ -2,7 +2,9 @@ package commands
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -23,16 +25,11 @@ import (
 // set in the YAML --config-file (keys are the flag names); flags beat the
 // environment, which beats the file.
 func serveCommand() *cli.Command {
-	cfgDir, _ := ConfigDir()
 	host, _ := os.Hostname()
-	inConfig := func(name string) string {
-		if cfgDir == "" {
-			return ""
-		}
-		return filepath.Join(cfgDir, name)
-	}
 	flags := []cli.Flag{
-		&cli.StringFlag{Name: "config-file", Usage: "read flag values from this YAML `FILE` (keys are flag names)", EnvVars: []string{"PROGLOG_CONFIG_FILE"}, TakesFile: true},
+		&cli.StringFlag{Name: "config-file", Usage: "read flag values from this YAML `FILE` (keys are flag names; an unknown key is an error)", EnvVars: []string{"PROGLOG_CONFIG_FILE"}, TakesFile: true},
+		&cli.BoolFlag{Name: "print-config", Usage: "print the configuration in effect as YAML (the keys --config-file takes; secrets redacted) and exit", EnvVars: []string{"PROGLOG_PRINT_CONFIG"}},
+		altsrc.NewStringFlag(configDirFlag()),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "data-dir", Usage: "where the node keeps its log and Raft state", Value: defaultDataDir(), EnvVars: []string{"PROGLOG_DATA_DIR"}, TakesFile: true}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "node-name", Usage: "unique, stable name of this node in the cluster", Value: host, EnvVars: []string{"PROGLOG_NODE_NAME"}}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "bind-addr", Usage: "host:port for Serf gossip; the RPC port listens on the same host", Value: "127.0.0.1:8401", EnvVars: []string{"PROGLOG_BIND_ADDR"}}),
@@ -42,14 +39,14 @@ func serveCommand() *cli.Command {
 		altsrc.NewStringSliceFlag(&cli.StringSliceFlag{Name: "start-join-addrs", Usage: "Serf addresses (host:port) of members to join; retried in the background until one answers", EnvVars: []string{"PROGLOG_START_JOIN_ADDRS"}}),
 		altsrc.NewBoolFlag(&cli.BoolFlag{Name: "leave-on-shutdown", Usage: "on SIGINT/SIGTERM leave the cluster for good (removed from Raft until it joins again), to decommission the node; without it a stop is a restart and the node stays a voter", EnvVars: []string{"PROGLOG_LEAVE_ON_SHUTDOWN"}}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "gossip-key", Usage: "base64 key (16, 24 or 32 bytes) encrypting Serf gossip", EnvVars: []string{"PROGLOG_GOSSIP_KEY"}}),
-		altsrc.NewStringFlag(&cli.StringFlag{Name: "server-tls-cert-file", Value: inConfig(certs.NodeCertFileName), EnvVars: []string{"PROGLOG_SERVER_TLS_CERT_FILE"}, TakesFile: true}),
-		altsrc.NewStringFlag(&cli.StringFlag{Name: "server-tls-key-file", Value: inConfig(certs.NodeKeyFileName), EnvVars: []string{"PROGLOG_SERVER_TLS_KEY_FILE"}, TakesFile: true}),
-		altsrc.NewStringFlag(&cli.StringFlag{Name: "server-tls-ca-file", Value: inConfig(certs.CACertFileName), EnvVars: []string{"PROGLOG_SERVER_TLS_CA_FILE"}, TakesFile: true}),
-		altsrc.NewStringFlag(&cli.StringFlag{Name: "peer-tls-cert-file", Value: inConfig(certs.NodeCertFileName), EnvVars: []string{"PROGLOG_PEER_TLS_CERT_FILE"}, TakesFile: true}),
-		altsrc.NewStringFlag(&cli.StringFlag{Name: "peer-tls-key-file", Value: inConfig(certs.NodeKeyFileName), EnvVars: []string{"PROGLOG_PEER_TLS_KEY_FILE"}, TakesFile: true}),
-		altsrc.NewStringFlag(&cli.StringFlag{Name: "peer-tls-ca-file", Value: inConfig(certs.CACertFileName), EnvVars: []string{"PROGLOG_PEER_TLS_CA_FILE"}, TakesFile: true}),
-		altsrc.NewStringFlag(&cli.StringFlag{Name: "acl-model-file", Value: inConfig(authz.ModelFileName), EnvVars: []string{"PROGLOG_ACL_MODEL_FILE"}, TakesFile: true}),
-		altsrc.NewStringFlag(&cli.StringFlag{Name: "acl-policy-file", Value: inConfig(authz.PolicyFileName), EnvVars: []string{"PROGLOG_ACL_POLICY_FILE"}, TakesFile: true}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "server-tls-cert-file", Usage: serveFileUsage["server-tls-cert-file"], EnvVars: []string{"PROGLOG_SERVER_TLS_CERT_FILE"}, TakesFile: true}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "server-tls-key-file", Usage: serveFileUsage["server-tls-key-file"], EnvVars: []string{"PROGLOG_SERVER_TLS_KEY_FILE"}, TakesFile: true}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "server-tls-ca-file", Usage: serveFileUsage["server-tls-ca-file"], EnvVars: []string{"PROGLOG_SERVER_TLS_CA_FILE"}, TakesFile: true}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "peer-tls-cert-file", Usage: serveFileUsage["peer-tls-cert-file"], EnvVars: []string{"PROGLOG_PEER_TLS_CERT_FILE"}, TakesFile: true}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "peer-tls-key-file", Usage: serveFileUsage["peer-tls-key-file"], EnvVars: []string{"PROGLOG_PEER_TLS_KEY_FILE"}, TakesFile: true}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "peer-tls-ca-file", Usage: serveFileUsage["peer-tls-ca-file"], EnvVars: []string{"PROGLOG_PEER_TLS_CA_FILE"}, TakesFile: true}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "acl-model-file", Usage: serveFileUsage["acl-model-file"], EnvVars: []string{"PROGLOG_ACL_MODEL_FILE"}, TakesFile: true}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "acl-policy-file", Usage: serveFileUsage["acl-policy-file"], EnvVars: []string{"PROGLOG_ACL_POLICY_FILE"}, TakesFile: true}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (with --dev: error unless given)", Value: "info", EnvVars: []string{"PROGLOG_LOG_LEVEL"}}),
 		&cli.BoolFlag{Name: "dev", Usage: "run a local cluster in this process, generating certificates and ACL on first use", EnvVars: []string{"PROGLOG_DEV"}},
 		&cli.IntFlag{Name: "nodes", Usage: "nodes of the --dev cluster", Value: 3, EnvVars: []string{"PROGLOG_DEV_NODES"}},
@@ -61,18 +58,72 @@ func serveCommand() *cli.Command {
 		Description: `serve runs one node of a cluster. The first node starts with --bootstrap; the others
 join it with --start-join-addrs, which they retry until it answers, so the nodes may
 start in any order. Certificates and the ACL default to what gencert and genacl wrote
-into the config directory. SIGINT or SIGTERM stops the node gracefully (a leader hands
-over leadership first) and it stays a member, to be started again; with
---leave-on-shutdown it leaves the cluster for good. A second signal exits at once.`,
+into the config directory. SIGHUP loads the certificates, CAs and ACL policy again
+(a file that does not load is refused and the one before stays in force; both are
+logged). SIGINT or SIGTERM stops the node gracefully (a leader hands over leadership
+first) and it stays a member, to be started again; with --leave-on-shutdown it leaves
+the cluster for good. A second signal exits at once.
+
+Settings come from flags, then PROGLOG_* variables, then the YAML --config-file
+(keys are the flag names), then the defaults; --print-config shows the result.`,
 		Flags: flags,
 		Before: func(c *cli.Context) error {
 			if c.String("config-file") == "" {
 				return nil
 			}
-			return altsrc.InitInputSourceWithContext(flags, altsrc.NewYamlSourceFromFlagFunc("config-file"))(c)
+			return loadConfigFile(c, c.String("config-file"), flags)
 		},
-		Action: runServe,
+		Action: func(c *cli.Context) error {
+			if c.Bool("print-config") {
+				if err := noArgs(c); err != nil {
+					return err
+				}
+				return printConfig(c.App.Writer, c, flags, []string{"gossip-key"}, func(name string) (string, bool, error) {
+					if name == "config-dir" {
+						dir, err := configDir(c)
+						return dir, true, err
+					}
+					if _, ok := serveFiles[name]; !ok {
+						return "", false, nil
+					}
+					p, err := serveFile(c, name)
+					return p, true, err
+				})
+			}
+			return runServe(c)
+		},
 	}
+}
+
+// serveFiles maps each file flag of serve to the file in the config
+// directory it defaults to.
+var serveFiles = map[string]string{
+	"server-tls-cert-file": certs.NodeCertFileName,
+	"server-tls-key-file":  certs.NodeKeyFileName,
+	"server-tls-ca-file":   certs.CACertFileName,
+	"peer-tls-cert-file":   certs.NodeCertFileName,
+	"peer-tls-key-file":    certs.NodeKeyFileName,
+	"peer-tls-ca-file":     certs.CACertFileName,
+	"acl-model-file":       authz.ModelFileName,
+	"acl-policy-file":      authz.PolicyFileName,
+}
+
+// serveFileUsage is the usage text of each file flag of serve.
+var serveFileUsage = map[string]string{
+	"server-tls-cert-file": "certificate served to gRPC clients" + defaultIn(certs.NodeCertFileName),
+	"server-tls-key-file":  "key of --server-tls-cert-file" + defaultIn(certs.NodeKeyFileName),
+	"server-tls-ca-file":   "CA certificates client certificates must chain to" + defaultIn(certs.CACertFileName),
+	"peer-tls-cert-file":   "certificate presented to and by Raft peers and for forwarded writes" + defaultIn(certs.NodeCertFileName),
+	"peer-tls-key-file":    "key of --peer-tls-cert-file" + defaultIn(certs.NodeKeyFileName),
+	"peer-tls-ca-file":     "CA certificates peer certificates must chain to" + defaultIn(certs.CACertFileName),
+	"acl-model-file":       "casbin model" + defaultIn(authz.ModelFileName),
+	"acl-policy-file":      "casbin policy: who may produce and consume" + defaultIn(authz.PolicyFileName),
+}
+
+// serveFile returns the path of the file flag name: its value, else its
+// file in the config directory.
+func serveFile(c *cli.Context, name string) (string, error) {
+	return inConfigDir(c, name, serveFiles[name])
 }
 
 // defaultDataDir is $XDG_DATA_HOME/proglog, else ~/.local/share/proglog.
@@ -99,13 +150,34 @@ func runServe(c *cli.Context) error {
 		return err
 	}
 	n, err := node.New(cfg)
-	if err != nil {
-		return err
+	if errors.Is(err, node.ErrDataDir) {
+		return fmt.Errorf("serve: --data-dir: %w", err)
+	} else if err != nil {
+		return fmt.Errorf("serve: %w", err)
 	}
 	cfg.Logger.Info("serving", "node", cfg.NodeID, "rpc_addr", n.Addr(), "gossip_addr", cfg.Gossip.BindAddr, "data_dir", cfg.DataDir)
-	<-c.Context.Done()
+	serveUntilDone(c, cfg.Logger, n)
 	cfg.Logger.Info("shutting down (a second signal exits at once)")
 	return n.Close()
+}
+
+// serveUntilDone waits for the command's context to end, reloading the
+// nodes' certificates and ACL each time Main.Reloads asks to (SIGHUP).
+func serveUntilDone(c *cli.Context, logger *slog.Logger, nodes ...*node.Node) {
+	reload, stop := reloads(c.Context)
+	defer stop()
+	for {
+		select {
+		case <-c.Context.Done():
+			return
+		case <-reload:
+			logger.Info("reloading certificates and ACL (SIGHUP)")
+			for _, n := range nodes {
+				// Each node logs what changed and what it refused.
+				_ = n.Reload()
+			}
+		}
+	}
 }
 
 // serveConfig maps the flags onto node.Config, loading certificates and the
@@ -152,21 +224,36 @@ func serveConfig(c *cli.Context) (node.Config, error) {
 		cfg.Gossip.EncryptKey = key
 	}
 
-	if cfg.ServerTLS, err = certs.ServerTLSConfig(certs.TLSFiles{
-		CertFile: c.String("server-tls-cert-file"), KeyFile: c.String("server-tls-key-file"), CAFile: c.String("server-tls-ca-file"),
-	}); err != nil {
-		return node.Config{}, fmt.Errorf("serve: server TLS: %w", err)
+	files := map[string]string{}
+	for name := range serveFiles {
+		if files[name], err = serveFile(c, name); err != nil {
+			return node.Config{}, err
+		}
 	}
-	if cfg.PeerTLS, err = certs.PeerTLSConfig(certs.TLSFiles{
-		CertFile: c.String("peer-tls-cert-file"), KeyFile: c.String("peer-tls-key-file"), CAFile: c.String("peer-tls-ca-file"),
-	}); err != nil {
-		return node.Config{}, fmt.Errorf("serve: peer TLS: %w", err)
+	if cfg.ServerCerts, err = certs.NewReloader(certs.TLSFiles{
+		CertFile: files["server-tls-cert-file"], KeyFile: files["server-tls-key-file"], CAFile: files["server-tls-ca-file"],
+	}, false); err != nil {
+		return node.Config{}, fmt.Errorf("serve: server TLS: %w%s", err, certsHint(c, err))
 	}
-	if cfg.Authorizer, err = authz.New(c.String("acl-model-file"), c.String("acl-policy-file")); err != nil {
-		return node.Config{}, fmt.Errorf("serve: ACL: %w", err)
+	if cfg.PeerCerts, err = certs.NewReloader(certs.TLSFiles{
+		CertFile: files["peer-tls-cert-file"], KeyFile: files["peer-tls-key-file"], CAFile: files["peer-tls-ca-file"],
+	}, true); err != nil {
+		return node.Config{}, fmt.Errorf("serve: peer TLS: %w%s", err, certsHint(c, err))
+	}
+	if cfg.Authorizer, err = authz.New(files["acl-model-file"], files["acl-policy-file"]); err != nil {
+		return node.Config{}, fmt.Errorf("serve: ACL: %w%s", err, certsHint(c, err))
 	}
 	if err := cfg.Validate(); err != nil {
 		return node.Config{}, UsageError{Err: fmt.Errorf("serve: %w", err)}
 	}
 	return cfg, nil
+}
+
+// certsHint tells what to do about a certificate or ACL file that is not
+// there: make it, or say where it is.
+func certsHint(c *cli.Context, err error) string {
+	if c.Bool("dev") || !errors.Is(err, fs.ErrNotExist) {
+		return ""
+	}
+	return " (gencert and genacl make them in --config-dir; or set --config-dir or the file flags to where they are)"
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/proglogctl/proglogctl/authz"
+	"github.com/proglogctl/proglogctl/certs"
 	"github.com/proglogctl/proglogctl/discovery"
 	"github.com/proglogctl/proglogctl/raftfsm"
 )
@@ -48,13 +49,22 @@ type Config struct {
 	Bootstrap bool
 
 	// ServerTLS is the gRPC side's TLS configuration; it should require and
-	// verify client certificates (certs.ServerTLSConfig). Required.
+	// verify client certificates (certs.ServerTLSConfig). Required unless
+	// ServerCerts is set.
 	ServerTLS *tls.Config
 	// PeerTLS secures both ends of Raft connections and the gRPC connections
 	// a follower opens to forward writes to the leader (certs.PeerTLSConfig).
-	// Required.
+	// Required unless PeerCerts is set.
 	PeerTLS *tls.Config
-	// Authorizer authorizes every call of the log.v1 service. Required.
+	// ServerCerts and PeerCerts take the place of ServerTLS and PeerTLS
+	// (leave those nil): the node then uses their ServerConfig and
+	// PeerConfig, and Reload loads their files again, so certificates and
+	// CAs rotate without a restart.
+	ServerCerts *certs.Reloader
+	PeerCerts   *certs.Reloader
+	// Authorizer authorizes every call of the log.v1 service. Required. If it
+	// has a method Reload() ([]string, error), as *authz.Authorizer does,
+	// Reload calls it.
 	Authorizer Authorizer
 
 	// Gossip configures Serf membership: members that join are added to the
@@ -113,10 +123,12 @@ func (c Config) Validate() error {
 		return errors.New("node: NodeID is empty")
 	case c.RPCAddr == "":
 		return errors.New("node: RPCAddr is empty")
-	case c.ServerTLS == nil:
-		return errors.New("node: ServerTLS is nil: the gRPC API is never served in plaintext")
-	case c.PeerTLS == nil:
-		return errors.New("node: PeerTLS is nil: Raft is never spoken in plaintext")
+	case c.ServerTLS == nil && c.ServerCerts == nil:
+		return errors.New("node: ServerTLS and ServerCerts are nil: the gRPC API is never served in plaintext")
+	case c.PeerTLS == nil && c.PeerCerts == nil:
+		return errors.New("node: PeerTLS and PeerCerts are nil: Raft is never spoken in plaintext")
+	case c.ServerTLS != nil && c.ServerCerts != nil, c.PeerTLS != nil && c.PeerCerts != nil:
+		return errors.New("node: set ServerTLS or ServerCerts, and PeerTLS or PeerCerts, not both")
 	case c.Authorizer == nil:
 		return errors.New("node: Authorizer is nil: nothing falls back to open access")
 	case c.Logger == nil:

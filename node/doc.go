@@ -27,6 +27,26 @@
 // the leader with it (as log.proto documents). The health and
 // reflection services need only the TLS handshake.
 //
+// # Reloads
+//
+// With Config.ServerCerts and PeerCerts (certs.Reloader) instead of ServerTLS
+// and PeerTLS, Reload loads the certificates and CAs again from their files,
+// and the ACL too when the Authorizer has a Reload method (authz.Authorizer).
+// Each is taken up whole or refused (logged, the old one stays). Every
+// handshake after a Reload uses the new files: accepted ones through
+// GetConfigForClient, dialed Raft connections through the stream layer's new
+// client configuration, forwarding connections through credentials that read
+// the peer configuration in force at each handshake. Every call after it is
+// authorized by the new policy, on old connections as on new.
+//
+// # The data directory
+//
+// New refuses a data directory that is a file, not writable, or half made (a
+// log without Raft state), with an error wrapping ErrDataDir that says what
+// to do; it checks the Serf address before it makes anything there, and a
+// start that fails later removes what it made in a directory that was
+// missing or empty.
+//
 // # Writes on a follower
 //
 //	client ──ProduceStream──▶ follower ──ProduceBatch (node cert)──▶ leader

@@ -2,11 +2,13 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -26,14 +28,18 @@ import (
 // New starts three goroutines: the mux's accept loop (owned by the Mux), the
 // gRPC server's Serve and the health watcher; stream handlers start helpers
 // of their own. All are tracked by wg (the Mux by itself) and joined by Close.
-// fwdMu guards the forwarding connection. Everything else is set by New and
-// read-only afterwards.
+// fwdMu guards the forwarding connection, reloadMu serializes Reload, and
+// peerTLS (the configuration peers are dialed with) is swapped atomically by
+// Reload. Everything else is set by New and read-only afterwards.
 type Node struct {
 	conf      Config
 	logger    *slog.Logger
 	advertise string
 	mux       *raftfsm.Mux
+	stream    *raftfsm.StreamLayer
 	log       *raftfsm.Log
+	peerTLS   atomic.Pointer[tls.Config]
+	reloadMu  sync.Mutex
 	grpc      *grpc.Server
 	health    *health.Server
 	members   *discovery.Membership // nil without Serf
@@ -55,7 +61,9 @@ type Node struct {
 }
 
 // New listens on c.RPCAddr, opens the replica in c.DataDir, starts Raft and
-// serves the gRPC API. It does not wait to join c.Gossip.StartJoinAddrs:
+// serves the gRPC API. A data directory it cannot use is an error wrapping
+// ErrDataDir that says why and what to do; a start that fails leaves a
+// directory that was missing or empty as it found it. It does not wait to join c.Gossip.StartJoinAddrs:
 // Serf keeps trying in the background, and meanwhile a node with Raft state
 // serves with the peers in its Raft configuration. The caller must Close the
 // Node.
@@ -63,21 +71,34 @@ func New(c Config) (*Node, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	// Everything that can be checked is checked before anything is made in
+	// the data directory, and a start that fails later removes what it made
+	// in a directory it found missing or empty: no half-made directory is
+	// left for the next start to trip on.
+	if c.Gossip.BindAddr != "" {
+		if err := checkGossipAddr(c.Gossip.BindAddr); err != nil {
+			return nil, err
+		}
+	}
+	dir, err := checkDataDir(c.DataDir)
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", c.RPCAddr)
 	if err != nil {
-		return nil, fmt.Errorf("node: listen on %s: %w", c.RPCAddr, err)
+		return nil, errors.Join(listenError("RPC address", c.RPCAddr, err), dir.undo())
 	}
 	advertise := c.AdvertiseAddr
 	if advertise == "" {
 		advertise = ln.Addr().String()
 		if err := checkAdvertise(advertise); err != nil {
 			ln.Close()
-			return nil, err
+			return nil, errors.Join(err, dir.undo())
 		}
 	}
 	if _, err := net.ResolveTCPAddr("tcp", advertise); err != nil {
 		ln.Close()
-		return nil, fmt.Errorf("node: advertise address %q: %w", advertise, err)
+		return nil, errors.Join(fmt.Errorf("node: advertise address %q: %w", advertise, err), dir.undo())
 	}
 
 	n := &Node{
@@ -87,18 +108,26 @@ func New(c Config) (*Node, error) {
 	}
 	n.stopCtx, n.stop = context.WithCancel(context.Background())
 	n.stopping = n.stopCtx.Done()
+	serverTLS, peerTLS := c.ServerTLS, c.PeerTLS
+	if c.ServerCerts != nil {
+		serverTLS = c.ServerCerts.ServerConfig()
+	}
+	if c.PeerCerts != nil {
+		peerTLS = c.PeerCerts.PeerConfig()
+	}
+	n.peerTLS.Store(peerTLS)
 	n.mux = raftfsm.NewMux(ln, n.logger)
-	stream := raftfsm.NewStreamLayer(n.mux.Raft(), advertisedAddr(advertise), c.PeerTLS, c.PeerTLS)
-	transport := raftfsm.NewTransport(stream, c.RaftTimeout, c.Replica.Logger)
+	n.stream = raftfsm.NewStreamLayer(n.mux.Raft(), advertisedAddr(advertise), peerTLS, peerTLS)
+	transport := raftfsm.NewTransport(n.stream, c.RaftTimeout, c.Replica.Logger)
 	if n.log, err = raftfsm.New(c.replicaConfig(transport)); err != nil {
 		transport.Close()
 		n.mux.Close()
 		n.stop()
-		return nil, fmt.Errorf("node: %w", err)
+		return nil, errors.Join(fmt.Errorf("node: %w", err), dir.undo())
 	}
 
 	n.grpc = grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(c.ServerTLS)),
+		grpc.Creds(credentials.NewTLS(serverTLS)),
 		grpc.UnaryInterceptor(n.authorizeUnary),
 		grpc.StreamInterceptor(n.authorizeStream),
 		// A request carries at least one whole record.
@@ -118,8 +147,7 @@ func New(c Config) (*Node, error) {
 	// the replica.
 	if c.Gossip.BindAddr != "" {
 		if n.members, err = discovery.New(c.gossipConfig(advertise), membership{n}); err != nil {
-			n.Close()
-			return nil, fmt.Errorf("node: %w", err)
+			return nil, errors.Join(fmt.Errorf("node: %w", err), n.Close(), dir.undo())
 		}
 	}
 	n.wg.Add(2)

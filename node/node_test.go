@@ -654,6 +654,10 @@ func TestConfigValidate(t *testing.T) {
 	if err := good.Validate(); err != nil {
 		t.Fatalf("test config: %v", err)
 	}
+	reloader, err := certs.NewReloader(p.nodeFiles(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
 		mod  func(*node.Config)
@@ -664,6 +668,8 @@ func TestConfigValidate(t *testing.T) {
 		{"bad rpc addr", func(c *node.Config) { c.RPCAddr = "nope" }, "RPCAddr"},
 		{"no server tls", func(c *node.Config) { c.ServerTLS = nil }, "ServerTLS"},
 		{"no peer tls", func(c *node.Config) { c.PeerTLS = nil }, "PeerTLS"},
+		{"server tls twice", func(c *node.Config) { c.ServerCerts = reloader }, "not both"},
+		{"peer tls twice", func(c *node.Config) { c.PeerCerts = reloader }, "not both"},
 		{"no authorizer", func(c *node.Config) { c.Authorizer = nil }, "Authorizer"},
 		{"unroutable advertise", func(c *node.Config) { c.AdvertiseAddr = "0.0.0.0:8400" }, "not routable"},
 		{"replica dir set", func(c *node.Config) { c.Replica.Dir = "/x" }, "set by New"},

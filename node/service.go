@@ -9,7 +9,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
 	logv1 "github.com/proglogctl/proglogctl/api/v1"
@@ -181,7 +180,7 @@ func (n *Node) forwardClient(addr string) (logv1.LogClient, error) {
 	if n.fwdConn != nil && n.fwdAddr == addr {
 		return logv1.NewLogClient(n.fwdConn), nil
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(n.conf.PeerTLS)))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(peerCreds{n}))
 	if err != nil {
 		return nil, fmt.Errorf("node: connect to leader %s: %w", addr, err)
 	}

@@ -303,13 +303,14 @@ func (c *peekedConn) Read(p []byte) (int, error) {
 // raft.NetworkTransport serves each until its peer hangs up, so without this a
 // stopped node would keep serving connections of peers that still run.
 //
-// StreamLayer starts no goroutines; mu guards the set of accepted connections.
-// It is safe for concurrent use.
+// StreamLayer starts no goroutines; mu guards the set of accepted connections
+// and clientTLS is swapped atomically (SetClientTLS). It is safe for
+// concurrent use.
 type StreamLayer struct {
 	ln               net.Listener
 	advertise        net.Addr
 	serverTLS        *tls.Config
-	clientTLS        *tls.Config
+	clientTLS        atomic.Pointer[tls.Config]
 	handshakeTimeout time.Duration
 
 	mu     sync.Mutex
@@ -326,13 +327,24 @@ type StreamLayer struct {
 // against the host it dialed, using a clone of clientTLS; the configs passed
 // in are never modified.
 func NewStreamLayer(ln net.Listener, advertise net.Addr, serverTLS, clientTLS *tls.Config) *StreamLayer {
-	return &StreamLayer{
+	s := &StreamLayer{
 		ln:               ln,
 		advertise:        advertise,
 		serverTLS:        serverTLS,
-		clientTLS:        clientTLS,
 		handshakeTimeout: handshakeTimeout,
 		conns:            map[*trackedConn]struct{}{},
+	}
+	s.clientTLS.Store(clientTLS)
+	return s
+}
+
+// SetClientTLS replaces the configuration Dial secures connections with from
+// now on (a certificate or CA rotated on disk); connections dialed before
+// keep theirs. A StreamLayer made with plaintext dialing stays plaintext: a
+// nil c is ignored.
+func (s *StreamLayer) SetClientTLS(c *tls.Config) {
+	if c != nil && s.clientTLS.Load() != nil {
+		s.clientTLS.Store(c)
 	}
 }
 
@@ -411,9 +423,9 @@ func (s *StreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 		defer cancel()
 	}
 	var cfg *tls.Config
-	if s.clientTLS != nil {
+	if ct := s.clientTLS.Load(); ct != nil {
 		var err error
-		if cfg, err = s.clientConfig(address); err != nil {
+		if cfg, err = clientConfig(ct, address); err != nil {
 			return nil, err
 		}
 	}
@@ -448,17 +460,17 @@ func (s *StreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 	return out, nil
 }
 
-// clientConfig returns clientTLS, or a clone of it naming the dialed host when
-// clientTLS has no ServerName.
-func (s *StreamLayer) clientConfig(address raft.ServerAddress) (*tls.Config, error) {
-	if s.clientTLS.ServerName != "" {
-		return s.clientTLS, nil
+// clientConfig returns ct, or a clone of it naming the dialed host when ct has
+// no ServerName.
+func clientConfig(ct *tls.Config, address raft.ServerAddress) (*tls.Config, error) {
+	if ct.ServerName != "" {
+		return ct, nil
 	}
 	host, _, err := net.SplitHostPort(string(address))
 	if err != nil {
 		return nil, fmt.Errorf("raftfsm: dial raft peer %s: %w", address, err)
 	}
-	cfg := s.clientTLS.Clone()
+	cfg := ct.Clone()
 	cfg.ServerName = host
 	return cfg, nil
 }
