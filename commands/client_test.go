@@ -100,7 +100,7 @@ func TestDevClusterCommands(t *testing.T) {
 				if r.IsLeader {
 					role, state = "leader", "Leader"
 				}
-				fmt.Fprintf(&b, "%s\t%s\t%s\tvoter\t%s\t10\t0\n", r.ID, r.RPCAddr, role, state)
+				fmt.Fprintf(&b, "%s\t%s\t%s\tvoter\t%s\t10\t0\t0\n", r.ID, r.RPCAddr, role, state)
 			}
 			want = b.String()
 			got = mustRun(t, "", "servers") // exits 0: there is a leader
