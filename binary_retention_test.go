@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,19 +22,28 @@ import (
 	logv1 "github.com/proglogctl/proglogctl/api/v1"
 )
 
-// dirBytes is the size of the regular files under dir.
+// dirBytes is the size of the regular files under dir, a file with several
+// links (a snapshot hard-links the log's segments) counted once.
 func dirBytes(t *testing.T, dir string) int64 {
 	t.Helper()
 	var total int64
+	seen := map[uint64]bool{}
 	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() {
 			return err
 		}
 		fi, err := d.Info()
-		if err == nil {
-			total += fi.Size()
+		if err != nil {
+			return err
 		}
-		return err
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			if seen[st.Ino] {
+				return nil
+			}
+			seen[st.Ino] = true
+		}
+		total += fi.Size()
+		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +96,10 @@ func TestBinaryRetention(t *testing.T) {
 			dirs[i] = filepath.Join(t.TempDir(), fmt.Sprintf("node-%d", i))
 			return dirs[i]
 		},
-		serve: []string{"--segment-bytes", strconv.Itoa(segment), "--retention-bytes", strconv.Itoa(retention)},
+		// Raft snapshots and compacts its own log often too: that log holds
+		// every record until then.
+		serve: []string{"--segment-bytes", strconv.Itoa(segment), "--retention-bytes", strconv.Itoa(retention),
+			"--raft-snapshot-interval", "500ms", "--raft-snapshot-threshold", "16", "--raft-trailing-logs", "16"},
 	})
 	metrics := make([]string, len(c.procs))
 	for i, p := range c.procs {
@@ -97,40 +110,59 @@ func TestBinaryRetention(t *testing.T) {
 	}
 	waitFor(t, 30*time.Second, "3 voters", func() bool { return c.voters(c.procs[0].rpcAddr) == 3 })
 
-	var in strings.Builder
-	for i := range lines {
-		fmt.Fprintf(&in, "%0*d\n", lineBytes-1, i)
-	}
-	file := filepath.Join(t.TempDir(), "lines")
-	if err := os.WriteFile(file, []byte(in.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	// Ten times the retention, in five rounds; after each, every node takes
+	// a snapshot, so Raft compacts its own log.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	// Entries are at most half a segment: batches of 200 lines fit.
-	if out, errOut, code := c.runClient(ctx, "produce", "--file", file, "--batch", "200", "--quiet"); code != 0 {
-		t.Fatalf("produce: exit %d\n%s%s", code, out, errOut)
-	}
-
 	type row struct {
 		ID           string  `json:"id"`
 		NextOffset   *uint64 `json:"next_offset"`
 		LowestOffset *uint64 `json:"lowest_offset"`
 	}
 	var rows []row
-	waitFor(t, 30*time.Second, "every node at the end of the log", func() bool {
-		out, _, code := c.runClient(ctx, "servers", "--json")
-		rows = nil
-		if code != 0 || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 3 {
-			return false
+	const rounds = 5
+	for round := range rounds {
+		var in strings.Builder
+		for i := round * lines / rounds; i < (round+1)*lines/rounds; i++ {
+			fmt.Fprintf(&in, "%0*d\n", lineBytes-1, i)
 		}
-		for _, r := range rows {
-			if r.NextOffset == nil || *r.NextOffset != lines {
+		file := filepath.Join(t.TempDir(), "lines")
+		if err := os.WriteFile(file, []byte(in.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		snaps := make([]float64, len(metrics))
+		for i, m := range metrics {
+			snaps[i], _ = metricValue(t, m, "proglog_raft_snapshots_total")
+		}
+		// Entries are at most half a segment: batches of 200 lines fit.
+		if out, errOut, code := c.runClient(ctx, "produce", "--file", file, "--batch", "200", "--quiet"); code != 0 {
+			t.Fatalf("produce: exit %d\n%s%s", code, out, errOut)
+		}
+		end := uint64((round + 1) * lines / rounds)
+		waitFor(t, 30*time.Second, fmt.Sprintf("every node at offset %d", end), func() bool {
+			out, _, code := c.runClient(ctx, "servers", "--json")
+			rows = nil
+			if code != 0 || json.Unmarshal([]byte(out), &rows) != nil || len(rows) != 3 {
 				return false
 			}
+			for _, r := range rows {
+				if r.NextOffset == nil || *r.NextOffset != end {
+					return false
+				}
+			}
+			return true
+		})
+		for i, m := range metrics {
+			waitFor(t, 30*time.Second, fmt.Sprintf("a snapshot on node-%d", i), func() bool {
+				v, ok := metricValue(t, m, "proglog_raft_snapshots_total")
+				return ok && v > snaps[i]
+			})
 		}
-		return true
-	})
+		for i, dir := range dirs {
+			t.Logf("round %d, node-%d: log/ %d bytes, snapshots/ %d, raft/ %d, data dir %d", round+1, i, dirBytes(t, filepath.Join(dir, "log")),
+				dirBytes(t, filepath.Join(dir, "snapshots")), dirBytes(t, filepath.Join(dir, "raft")), dirBytes(t, dir))
+		}
+	}
 	lowest := *rows[0].LowestOffset
 	for _, r := range rows {
 		if *r.LowestOffset != lowest {
@@ -145,10 +177,19 @@ func TestBinaryRetention(t *testing.T) {
 		t.Errorf("the nodes keep offsets %d to %d, %d records of %d bytes: more than the retention", lowest, lines-1, kept, lineBytes)
 	}
 	for i, dir := range dirs {
-		logBytes, all := dirBytes(t, filepath.Join(dir, "log")), dirBytes(t, dir)
-		t.Logf("node-%d: log/ %d bytes, data dir %d bytes, after producing %d bytes with a retention of %d", i, logBytes, all, lines*lineBytes, retention)
-		if logBytes > retention+segment+4<<10 {
+		if logBytes := dirBytes(t, filepath.Join(dir, "log")); logBytes > retention+segment+4<<10 {
 			t.Errorf("node-%d's log holds %d bytes, more than the retention %d and a segment", i, logBytes, retention)
+		}
+		// Two snapshots are kept, each at most the log (hard links to its
+		// segments while they are retained).
+		if snaps := dirBytes(t, filepath.Join(dir, "snapshots")); snaps > 2*(retention+segment+4<<10) {
+			t.Errorf("node-%d's snapshots hold %d bytes, more than two logs of the retention %d", i, snaps, retention)
+		}
+		// Raft's own store keeps 16 entries behind a snapshot and what came
+		// since (a round at most, some 600 KB here); bbolt grows its file
+		// in powers of two and reuses what compaction frees.
+		if rb := dirBytes(t, filepath.Join(dir, "raft")); rb > 4<<20 {
+			t.Errorf("node-%d's Raft store holds %d bytes", i, rb)
 		}
 		if v, ok := metricValue(t, metrics[i], "proglog_log_lowest_offset"); !ok || uint64(v) != lowest {
 			t.Errorf("node-%d: proglog_log_lowest_offset = %v (%v), want %d", i, v, ok, lowest)

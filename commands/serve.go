@@ -56,6 +56,9 @@ func serveCommand() *cli.Command {
 		altsrc.NewInt64Flag(&cli.Int64Flag{Name: "retention-bytes", Usage: "drop the oldest segments while the log is larger than this many bytes (0: keep everything); set it alike on every node", EnvVars: []string{"PROGLOG_RETENTION_BYTES"}}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "retention-age", Usage: "drop segments whose last record is older than this, e.g. 168h (0: keep everything)", EnvVars: []string{"PROGLOG_RETENTION_AGE"}}),
 		altsrc.NewInt64Flag(&cli.Int64Flag{Name: "segment-bytes", Usage: "size at which a log segment is sealed and a new one started; retention drops whole segments. Below 4 MiB, a Raft entry and a record are limited to half a segment", Value: node.DefaultConfig().Replica.Store.MaxStoreBytes, EnvVars: []string{"PROGLOG_SEGMENT_BYTES"}}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "raft-snapshot-interval", Usage: "how often Raft checks whether to snapshot and compact its own log", Value: node.DefaultConfig().Replica.SnapshotInterval, EnvVars: []string{"PROGLOG_RAFT_SNAPSHOT_INTERVAL"}}),
+		altsrc.NewUint64Flag(&cli.Uint64Flag{Name: "raft-snapshot-threshold", Usage: "Raft entries since the last snapshot that make Raft snapshot and compact its own log", Value: node.DefaultConfig().Replica.SnapshotThreshold, EnvVars: []string{"PROGLOG_RAFT_SNAPSHOT_THRESHOLD"}}),
+		altsrc.NewUint64Flag(&cli.Uint64Flag{Name: "raft-trailing-logs", Usage: "Raft entries kept behind a snapshot, so a follower that trails by fewer catches up without one", Value: node.DefaultConfig().Replica.TrailingLogs, EnvVars: []string{"PROGLOG_RAFT_TRAILING_LOGS"}}),
 		&cli.BoolFlag{Name: "dev", Usage: "run a local cluster in this process, generating certificates and ACL on first use", EnvVars: []string{"PROGLOG_DEV"}},
 		&cli.IntFlag{Name: "nodes", Usage: "nodes of the --dev cluster", Value: 3, EnvVars: []string{"PROGLOG_DEV_NODES"}},
 		&cli.IntFlag{Name: "dev-port", Usage: "first port of the --dev cluster (node i: RPC port+10i, Serf port+10i+1; 0: free ports)", Value: 8400, EnvVars: []string{"PROGLOG_DEV_PORT"}},
@@ -153,6 +156,9 @@ func serveConfig(c *cli.Context) (node.Config, error) {
 	cfg.Replica.Store.RetainBytes = c.Int64("retention-bytes")
 	cfg.Replica.Store.RetainAge = c.Duration("retention-age")
 	cfg.Replica.Store.MaxStoreBytes = c.Int64("segment-bytes")
+	cfg.Replica.SnapshotInterval = c.Duration("raft-snapshot-interval")
+	cfg.Replica.SnapshotThreshold = c.Uint64("raft-snapshot-threshold")
+	cfg.Replica.TrailingLogs = c.Uint64("raft-trailing-logs")
 	// A Raft entry may take at most half a segment, and a record must fit
 	// in an entry: small segments lower both limits.
 	cfg.Replica.MaxEntryBytes = min(cfg.Replica.MaxEntryBytes, int(cfg.Replica.Store.MaxStoreBytes/2))
