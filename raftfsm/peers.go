@@ -65,7 +65,7 @@ func (p *peers) ok(id raft.ServerID, addr raft.ServerAddress, match uint64) {
 	s.match, s.lastContact = match, now
 	if s.down {
 		p.logger.Info("peer reachable again", "peer", id, "peer_addr", addr,
-			"down_for", now.Sub(s.downSince).Round(time.Millisecond), "failed_rpcs", s.failures)
+			"down_for", now.Sub(s.downSince).Round(time.Millisecond).String(), "failed_rpcs", s.failures)
 		s.down, s.failures = false, 0
 	}
 }
@@ -84,7 +84,7 @@ func (p *peers) failed(id raft.ServerID, addr raft.ServerAddress, err error) {
 	case now.Sub(s.reminded) >= peerReminder:
 		s.reminded = now
 		p.logger.Warn("peer unreachable still", "peer", id, "peer_addr", addr,
-			"down_for", now.Sub(s.downSince).Round(time.Second), "failed_rpcs", s.failures, "err", err)
+			"down_for", now.Sub(s.downSince).Round(time.Second).String(), "failed_rpcs", s.failures, "err", err)
 	}
 }
 
