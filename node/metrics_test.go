@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -89,6 +92,7 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("no %s in the leader's metrics", name)
 		}
 	}
+	checkDashboard(t, before)
 	if before[`proglog_raft_state{state="Leader"}`] != 1 || before[`proglog_raft_state{state="Follower"}`] != 0 || before[`proglog_ready`] != 1 {
 		t.Errorf("leader's state metrics: Leader %v, Follower %v, ready %v", before[`proglog_raft_state{state="Leader"}`],
 			before[`proglog_raft_state{state="Follower"}`], before[`proglog_ready`])
@@ -232,4 +236,44 @@ func TestReadyzAgreesWithGRPCHealth(t *testing.T) {
 	if m := scrape(t, f.MetricsAddr()); m[`proglog_ready`] != 0 || m[`proglog_raft_state{state="Leader"}`] != 0 {
 		t.Fatalf("proglog_ready %v, leader %v without a quorum", m[`proglog_ready`], m[`proglog_raft_state{state="Leader"}`])
 	}
+}
+
+// checkDashboard checks that every metric docs/grafana-dashboard.json uses
+// is among the scraped series (Serf's, which this cluster runs without,
+// are checked by TestSerfMembersMetric).
+func checkDashboard(t *testing.T, scraped map[string]float64) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "docs", "grafana-dashboard.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := regexp.MustCompile(`\b(?:proglog|grpc_server|go|process)_[a-z_]+\b`).FindAllString(string(b), -1)
+	if len(names) < 20 {
+		t.Fatalf("the dashboard uses %d metrics", len(names))
+	}
+	for _, name := range names {
+		if name == "proglog_serf_members" {
+			continue
+		}
+		found := false
+		for series := range scraped {
+			if series == name || strings.HasPrefix(series, name+"{") {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("the dashboard uses %s, which the node does not export", name)
+		}
+	}
+}
+
+// TestSerfMembersMetric: the members Serf knows are counted by status.
+func TestSerfMembersMetric(t *testing.T) {
+	p := newPKI(t)
+	nodes, _ := startGossipCluster(t, p, func(_ int, c *node.Config) { withMetrics(c) })
+	waitFor(t, 20*time.Second, "node-0 to count 3 alive Serf members", func() bool {
+		m := scrape(t, nodes[0].MetricsAddr())
+		return m[`proglog_serf_members{status="alive"}`] == 3 && m[`proglog_serf_members{status="failed"}`] == 0
+	})
 }
