@@ -100,7 +100,7 @@ func TestDevClusterCommands(t *testing.T) {
 				if r.IsLeader {
 					role, state = "leader", "Leader"
 				}
-				fmt.Fprintf(&b, "%s\t%s\t%s\tvoter\t%s\t10\t0\n", r.ID, r.RPCAddr, role, state)
+				fmt.Fprintf(&b, "%s\t%s\t%s\tvoter\t%s\t10\t0\t0\n", r.ID, r.RPCAddr, role, state)
 			}
 			want = b.String()
 			got = mustRun(t, "", "servers") // exits 0: there is a leader
@@ -183,7 +183,7 @@ func TestServersFormats(t *testing.T) {
 	lipgloss.SetColorProfile(termenv.Ascii) // golden tables without colour codes
 	t.Cleanup(func() { lipgloss.SetColorProfile(profile) })
 	leader := func(id, addr string, next uint64) *logv1.Server {
-		return &logv1.Server{Id: id, RpcAddr: addr, IsLeader: true, IsVoter: true, State: "Leader", NextOffset: next}
+		return &logv1.Server{Id: id, RpcAddr: addr, IsLeader: true, IsVoter: true, State: "Leader", NextOffset: next, LowestOffset: 12}
 	}
 	tests := []struct {
 		name    string
@@ -192,7 +192,7 @@ func TestServersFormats(t *testing.T) {
 	}{
 		{name: "one", servers: []*logv1.Server{leader("dev-0", "127.0.0.1:8400", 42)}},
 		{name: "three", servers: []*logv1.Server{
-			{Id: "dev-0", RpcAddr: "127.0.0.1:8400", IsVoter: true, State: "Follower", NextOffset: 40},
+			{Id: "dev-0", RpcAddr: "127.0.0.1:8400", IsVoter: true, State: "Follower", NextOffset: 40, LowestOffset: 12},
 			leader("dev-1", "127.0.0.1:8410", 42),
 			{Id: "dev-2", RpcAddr: "127.0.0.1:8420", State: "unreachable"},
 		}},

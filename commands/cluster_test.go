@@ -87,10 +87,11 @@ func (w logWriter) Write(p []byte) (int, error) {
 // devCluster is `serve --dev` running in-process on loopback ports, so
 // client commands need no flags.
 type devCluster struct {
-	addrs  []string       // the nodes' RPC addresses, dev-0 first
-	stop   func() error   // stops the cluster (at the latest when the test ends)
-	hup    chan os.Signal // a value sent here is a SIGHUP to serve
-	stderr *syncBuffer    // serve's log
+	addrs   []string       // the nodes' RPC addresses, dev-0 first
+	metrics []string       // the nodes' /metrics URLs from the banner, dev-0 first
+	stop    func() error   // stops the cluster (at the latest when the test ends)
+	hup     chan os.Signal // a value sent here is a SIGHUP to serve
+	stderr  *syncBuffer    // serve's log
 }
 
 // startDev starts a dev cluster of n nodes on free ports with its config
@@ -165,6 +166,12 @@ func serveDev(t *testing.T, n, base int, dataDir string) *devCluster {
 	c.addrs = strings.Split(strings.TrimPrefix(target, "proglog://"), ",")
 	if len(c.addrs) != n {
 		t.Fatalf("cluster address %q names %d nodes, want %d", target, len(c.addrs), n)
+	}
+	for _, line := range strings.Split(out.String(), "\n") {
+		if rest, ok := strings.CutPrefix(line, "metrics: "); ok {
+			rest, _, _ = strings.Cut(rest, " (")
+			c.metrics = strings.Fields(rest)
+		}
 	}
 	c.waitInSync(t)
 	return c

@@ -23,7 +23,8 @@ import (
 
 // runDev runs `serve --dev`: a local cluster of --nodes nodes in this process
 // on loopback ports from --dev-port on (node i: RPC port+10i, Serf port+10i+1;
-// --dev-port 0: free ports the system picks), with certificates and the ACL
+// --dev-port 0: free ports the system picks; metrics, health and readiness
+// over HTTP on port+10i+2), with certificates and the ACL
 // generated in the config directory on first use and data under
 // --data-dir/dev. It writes the cluster's address to the config directory so
 // client commands need no flags. A cluster started again on the same data
@@ -49,7 +50,7 @@ func runDev(c *cli.Context) (err error) {
 	if err := devSecurity(c, cfgDir); err != nil {
 		return err
 	}
-	var addrs []string
+	var addrs, metrics []string
 	var running []*node.Node
 	var logger *slog.Logger
 	defer func() {
@@ -73,6 +74,7 @@ func runDev(c *cli.Context) (err error) {
 		cfg.DataDir = filepath.Join(dataDir, cfg.NodeID)
 		cfg.RPCAddr, cfg.Gossip.BindAddr = listen[i].rpc, listen[i].gossip
 		cfg.AdvertiseAddr = ""
+		cfg.MetricsAddr = devAddr(base, 10*i+2)
 		cfg.Bootstrap = i == 0
 		cfg.LeaveOnClose = false // the cluster stops as a whole and comes back as it was
 		cfg.Gossip.StartJoinAddrs = nil
@@ -86,6 +88,7 @@ func runDev(c *cli.Context) (err error) {
 		}
 		running = append(running, n)
 		addrs = append(addrs, n.Addr())
+		metrics = append(metrics, "http://"+n.MetricsAddr()+"/metrics")
 		listen[i] = devNodeAddrs{n.Addr(), n.GossipAddr()}
 	}
 	if !recorded {
@@ -102,7 +105,8 @@ func runDev(c *cli.Context) (err error) {
 	}
 	w := c.App.Writer
 	fmt.Fprintf(w, "proglog dev cluster: %d nodes at %s\n", nodes, target)
-	fmt.Fprintf(w, "data in %s, certificates and ACL in %s\n\n", dataDir, cfgDir)
+	fmt.Fprintf(w, "data in %s, certificates and ACL in %s\n", dataDir, cfgDir)
+	fmt.Fprintf(w, "metrics: %s (/healthz and /readyz beside them)\n\n", strings.Join(metrics, " "))
 	fmt.Fprintf(w, "try, in another terminal:\n")
 	fmt.Fprintf(w, "  proglogctl produce hello world\n  proglogctl consume\n  proglogctl tail\n  proglogctl servers\n\n")
 	fmt.Fprintf(w, "Ctrl-C stops the cluster; starting it again keeps the data.\n")

@@ -48,6 +48,14 @@ func serveCommand() *cli.Command {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "acl-model-file", Usage: serveFileUsage["acl-model-file"], EnvVars: []string{"PROGLOG_ACL_MODEL_FILE"}, TakesFile: true}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "acl-policy-file", Usage: serveFileUsage["acl-policy-file"], EnvVars: []string{"PROGLOG_ACL_POLICY_FILE"}, TakesFile: true}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (with --dev: error unless given)", Value: "info", EnvVars: []string{"PROGLOG_LOG_LEVEL"}}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "log-format", Usage: "text or json (one object a line)", Value: "text", EnvVars: []string{"PROGLOG_LOG_FORMAT"}}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "metrics-addr", Usage: "host:port serving Prometheus /metrics, /healthz and /readyz over HTTP (off when empty; with --dev: port+10i+2 of node i)", EnvVars: []string{"PROGLOG_METRICS_ADDR"}}),
+		altsrc.NewInt64Flag(&cli.Int64Flag{Name: "retention-bytes", Usage: "drop the oldest segments while the log is larger than this many bytes (0: keep everything); set it alike on every node", EnvVars: []string{"PROGLOG_RETENTION_BYTES"}}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "retention-age", Usage: "drop segments whose last record is older than this, e.g. 168h (0: keep everything)", EnvVars: []string{"PROGLOG_RETENTION_AGE"}}),
+		altsrc.NewInt64Flag(&cli.Int64Flag{Name: "segment-bytes", Usage: "size at which a log segment is sealed and a new one started; retention drops whole segments. Below 4 MiB, a Raft entry and a record are limited to half a segment", Value: node.DefaultConfig().Replica.Store.MaxStoreBytes, EnvVars: []string{"PROGLOG_SEGMENT_BYTES"}}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "raft-snapshot-interval", Usage: "how often Raft checks whether to snapshot and compact its own log", Value: node.DefaultConfig().Replica.SnapshotInterval, EnvVars: []string{"PROGLOG_RAFT_SNAPSHOT_INTERVAL"}}),
+		altsrc.NewUint64Flag(&cli.Uint64Flag{Name: "raft-snapshot-threshold", Usage: "Raft entries since the last snapshot that make Raft snapshot and compact its own log", Value: node.DefaultConfig().Replica.SnapshotThreshold, EnvVars: []string{"PROGLOG_RAFT_SNAPSHOT_THRESHOLD"}}),
+		altsrc.NewUint64Flag(&cli.Uint64Flag{Name: "raft-trailing-logs", Usage: "Raft entries kept behind a snapshot, so a follower that trails by fewer catches up without one", Value: node.DefaultConfig().Replica.TrailingLogs, EnvVars: []string{"PROGLOG_RAFT_TRAILING_LOGS"}}),
 		&cli.BoolFlag{Name: "dev", Usage: "run a local cluster in this process, generating certificates and ACL on first use", EnvVars: []string{"PROGLOG_DEV"}},
 		&cli.IntFlag{Name: "nodes", Usage: "nodes of the --dev cluster", Value: 3, EnvVars: []string{"PROGLOG_DEV_NODES"}},
 		&cli.IntFlag{Name: "dev-port", Usage: "first port of the --dev cluster (node i: RPC port+10i, Serf port+10i+1; 0: free ports)", Value: 8400, EnvVars: []string{"PROGLOG_DEV_PORT"}},
@@ -155,7 +163,7 @@ func runServe(c *cli.Context) error {
 	} else if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
-	cfg.Logger.Info("serving", "node", cfg.NodeID, "rpc_addr", n.Addr(), "gossip_addr", cfg.Gossip.BindAddr, "data_dir", cfg.DataDir)
+	cfg.Logger.Info("serving", "node", cfg.NodeID, "rpc_addr", n.Addr(), "gossip_addr", cfg.Gossip.BindAddr, "data_dir", cfg.DataDir, "metrics_addr", n.MetricsAddr())
 	serveUntilDone(c, cfg.Logger, n)
 	cfg.Logger.Info("shutting down (a second signal exits at once)")
 	return n.Close()
@@ -180,6 +188,10 @@ func serveUntilDone(c *cli.Context, logger *slog.Logger, nodes ...*node.Node) {
 	}
 }
 
+// entryOverheadBytes is more than a Raft entry of one record takes besides
+// the record (raftfsm's entry encoding: a kind byte and two varints).
+const entryOverheadBytes = 64
+
 // serveConfig maps the flags onto node.Config, loading certificates and the
 // ACL: a missing or unreadable one is an error, never a fallback to open.
 func serveConfig(c *cli.Context) (node.Config, error) {
@@ -193,7 +205,16 @@ func serveConfig(c *cli.Context) (node.Config, error) {
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 		return node.Config{}, UsageError{Err: fmt.Errorf("serve: --log-level %q: want debug, info, warn or error", c.String("log-level"))}
 	}
-	logger := slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level}))
+	var handler slog.Handler
+	switch f := c.String("log-format"); f {
+	case "text":
+		handler = slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})
+	case "json":
+		handler = slog.NewJSONHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level})
+	default:
+		return node.Config{}, UsageError{Err: fmt.Errorf("serve: --log-format %q: want text or json", f)}
+	}
+	logger := slog.New(handler)
 
 	cfg := node.DefaultConfig()
 	cfg.Logger = logger
@@ -203,6 +224,20 @@ func serveConfig(c *cli.Context) (node.Config, error) {
 	cfg.NodeID = c.String("node-name")
 	cfg.Bootstrap = c.Bool("bootstrap")
 	cfg.LeaveOnClose = c.Bool("leave-on-shutdown")
+	cfg.MetricsAddr = c.String("metrics-addr")
+	cfg.Replica.Store.RetainBytes = c.Int64("retention-bytes")
+	cfg.Replica.Store.RetainAge = c.Duration("retention-age")
+	cfg.Replica.Store.MaxStoreBytes = c.Int64("segment-bytes")
+	cfg.Replica.SnapshotInterval = c.Duration("raft-snapshot-interval")
+	cfg.Replica.SnapshotThreshold = c.Uint64("raft-snapshot-threshold")
+	cfg.Replica.TrailingLogs = c.Uint64("raft-trailing-logs")
+	// A Raft entry may take at most half a segment, and a record must fit
+	// in an entry: small segments lower both limits.
+	cfg.Replica.MaxEntryBytes = min(cfg.Replica.MaxEntryBytes, int(cfg.Replica.Store.MaxStoreBytes/2))
+	cfg.Replica.Store.MaxRecordBytes = min(cfg.Replica.Store.MaxRecordBytes, cfg.Replica.MaxEntryBytes-entryOverheadBytes)
+	if cfg.Replica.Store.MaxRecordBytes <= 0 {
+		return node.Config{}, UsageError{Err: fmt.Errorf("serve: --segment-bytes %d is too small to hold a record", cfg.Replica.Store.MaxStoreBytes)}
+	}
 	bindHost, _, err := net.SplitHostPort(c.String("bind-addr"))
 	if err != nil {
 		return node.Config{}, UsageError{Err: fmt.Errorf("serve: --bind-addr %q: %w", c.String("bind-addr"), err)}

@@ -69,8 +69,8 @@ func writeServers(w io.Writer, servers []*logv1.Server, asJSON, terminal bool) e
 	for i, s := range servers {
 		rows[i] = serverRow{ID: s.Id, RPCAddr: s.RpcAddr, IsLeader: s.IsLeader, IsVoter: s.IsVoter, State: s.State}
 		if known(s) {
-			next := s.NextOffset
-			rows[i].NextOffset = &next
+			next, lowest := s.NextOffset, s.LowestOffset
+			rows[i].NextOffset, rows[i].LowestOffset = &next, &lowest
 			if leads {
 				lag := leader.NextOffset - min(leader.NextOffset, next)
 				rows[i].Lag = &lag
@@ -113,8 +113,10 @@ func known(s *logv1.Server) bool {
 	return s.State != "" && s.State != discovery.StateUnreachable
 }
 
-// serverRow is one server as `servers` prints it. NextOffset and Lag (how
-// many records it trails the leader by) are nil when unknown.
+// serverRow is one server as `servers` prints it. NextOffset, Lag (how many
+// records it trails the leader by) and LowestOffset (its oldest retained
+// record) are nil when unknown. Plain output keeps its columns in this order;
+// new ones go at the end.
 type serverRow struct {
 	ID         string  `json:"id"`
 	RPCAddr    string  `json:"rpc_addr"`
@@ -123,9 +125,12 @@ type serverRow struct {
 	State      string  `json:"state,omitempty"`
 	NextOffset *uint64 `json:"next_offset,omitempty"`
 	Lag        *uint64 `json:"lag,omitempty"`
+	// LowestOffset is last: plain output's columns are appended to, never
+	// reordered.
+	LowestOffset *uint64 `json:"lowest_offset,omitempty"`
 }
 
-var serverColumns = []string{"ID", "RPC ADDRESS", "ROLE", "SUFFRAGE", "STATE", "NEXT OFFSET", "LAG"}
+var serverColumns = []string{"ID", "RPC ADDRESS", "ROLE", "SUFFRAGE", "STATE", "NEXT OFFSET", "LAG", "LOWEST OFFSET"}
 
 func (r serverRow) cells() []string {
 	role, suffrage := "follower", "nonvoter"
@@ -141,7 +146,7 @@ func (r serverRow) cells() []string {
 		}
 		return strconv.FormatUint(*v, 10)
 	}
-	return []string{r.ID, r.RPCAddr, role, suffrage, orDash(r.State), offset(r.NextOffset), offset(r.Lag)}
+	return []string{r.ID, r.RPCAddr, role, suffrage, orDash(r.State), offset(r.NextOffset), offset(r.Lag), offset(r.LowestOffset)}
 }
 
 func serversTable(rows []serverRow) string {

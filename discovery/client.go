@@ -322,7 +322,7 @@ func (c *Client) Offsets(ctx context.Context) (lowest, next uint64, err error) {
 const StateUnreachable = "unreachable"
 
 // Servers returns the cluster's servers as one of them knows them, each with
-// its Raft state and next offset as it reports them itself: Servers asks
+// its Raft state, next and lowest offset as it reports them itself: Servers asks
 // every other server directly, in parallel. A server that does not answer at
 // its address within askTimeout (and ctx), or where another server answers,
 // has State StateUnreachable.
@@ -334,7 +334,7 @@ func (c *Client) Servers(ctx context.Context) ([]*logv1.Server, error) {
 	var wg sync.WaitGroup
 	for _, s := range res.Servers {
 		if self := res.Self; self != nil && s.Id == self.Id {
-			s.State, s.NextOffset = self.State, self.NextOffset
+			s.State, s.NextOffset, s.LowestOffset = self.State, self.NextOffset, self.LowestOffset
 			continue
 		}
 		wg.Go(func() { c.askSelf(ctx, s) })
@@ -343,10 +343,10 @@ func (c *Client) Servers(ctx context.Context) ([]*logv1.Server, error) {
 	return res.Servers, nil
 }
 
-// askSelf sets s's State and NextOffset to what the server at s.RpcAddr
+// askSelf sets s's State, NextOffset and LowestOffset to what the server at s.RpcAddr
 // reports of itself, if it is s.
 func (c *Client) askSelf(ctx context.Context, s *logv1.Server) {
-	s.State, s.NextOffset = StateUnreachable, 0
+	s.State, s.NextOffset, s.LowestOffset = StateUnreachable, 0, 0
 	conn, err := dialServer(s.RpcAddr, c.creds, c.opts...)
 	if err != nil {
 		return
@@ -356,7 +356,7 @@ func (c *Client) askSelf(ctx context.Context, s *logv1.Server) {
 	defer cancel()
 	res, err := logv1.NewLogClient(conn).GetServers(ctx, &logv1.GetServersRequest{})
 	if err == nil && res.Self.GetId() == s.Id {
-		s.State, s.NextOffset = res.Self.State, res.Self.NextOffset
+		s.State, s.NextOffset, s.LowestOffset = res.Self.State, res.Self.NextOffset, res.Self.LowestOffset
 	}
 }
 

@@ -25,6 +25,11 @@ type Config struct {
 	InitialOffset uint64
 	// Logger receives recovery and retention reports.
 	Logger *slog.Logger
+	// OnSync, when set, is called after each fsync of a segment (a Sync, a
+	// segment sealed, Close) with how long it took and whether it failed. It
+	// runs on the syncing goroutine and must not call the Log. Metrics hang
+	// here: logstore itself knows no metrics library.
+	OnSync func(d time.Duration, err error)
 }
 
 // Bounds on Config.MaxStoreBytes: a segment's positions are 32-bit, and a

@@ -31,7 +31,7 @@ func (e *OutOfRangeError) Error() string {
 	if e.Off >= e.Next {
 		return fmt.Sprintf("logstore: offset %d is past the end of the log (next offset %d)", e.Off, e.Next)
 	}
-	return fmt.Sprintf("logstore: offset %d is below the lowest retained offset %d", e.Off, e.Lowest)
+	return fmt.Sprintf("logstore: offset %d is below the lowest retained offset %d (the log holds %d to %d)", e.Off, e.Lowest, e.Lowest, e.Next-1)
 }
 
 // Is makes errors.Is(err, ErrOffsetOutOfRange) true.

@@ -34,6 +34,8 @@ type Log struct {
 	writeAt func(f *os.File, b []byte, off int64) (int, error)
 
 	cur atomic.Pointer[state]
+	// dropped counts the segments retention has dropped since Open.
+	dropped atomic.Uint64
 
 	// notifyMu guards notify, a channel closed by the next publish; it is made
 	// only when a reader waits, so appends without waiters allocate no channel.
@@ -203,6 +205,32 @@ func (l *Log) LowestOffset() uint64 { return l.cur.Load().lowest() }
 // NextOffset returns the offset the next appended record will get: the
 // high-water mark below which every offset at or above LowestOffset is readable.
 func (l *Log) NextOffset() uint64 { return l.cur.Load().next }
+
+// Stats is a Log's size and position at one moment.
+type Stats struct {
+	// Segments is the number of segments, the active one included.
+	Segments int
+	// Bytes is the size of the segments' store and index files.
+	Bytes int64
+	// LowestOffset and NextOffset bound the records held: [Lowest, Next).
+	LowestOffset, NextOffset uint64
+	// DroppedSegments counts the segments retention dropped since Open.
+	DroppedSegments uint64
+}
+
+// Stats returns the log's size and position. Like a read, it takes no lock.
+func (l *Log) Stats() Stats {
+	st := l.cur.Load()
+	s := Stats{Segments: len(st.segs), LowestOffset: st.lowest(), NextOffset: st.next, DroppedSegments: l.dropped.Load()}
+	last := len(st.segs) - 1
+	for _, seg := range st.segs[:last] {
+		// A sealed segment's size and records no longer change.
+		s.Bytes += segmentBytes(seg)
+	}
+	act := st.segs[last]
+	s.Bytes += st.active + headerSize + int64(st.next-act.base)*indexEntrySize
+	return s
+}
 
 // Meta returns the metadata stored by the last AppendWithMeta (nil if none),
 // as recovered with the records after a restart.
@@ -415,7 +443,7 @@ func (l *Log) publishLocked(st *state) {
 // rollLocked seals the active segment, making it durable, and starts a new one.
 func (l *Log) rollLocked(st *state) (*state, error) {
 	act := st.segs[len(st.segs)-1]
-	if err := syncSegment(act); err != nil {
+	if err := l.syncSegment(act); err != nil {
 		return nil, l.failLocked(err)
 	}
 	s, err := createSegment(l.dir, st.next, l.meta)
@@ -427,6 +455,17 @@ func (l *Log) rollLocked(st *state) (*state, error) {
 	nst := &state{segs: segs, next: st.next, active: s.size}
 	l.publishLocked(nst)
 	return l.retainLocked(nst)
+}
+
+// syncSegment is syncSegment reported to Config.OnSync.
+func (l *Log) syncSegment(s *segment) error {
+	if l.conf.OnSync == nil {
+		return syncSegment(s)
+	}
+	start := time.Now()
+	err := syncSegment(s)
+	l.conf.OnSync(time.Since(start), err)
+	return err
 }
 
 func syncSegment(s *segment) error {
@@ -477,6 +516,7 @@ func (l *Log) retainLocked(st *state) (*state, error) {
 	dropped := st.segs[:drop]
 	nst := &state{segs: slices.Clone(st.segs[drop:]), next: st.next, active: st.active}
 	l.publishLocked(nst)
+	l.dropped.Add(uint64(len(dropped)))
 	for _, s := range dropped {
 		l.log.Info("retention dropped segment", "file", s.storePath,
 			"first_offset", s.base, "records", s.records, "bytes", segmentBytes(s))
@@ -526,7 +566,7 @@ func (l *Log) Sync() error {
 	l.mu.Unlock()
 	// Sealed segments were made durable when sealed; the fsync of the active one
 	// runs outside the lock so appends go on meanwhile.
-	err := syncSegment(act)
+	err := l.syncSegment(act)
 	act.release()
 	if err != nil {
 		l.mu.Lock()
@@ -680,7 +720,7 @@ func (l *Log) Close() error {
 	st := l.cur.Load()
 	var errs []error
 	if l.err == nil {
-		errs = append(errs, syncSegment(st.segs[len(st.segs)-1]))
+		errs = append(errs, l.syncSegment(st.segs[len(st.segs)-1]))
 	}
 	l.publishLocked(&state{segs: st.segs, next: st.next, active: st.active, closed: true})
 	for _, s := range st.segs {

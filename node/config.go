@@ -95,6 +95,11 @@ type Config struct {
 	GracefulStopTimeout time.Duration
 	// RaftTimeout bounds connecting to a Raft peer and each Raft RPC.
 	RaftTimeout time.Duration
+	// MetricsAddr is the host:port of the HTTP endpoints: Prometheus
+	// metrics on /metrics, liveness on /healthz and readiness on /readyz
+	// (plain HTTP: they tell no records). Empty: none. Port 0 picks a free
+	// port; MetricsAddr reports the one bound.
+	MetricsAddr string
 
 	// Logger receives the node's logs; Replica.Logger receives the
 	// replica's and Raft's.
@@ -144,6 +149,11 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.RPCAddr); err != nil {
 		return fmt.Errorf("node: RPCAddr %q: %w", c.RPCAddr, err)
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			return fmt.Errorf("node: MetricsAddr %q: %w", c.MetricsAddr, err)
+		}
 	}
 	if c.AdvertiseAddr != "" {
 		if err := checkAdvertise(c.AdvertiseAddr); err != nil {

@@ -88,14 +88,20 @@
 // # Health
 //
 // The standard health service reports SERVING, for "" and "log.v1.Log",
-// while the node knows a leader, can apply entries to its log and has applied
-// every entry it knows is committed, and NOT_SERVING otherwise (and after
-// Close starts), following raftfsm's leader-change and apply-status events.
+// while the node knows a leader, can apply entries and has caught up, and
+// NOT_SERVING otherwise (and after Close starts), following raftfsm's
+// leader-change and apply-status channels. With Config.MetricsAddr the node
+// also serves, over plain HTTP, /readyz (200 exactly when health says
+// SERVING: both show what the watcher last computed), /healthz (200 until
+// Close starts) and Prometheus /metrics from a registry of its own
+// (metrics.go: counters kept by interceptors and logstore's fsync hook, the
+// rest read from the replica and Serf when scraped).
 //
 // # Concurrency
 //
 // Node.Close is idempotent and joins every goroutine the node started: the
-// gRPC server, the health watcher and the helpers of ProduceStream. Streams
+// gRPC server, the health watcher, the metrics HTTP server, the retention
+// ticker and the helpers of ProduceStream. Streams
 // never poll: ConsumeStream and a following ConsumeBatchStream wait on the
 // log's commit notification (raftfsm.Log.Wait) and end when the client
 // cancels or the node closes (UNAVAILABLE, "shutting down").

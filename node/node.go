@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,9 +26,11 @@ import (
 // Node is one running member of the cluster: the replicated log, Raft and the
 // gRPC API on one TCP port.
 //
-// New starts three goroutines: the mux's accept loop (owned by the Mux), the
-// gRPC server's Serve and the health watcher; stream handlers start helpers
-// of their own. All are tracked by wg (the Mux by itself) and joined by Close.
+// New starts the mux's accept loop (owned by the Mux), the gRPC server's
+// Serve, the health watcher, and with Config.MetricsAddr the HTTP server of
+// /metrics, /healthz and /readyz, and with an age limit on retention its
+// ticker; stream handlers start helpers of their own. All are tracked by wg
+// (the Mux by itself) and joined by Close.
 // fwdMu guards the forwarding connection, reloadMu serializes Reload, and
 // peerTLS (the configuration peers are dialed with) is swapped atomically by
 // Reload. Everything else is set by New and read-only afterwards.
@@ -43,6 +46,11 @@ type Node struct {
 	grpc      *grpc.Server
 	health    *health.Server
 	members   *discovery.Membership // nil without Serf
+	metrics   *metrics
+	http      *http.Server // nil without Config.MetricsAddr
+	httpLn    net.Listener // nil without Config.MetricsAddr
+	// ready is what the health watcher last published; nil before it ran.
+	ready atomic.Pointer[readiness]
 
 	// stopCtx is cancelled when Close starts: streams end, no new work
 	// starts; stopping is its Done channel.
@@ -101,10 +109,17 @@ func New(c Config) (*Node, error) {
 		return nil, errors.Join(fmt.Errorf("node: advertise address %q: %w", advertise, err), dir.undo())
 	}
 
+	m := newMetrics()
+	if hook := c.Replica.Store.OnSync; hook != nil {
+		c.Replica.Store.OnSync = func(d time.Duration, err error) { m.observeSync(d, err); hook(d, err) }
+	} else {
+		c.Replica.Store.OnSync = m.observeSync
+	}
 	n := &Node{
 		conf:      c,
 		logger:    c.Logger.With("node", c.NodeID),
 		advertise: advertise,
+		metrics:   m,
 	}
 	n.stopCtx, n.stop = context.WithCancel(context.Background())
 	n.stopping = n.stopCtx.Done()
@@ -118,7 +133,7 @@ func New(c Config) (*Node, error) {
 	n.peerTLS.Store(peerTLS)
 	n.mux = raftfsm.NewMux(ln, n.logger)
 	n.stream = raftfsm.NewStreamLayer(n.mux.Raft(), advertisedAddr(advertise), peerTLS, peerTLS)
-	transport := raftfsm.NewTransport(n.stream, c.RaftTimeout, c.Replica.Logger)
+	transport := raftfsm.NewTransport(n.stream, c.RaftTimeout, c.Replica.Logger.With("node", c.NodeID))
 	if n.log, err = raftfsm.New(c.replicaConfig(transport)); err != nil {
 		transport.Close()
 		n.mux.Close()
@@ -128,8 +143,9 @@ func New(c Config) (*Node, error) {
 
 	n.grpc = grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(serverTLS)),
-		grpc.UnaryInterceptor(n.authorizeUnary),
-		grpc.StreamInterceptor(n.authorizeStream),
+		// Metrics first, so that refused calls are counted with their code.
+		grpc.ChainUnaryInterceptor(m.grpc.UnaryServerInterceptor(), n.authorizeUnary, n.countUnary),
+		grpc.ChainStreamInterceptor(m.grpc.StreamServerInterceptor(), n.authorizeStream, n.countStream),
 		// A request carries at least one whole record.
 		grpc.MaxRecvMsgSize(max(4<<20, c.Replica.Store.MaxRecordBytes+64<<10)),
 		// Stop, after GracefulStop timed out, still waits for handlers, so
@@ -142,6 +158,8 @@ func New(c Config) (*Node, error) {
 	n.health.SetServingStatus(logv1.Log_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(n.grpc, n.health)
 	reflection.Register(n.grpc)
+	m.grpc.InitializeMetrics(n.grpc)
+	m.reg.MustRegister(nodeCollector{n})
 
 	// Serf starts before watchLeader reads n.members; its handler needs only
 	// the replica.
@@ -153,7 +171,12 @@ func New(c Config) (*Node, error) {
 	n.wg.Add(2)
 	go n.serve()
 	go n.watchLeader()
-	n.logger.Info("node started", "addr", advertise, "bootstrap", c.Bootstrap, "gossip_addr", c.Gossip.BindAddr)
+	if err := n.startHTTP(); err != nil {
+		n.Close()
+		return nil, err
+	}
+	n.startRetention()
+	n.logger.Info("node started", "addr", advertise, "bootstrap", c.Bootstrap, "gossip_addr", c.Gossip.BindAddr, "metrics_addr", n.MetricsAddr())
 	return n, nil
 }
 
@@ -168,10 +191,11 @@ func (n *Node) serve() {
 	}
 }
 
-// watchLeader keeps the health status in step with the replica: SERVING while
-// this node knows a leader and has applied everything it knows is committed,
-// NOT_SERVING otherwise, and at once while the replica cannot apply entries
-// to its log (a full disk: it retries until it can). When this node becomes
+// watchLeader keeps the health status in step with the replica
+// (computeReadiness): SERVING while this node knows a leader and has applied
+// everything it knows is committed, NOT_SERVING otherwise, and at once while
+// the replica cannot apply entries to its log (a full disk: it retries until
+// it can). /readyz answers what it last published, so the two agree. When this node becomes
 // leader it reconciles Raft's membership with Serf's.
 func (n *Node) watchLeader() {
 	defer n.wg.Done()
@@ -184,7 +208,11 @@ func (n *Node) watchLeader() {
 		}
 		id, _, changed := n.log.Leader()
 		applyChanged, applyErr := n.log.ApplyStatus()
-		ready := id != "" && applyErr == nil && n.log.CaughtUp()
+		r := n.computeReadiness()
+		ready := r.ready
+		if old := n.ready.Swap(&r); old != nil && old.ready != r.ready {
+			n.logger.Debug("readiness changed", "ready", r.ready, "reason", r.reason)
+		}
 		st := healthpb.HealthCheckResponse_NOT_SERVING
 		if ready {
 			st = healthpb.HealthCheckResponse_SERVING
@@ -250,6 +278,7 @@ func (n *Node) Close() error {
 			errs = append(errs, n.members.Close())
 		}
 		n.stop()
+		errs = append(errs, n.stopHTTP())
 		n.health.Shutdown()
 		done := make(chan struct{})
 		go func() {

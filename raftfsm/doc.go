@@ -9,8 +9,9 @@
 //	  wait        into entries ≤ MaxEntryBytes   ▼ per bolt transaction (fsync)
 //	                                       quorum commit
 //	completeLoop ◄── futures, in order ◄── fsm.ApplyBatch: one logstore append
-//	  answers callers (first offsets)        per batch of entries, carrying the
-//	                                         last entry's Raft index as metadata
+//	  answers callers (first offsets)        per entry, carrying its Raft index
+//	                                         as metadata (identical segments on
+//	                                         every replica)
 //
 // An entry's data is `kind u8 | count uvarint | (len uvarint | value)*`
 // (entry.go). The FSM is persistent and idempotent: the applied Raft index is

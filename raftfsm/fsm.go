@@ -30,12 +30,11 @@ import (
 // owns applied, recs and gaveUp; Persist and Release of a snapshot run
 // concurrently with it. status is read by any goroutine.
 type fsm struct {
-	log       *logstore.Log
-	logger    *slog.Logger
-	scratch   string // directory for checkpoints and restores
-	applied   uint64 // Raft index of the last entry applied
-	maxAppend int    // bytes of records per logstore append
-	recs      [][]byte
+	log     *logstore.Log
+	logger  *slog.Logger
+	scratch string // directory for checkpoints and restores
+	applied uint64 // Raft index of the last entry applied
+	recs    [][]byte
 
 	// stop is closed by Log.Close before Raft shuts down: an append that
 	// keeps failing gives up, so Raft's shutdown does not wait for a disk.
@@ -45,6 +44,8 @@ type fsm struct {
 	// must apply nothing after them and refuse snapshots until restarted.
 	gaveUp bool
 	status atomic.Pointer[applyStatus]
+	// snaps counts snapshots taken and restored.
+	snaps snapshotCounters
 	// fault, when set, is asked before each append: a non-nil error fails it,
 	// after the records reached the log when written is true. Tests inject
 	// write failures with it (Config.applyFault).
@@ -95,70 +96,48 @@ func indexMeta(index uint64) []byte { return binary.BigEndian.AppendUint64(nil, 
 // Apply implements raft.FSM.
 func (f *fsm) Apply(l *raft.Log) interface{} { return f.ApplyBatch([]*raft.Log{l})[0] }
 
-// ApplyBatch implements raft.BatchingFSM: the records of every entry go to the
-// log in as few appends as possible, each carrying the index of its last entry.
+// ApplyBatch implements raft.BatchingFSM: each entry is one logstore append
+// carrying its Raft index, an entry without records (a barrier, a
+// configuration change) a metadata-only append. One append per entry, never
+// per batch of entries, makes every replica's segments identical: how many
+// entries Raft hands over at once differs from server to server, the entries
+// do not, and a segment is sealed between appends. So retention, which drops
+// whole segments, moves the lowest offset the same way on every server.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 	resp := make([]interface{}, len(logs))
-	f.recs = f.recs[:0]
-	bytes := 0
-	var spans []int // resp index → position of its first record in f.recs
-	pending := []int{}
-	var lastIndex uint64
-
-	flush := func() {
-		if lastIndex <= f.applied {
-			return
-		}
-		var first uint64
-		err := ErrClosed
-		if !f.gaveUp {
-			first, err = f.append(lastIndex, f.recs)
-		}
-		for k, i := range pending {
-			if err != nil {
-				resp[i] = applyResult{err: err}
-				continue
-			}
-			resp[i] = applyResult{first: first + uint64(spans[k])}
-		}
-		if err != nil {
-			// Given up: Raft is shutting down, or only a restart helps.
-			f.gaveUp = true
-			return
-		}
-		f.applied = lastIndex
-		f.recs, spans, pending, bytes = f.recs[:0], spans[:0], pending[:0], 0
-	}
-
 	for i, l := range logs {
 		if l.Index <= f.applied {
 			resp[i] = applyResult{err: errReplayed}
 			continue
 		}
-		if l.Type != raft.LogCommand {
-			lastIndex = l.Index
+		if f.gaveUp {
+			// Given up: Raft is shutting down, or only a restart helps.
+			resp[i] = applyResult{err: ErrClosed}
 			continue
 		}
-		if bytes+len(l.Data) > f.maxAppend && len(f.recs) > 0 {
-			flush()
+		f.recs = f.recs[:0]
+		var derr error
+		if l.Type == raft.LogCommand {
+			if f.recs, derr = decodeEntry(f.recs, l.Data); derr != nil {
+				// Every replica decodes the same bytes the same way, so all skip it.
+				f.logger.Error("skipping a malformed entry", "index", l.Index, "err", derr)
+				f.recs = f.recs[:0]
+			}
 		}
-		n := len(f.recs)
-		recs, err := decodeEntry(f.recs, l.Data)
-		if err != nil {
-			// Every replica decodes the same bytes the same way, so all skip it.
-			f.logger.Error("skipping a malformed entry", "index", l.Index, "err", err)
+		first, err := f.append(l.Index, f.recs)
+		clear(f.recs) // do not pin entry data
+		switch {
+		case err != nil:
+			f.gaveUp = true
 			resp[i] = applyResult{err: err}
-			f.recs = f.recs[:n]
-			lastIndex = l.Index
 			continue
+		case derr != nil:
+			resp[i] = applyResult{err: derr}
+		case l.Type == raft.LogCommand:
+			resp[i] = applyResult{first: first}
 		}
-		f.recs = recs
-		spans, pending = append(spans, n), append(pending, i)
-		bytes += len(l.Data)
-		lastIndex = l.Index
+		f.applied = l.Index
 	}
-	flush()
-	clear(f.recs[:cap(f.recs)]) // do not pin entry data
 	return resp
 }
 

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -28,6 +29,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		// Raft counts entries applied that are not in the log.
 		return nil, errors.New("raftfsm: no snapshot: the FSM gave up applying entries")
 	}
+	start := time.Now()
 	if err := f.log.Sync(); err != nil {
 		return nil, err
 	}
@@ -36,15 +38,23 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	return &fsmSnapshot{dir: dir}, nil
+	return &fsmSnapshot{dir: dir, start: start, counters: &f.snaps}, nil
 }
 
-type fsmSnapshot struct{ dir string }
+type fsmSnapshot struct {
+	dir      string
+	start    time.Time
+	counters *snapshotCounters
+}
 
 // Persist implements raft.FSMSnapshot: the checkpoint's files move into our
 // snapshot store's sink; any other sink gets them as an archive stream.
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	var err error
+	size, err := archiveSize(s.dir)
+	if err != nil {
+		sink.Cancel()
+		return err
+	}
 	if ss, ok := sink.(*snapshotSink); ok {
 		err = ss.adopt(s.dir)
 	} else {
@@ -54,7 +64,13 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 		sink.Cancel()
 		return err
 	}
-	return sink.Close()
+	if err := sink.Close(); err != nil {
+		return err
+	}
+	s.counters.taken.Add(1)
+	s.counters.takeNanos.Add(uint64(time.Since(s.start)))
+	s.counters.lastBytes.Store(size)
+	return nil
 }
 
 // Release implements raft.FSMSnapshot.
@@ -89,6 +105,7 @@ func (f *fsm) replace(dir string) error {
 	f.logger.Info("restored the log from a snapshot", "applied_index", applied,
 		"lowest_offset", f.log.LowestOffset(), "next_offset", f.log.NextOffset())
 	f.applied = applied
+	f.snaps.restored.Add(1)
 	f.gaveUp = false // the log is the snapshot's, consistent with Raft again
 	return nil
 }

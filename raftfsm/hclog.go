@@ -31,11 +31,24 @@ var hclogLevels = map[hclog.Level]slog.Level{
 	hclog.Error: slog.LevelError,
 }
 
+// peerFailureLines are Raft's errors for a failed RPC to a follower, which
+// it logs again at every retry (a heartbeat every few hundred milliseconds
+// while a peer is down). They go to debug: Transport logs a peer going down
+// and coming back once each instead.
+var peerFailureLines = map[string]bool{
+	"failed to heartbeat to":           true,
+	"failed to appendEntries to":       true,
+	"failed to pipeline appendEntries": true,
+}
+
 // Accept implements hclog.SinkAdapter.
 func (s slogSink) Accept(name string, level hclog.Level, msg string, args ...interface{}) {
 	lvl, ok := hclogLevels[level]
 	if !ok {
 		lvl = slog.LevelInfo
+	}
+	if peerFailureLines[msg] {
+		lvl = min(lvl, slog.LevelDebug)
 	}
 	if !s.l.Enabled(context.Background(), lvl) {
 		return

@@ -137,7 +137,7 @@ func New(c Config) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	l.fsm = &fsm{log: l.store, logger: l.logger, scratch: scratch, applied: applied, maxAppend: int(c.Store.MaxStoreBytes / 2),
+	l.fsm = &fsm{log: l.store, logger: l.logger, scratch: scratch, applied: applied,
 		stop: l.fsmStop, fault: c.applyFault}
 	l.fsm.setStatus(nil)
 

@@ -24,8 +24,13 @@ import (
 // a reader. Close first waits (briefly) for the responses still owed, so the
 // connection NetworkTransport returns to its pool carries no stale response that
 // a later RPC would read as its own.
+//
+// It also follows how each peer answers (peers): the leader's view of each
+// follower's replication, and one log line when a peer goes down and one when
+// it comes back.
 type Transport struct {
 	*raft.NetworkTransport
+	peers *peers
 }
 
 var (
@@ -41,7 +46,9 @@ func (t *Transport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAd
 	if err != nil {
 		return nil, err
 	}
-	return newPipeline(p), nil
+	pl := newPipeline(p)
+	pl.done = t.pipelineResult(id, target)
+	return pl, nil
 }
 
 // pipelineDrainTimeout bounds how long closing a pipeline waits for the
@@ -60,6 +67,8 @@ type pipeline struct {
 	stop     chan struct{} // closed by Close after the drain timeout: forward returns
 	wg       sync.WaitGroup
 	drainFor time.Duration
+	// done, when set, is called by forward with each response received.
+	done func(raft.AppendFuture)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -97,6 +106,9 @@ func (p *pipeline) forward() {
 		select {
 		case f := <-in:
 			received++
+			if p.done != nil {
+				p.done(f)
+			}
 			queue = append(queue, f)
 			if closing == nil && received >= p.sent.Load() {
 				return
@@ -120,6 +132,8 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 	f, err := p.inner.AppendEntries(args, resp)
 	if err == nil {
 		p.sent.Add(1)
+	} else if p.done != nil {
+		p.done(failedFuture{args, resp, err})
 	}
 	return f, err
 }
@@ -147,3 +161,15 @@ func (p *pipeline) Close() error {
 	})
 	return p.closeErr
 }
+
+// failedFuture is an AppendFuture for a request that could not be sent.
+type failedFuture struct {
+	req  *raft.AppendEntriesRequest
+	resp *raft.AppendEntriesResponse
+	err  error
+}
+
+func (f failedFuture) Error() error                          { return f.err }
+func (f failedFuture) Start() time.Time                      { return time.Time{} }
+func (f failedFuture) Request() *raft.AppendEntriesRequest   { return f.req }
+func (f failedFuture) Response() *raft.AppendEntriesResponse { return f.resp }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -71,7 +72,7 @@ func TestPipelineDoesNotWedgeAfterRefusal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	trans := &Transport{inner}
+	trans := &Transport{NetworkTransport: inner, peers: newPeers(slog.New(slog.DiscardHandler))}
 	t.Cleanup(func() {
 		trans.CloseStreams() // the follower serves each pooled connection until it closes
 		trans.Close()

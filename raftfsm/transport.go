@@ -513,10 +513,13 @@ func (c *serverConn) Write(p []byte) (int, error) {
 // bounding each connection and RPC, logging into logger. The replica closes it
 // when it closes.
 func NewTransport(stream *StreamLayer, timeout time.Duration, logger *slog.Logger) *Transport {
-	return &Transport{raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  stream,
-		MaxPool: 5,
-		Timeout: timeout,
-		Logger:  newHCLogger(logger, "raft-net"),
-	})}
+	return &Transport{
+		NetworkTransport: raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Stream:  stream,
+			MaxPool: 5,
+			Timeout: timeout,
+			Logger:  newHCLogger(logger, "raft-net"),
+		}),
+		peers: newPeers(logger.With("component", "raft")),
+	}
 }

@@ -345,7 +345,11 @@ type Server struct {
 	// The offset the next record appended to this server's log will get, that
 	// is one past the last record it has applied; 0 when unknown (or the log is
 	// empty). Comparing it with the leader's shows how far a server lags.
-	NextOffset    uint64 `protobuf:"varint,6,opt,name=next_offset,json=nextOffset,proto3" json:"next_offset,omitempty"`
+	NextOffset uint64 `protobuf:"varint,6,opt,name=next_offset,json=nextOffset,proto3" json:"next_offset,omitempty"`
+	// The offset of the oldest record this server's log retains (retention
+	// drops whole segments from the front); equal to next_offset when it holds
+	// none, 0 when unknown. Reported, like next_offset, by the server itself.
+	LowestOffset  uint64 `protobuf:"varint,7,opt,name=lowest_offset,json=lowestOffset,proto3" json:"lowest_offset,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -418,6 +422,13 @@ func (x *Server) GetState() string {
 func (x *Server) GetNextOffset() uint64 {
 	if x != nil {
 		return x.NextOffset
+	}
+	return 0
+}
+
+func (x *Server) GetLowestOffset() uint64 {
+	if x != nil {
+		return x.LowestOffset
 	}
 	return 0
 }
@@ -862,7 +873,7 @@ const file_api_v1_log_proto_rawDesc = "" +
 	"\x0eConsumeRequest\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x04R\x06offset\"?\n" +
 	"\x0fConsumeResponse\x12&\n" +
-	"\x06record\x18\x02 \x01(\v2\x0e.log.v1.RecordR\x06recordJ\x04\b\x01\x10\x02\"\xa2\x01\n" +
+	"\x06record\x18\x02 \x01(\v2\x0e.log.v1.RecordR\x06recordJ\x04\b\x01\x10\x02\"\xc7\x01\n" +
 	"\x06Server\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\brpc_addr\x18\x02 \x01(\tR\arpcAddr\x12\x1b\n" +
@@ -870,7 +881,8 @@ const file_api_v1_log_proto_rawDesc = "" +
 	"\bis_voter\x18\x04 \x01(\bR\aisVoter\x12\x14\n" +
 	"\x05state\x18\x05 \x01(\tR\x05state\x12\x1f\n" +
 	"\vnext_offset\x18\x06 \x01(\x04R\n" +
-	"nextOffset\"\x13\n" +
+	"nextOffset\x12#\n" +
+	"\rlowest_offset\x18\a \x01(\x04R\flowestOffset\"\x13\n" +
 	"\x11GetServersRequest\"b\n" +
 	"\x12GetServersResponse\x12(\n" +
 	"\aservers\x18\x01 \x03(\v2\x0e.log.v1.ServerR\aservers\x12\"\n" +
