@@ -87,6 +87,8 @@ type proc struct {
 	out     *bytes.Buffer // stderr, and stdout unless stdout is set; kept across restarts
 	stdout  io.Writer     // where stdout goes, when not to out
 	rpcAddr string
+	// metricsAddr serves the node's /metrics (clusterOptions.metrics).
+	metricsAddr string
 }
 
 type cluster struct {
@@ -133,6 +135,7 @@ type clusterOptions struct {
 	wrap    func(i int) []string // the command node i runs under (default none)
 	dataDir func(i int) string   // node i's data directory (default a temporary one)
 	serve   []string             // more flags for every serve
+	metrics bool                 // every node serves /metrics on a port of its own
 }
 
 // newClusterWith is newCluster with options.
@@ -171,6 +174,10 @@ func newClusterWith(t *testing.T, n int, o clusterOptions) *cluster {
 		}
 		p.args = slices.Concat([]string{"serve", "--node-name", p.name, "--data-dir", dir,
 			"--bind-addr", net.JoinHostPort(host, strconv.Itoa(gossip)), "--rpc-port", strconv.Itoa(rpc), "--log-level", "warn"}, o.serve)
+		if o.metrics {
+			p.metricsAddr = net.JoinHostPort(host, strconv.Itoa(freePort(t)))
+			p.args = append(p.args, "--metrics-addr", p.metricsAddr)
+		}
 		if i == 0 {
 			p.args = append(p.args, "--bootstrap")
 			seed = net.JoinHostPort(host, strconv.Itoa(gossip))

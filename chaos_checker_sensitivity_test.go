@@ -176,3 +176,33 @@ func TestChaosLivenessAndFaultCheckers(t *testing.T) {
 		t.Errorf("no effective fault passed the faults checker")
 	}
 }
+
+// TestSoakProblems: flat samples pass; a node whose RSS, goroutines or disk
+// grows by more than the bound between minute 2 and the end is reported.
+func TestSoakProblems(t *testing.T) {
+	series := func(grow func(at time.Duration) (rss, gr, disk int64)) []soakSample {
+		var ss []soakSample
+		for at := time.Duration(0); at <= 4*time.Minute; at += time.Second {
+			rss, gr, disk := grow(at)
+			ss = append(ss, soakSample{at: at, rss: []int64{rss}, goroutines: []int64{gr}, fds: []int{20}, disk: []int64{disk / 2}, log: []int64{disk / 2}})
+		}
+		return ss
+	}
+	flat := series(func(time.Duration) (int64, int64, int64) { return 40 << 20, 80, 8 << 20 })
+	if p := soakProblems(flat, 2*time.Minute, 0.2); len(p) > 0 {
+		t.Fatalf("flat samples: %v", p)
+	}
+	for _, tc := range []struct {
+		name string
+		grow func(at time.Duration) (int64, int64, int64)
+	}{
+		{"RSS", func(at time.Duration) (int64, int64, int64) { return 40<<20 + int64(at/time.Second)<<18, 80, 8 << 20 }},
+		{"goroutines", func(at time.Duration) (int64, int64, int64) { return 40 << 20, 80 + int64(at/time.Second), 8 << 20 }},
+		{"disk", func(at time.Duration) (int64, int64, int64) { return 40 << 20, 80, 8<<20 + int64(at/time.Second)<<16 }},
+	} {
+		p := soakProblems(series(tc.grow), 2*time.Minute, 0.2)
+		if len(p) != 1 || !strings.Contains(p[0], tc.name) {
+			t.Errorf("%s growing: problems %v, want one naming %s", tc.name, p, tc.name)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -68,15 +69,16 @@ type runConfig struct {
 	seed               uint64
 	kinds              []string
 	sample             func(nm *nemesis) // started beside the workload (soak); nil: none
+	serve              []string          // more flags for every serve
 }
 
 // chaosCluster starts 3 nodes in network namespaces on tmpfs data dirs when
 // it can, else on loopback, and returns the cluster, a connection per node,
 // the network and the disks (nil when not available).
-func chaosCluster(t *testing.T) (*cluster, []*grpc.ClientConn, *chaosNet, *chaosDisks) {
+func chaosCluster(t *testing.T, serve []string) (*cluster, []*grpc.ClientConn, *chaosNet, *chaosDisks) {
 	t.Helper()
 	const n = 3
-	opts := clusterOptions{serve: []string{"--leave-on-shutdown=false"}}
+	opts := clusterOptions{serve: append([]string{"--leave-on-shutdown=false"}, serve...), metrics: true}
 	cn, err := setupChaosNet(t, n)
 	if err != nil {
 		t.Logf("partition faults disabled: no network namespaces (%v); nodes run on loopback", err)
@@ -108,7 +110,7 @@ func chaosCluster(t *testing.T) (*cluster, []*grpc.ClientConn, *chaosNet, *chaos
 func chaosRun(t *testing.T, rc runConfig) runResult {
 	began := time.Now()
 	res := runResult{seed: rc.seed, verdicts: map[string][]string{}}
-	c, conns, cn, disks := chaosCluster(t)
+	c, conns, cn, disks := chaosCluster(t, rc.serve)
 	nm := newNemesis(t, c, conns, cn, disks, rc.interval, rc.seed)
 	kinds := nm.kinds(rc.kinds)
 	t.Logf("seed %d; %v workload, a fault every %v among %v", rc.seed, rc.duration, rc.interval, kinds)
@@ -344,12 +346,14 @@ func summaryTable(results []runResult) string {
 // is Raft's store, snapshots and scratch space.
 
 type soakSample struct {
-	at    time.Duration
-	rss   []int64 // bytes, -1: not running
-	fds   []int
-	disk  []int64 // bytes outside log/
-	log   []int64 // bytes in log/
-	nodes int
+	at  time.Duration
+	rss []int64 // bytes, -1: not running
+	fds []int
+	// goroutines is go_goroutines from the node's /metrics (-1: no answer).
+	goroutines []int64
+	disk       []int64 // bytes outside log/
+	log        []int64 // bytes in log/
+	nodes      int
 }
 
 func TestChaosSoak(t *testing.T) {
@@ -365,7 +369,6 @@ func TestChaosSoak(t *testing.T) {
 		samples []soakSample
 		dirs    []string
 	)
-	t.Log("goroutine counts are not sampled: serve exposes no metrics endpoint")
 	sample := func(nm *nemesis) {
 		for _, p := range nm.c.procs {
 			dirs = append(dirs, argAfter(p.args, "--data-dir"))
@@ -380,6 +383,7 @@ func TestChaosSoak(t *testing.T) {
 			s := soakSample{at: at}
 			for i, pid := range nm.pids() {
 				s.rss = append(s.rss, rssBytes(pid))
+				s.goroutines = append(s.goroutines, goroutines(nm.c.procs[i].metricsAddr))
 				s.fds = append(s.fds, openFiles(pid))
 				d, l := diskUse(dirs[i])
 				s.disk, s.log = append(s.disk, d), append(s.log, l)
@@ -390,12 +394,16 @@ func TestChaosSoak(t *testing.T) {
 			<-tick.C
 		}
 	}
-	res := chaosRun(t, runConfig{duration: *chaosSoak, interval: iv, seed: chaosSeedFor(0), kinds: chaosKinds(t), sample: sample})
+	// Retention on, and Raft compacting its own log often, so that the disk
+	// a node uses must stay flat however long the soak runs.
+	retention := []string{"--segment-bytes", "262144", "--retention-bytes", "1048576",
+		"--raft-snapshot-interval", "5s", "--raft-snapshot-threshold", "1024", "--raft-trailing-logs", "1024"}
+	res := chaosRun(t, runConfig{duration: *chaosSoak, interval: iv, seed: chaosSeedFor(0), kinds: chaosKinds(t), sample: sample, serve: retention})
 	mu.Lock()
 	defer mu.Unlock()
 	for _, s := range samples {
 		if s.at.Truncate(time.Second)%(30*time.Second) == 0 {
-			t.Logf("soak %v: rss MiB %v, fds %v, disk (outside log/) KiB %v, log KiB %v", s.at.Round(time.Second), mib(s.rss), s.fds, kib(s.disk), kib(s.log))
+			t.Logf("soak %v: rss MiB %v, goroutines %v, fds %v, disk (outside log/) KiB %v, log KiB %v", s.at.Round(time.Second), mib(s.rss), s.goroutines, s.fds, kib(s.disk), kib(s.log))
 		}
 	}
 	for _, p := range soakProblems(samples, 2*time.Minute, 0.2) {
@@ -404,7 +412,7 @@ func TestChaosSoak(t *testing.T) {
 	t.Log("summary:\n" + summaryTable([]runResult{res}))
 }
 
-// soakProblems checks that RSS and disk overhead of every node at the end are
+// soakProblems checks that RSS and disk use (log/ and the rest) of every node at the end are
 // within frac of their value at `from` (the highest of the samples in the
 // second around it, to skip a moment a node was down).
 func soakProblems(samples []soakSample, from time.Duration, frac float64) []string {
@@ -425,7 +433,17 @@ func soakProblems(samples []soakSample, from time.Duration, frac float64) []stri
 	for _, m := range []struct {
 		name string
 		get  func(soakSample) []int64
-	}{{"RSS", func(s soakSample) []int64 { return s.rss }}, {"disk overhead", func(s soakSample) []int64 { return s.disk }}} {
+	}{
+		{"RSS", func(s soakSample) []int64 { return s.rss }},
+		{"goroutines", func(s soakSample) []int64 { return s.goroutines }},
+		{"disk", func(s soakSample) []int64 {
+			total := make([]int64, len(s.disk))
+			for i := range total {
+				total[i] = s.disk[i] + s.log[i]
+			}
+			return total
+		}},
+	} {
 		for i := range samples[0].rss {
 			a, b := pick(from, m.get, i), pick(end-5*time.Second, m.get, i)
 			if a <= 0 || b <= 0 {
@@ -433,7 +451,11 @@ func soakProblems(samples []soakSample, from time.Duration, frac float64) []stri
 				continue
 			}
 			if float64(b) > float64(a)*(1+frac) || float64(b) < float64(a)*(1-frac) {
-				probs = append(probs, fmt.Sprintf("node-%d %s %d KiB at %v, %d KiB at %v: not within %.0f %%", i, m.name, a>>10, from, b>>10, end.Round(time.Second), frac*100))
+				show := func(v int64) string { return fmt.Sprintf("%d KiB", v>>10) }
+				if m.name == "goroutines" {
+					show = func(v int64) string { return fmt.Sprint(v) }
+				}
+				probs = append(probs, fmt.Sprintf("node-%d %s %s at %v, %s at %v: not within %.0f %%", i, m.name, show(a), from, show(b), end.Round(time.Second), frac*100))
 			}
 		}
 	}
@@ -543,4 +565,30 @@ func topErrors(hist []chaosOp, n int) []string {
 		lines = append(lines, fmt.Sprintf("%6d %s", counts[k], k))
 	}
 	return lines
+}
+
+// goroutines scrapes go_goroutines from the /metrics at addr (-1: none).
+func goroutines(addr string) int64 {
+	if addr == "" {
+		return -1
+	}
+	client := http.Client{Timeout: 500 * time.Millisecond}
+	resp, err := client.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return -1
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "go_goroutines "); ok {
+			var n float64
+			if _, err := fmt.Sscanf(rest, "%g", &n); err == nil {
+				return int64(n)
+			}
+		}
+	}
+	return -1
 }
