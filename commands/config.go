@@ -158,6 +158,18 @@ func printConfig(w io.Writer, c *cli.Context, flags []cli.Flag, secret []string,
 			if err := v.Encode(c.Bool(name)); err != nil {
 				return err
 			}
+		case *altsrc.Int64Flag:
+			if err := v.Encode(c.Int64(name)); err != nil {
+				return err
+			}
+		case *altsrc.Uint64Flag:
+			if err := v.Encode(c.Uint64(name)); err != nil {
+				return err
+			}
+		case *altsrc.DurationFlag:
+			if err := v.Encode(c.Duration(name).String()); err != nil {
+				return err
+			}
 		case *altsrc.StringSliceFlag:
 			vals := nonEmpty(c.StringSlice(name))
 			if vals == nil {
