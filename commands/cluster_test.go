@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/proglogctl/proglogctl/node/nodetest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/ with the outputs got")
@@ -76,12 +79,7 @@ func (s *syncBuffer) String() string {
 }
 
 // logWriter sends what is written to it to t.Log, until the test ends.
-type logWriter struct{ t testing.TB }
-
-func (w logWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
+func logWriter(t testing.TB) io.Writer { return nodetest.Writer(t) }
 
 // devCluster is `serve --dev` running in-process on loopback ports, so
 // client commands need no flags.
@@ -115,11 +113,13 @@ func isolateConfig(t *testing.T) {
 // `servers` and agrees on a leader.
 func serveDev(t *testing.T, n, base int, dataDir string) *devCluster {
 	t.Helper()
+	nodetest.EnsureDeadline(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	var out syncBuffer
+	stderr := logWriter(t)
 	go func() {
-		m := &Main{Stdin: strings.NewReader(""), Stdout: &out, Stderr: logWriter{t}, Version: "test"}
+		m := &Main{Stdin: strings.NewReader(""), Stdout: &out, Stderr: stderr, Version: "test"}
 		done <- m.Run(ctx, []string{"proglogctl", "serve", "--dev", "--nodes", strconv.Itoa(n),
 			"--dev-port", strconv.Itoa(base), "--data-dir", dataDir, "--log-level", "warn"})
 	}()
@@ -185,19 +185,10 @@ func (c *devCluster) waitInSync(t testing.TB) []serverRow {
 	return rows
 }
 
-// waitFor checks cond every few milliseconds until it holds, and fails the
-// test if it does not within timeout.
+// waitFor is nodetest.WaitFor.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		<-tick.C
-	}
+	nodetest.WaitFor(t, timeout, what, cond)
 }
 
 // exitError fails the test unless err maps to exit code want and its message
