@@ -27,6 +27,9 @@ const DefaultDeadline = 3 * time.Minute
 // deadline.
 const DeadlineGrace = 30 * time.Second
 
+// deadlineGrace is DeadlineGrace; this package's tests shorten it.
+var deadlineGrace = DeadlineGrace
+
 // ContextTimeout bounds the contexts Context returns.
 const ContextTimeout = 30 * time.Second
 
@@ -105,9 +108,10 @@ func (dl *deadline) fire(t testing.TB) {
 	dump := Goroutines()
 	t.Errorf("nodetest: %s ran past its deadline of %v; every goroutine's stack:\n%s", dl.name, dl.d, dump)
 	dl.cancel()
-	dl.hard = time.AfterFunc(DeadlineGrace, func() {
+	grace := deadlineGrace
+	dl.hard = time.AfterFunc(grace, func() {
 		panic(fmt.Sprintf("nodetest: %s did not end within %v of its deadline of %v; goroutines at the deadline:\n%s",
-			dl.name, DeadlineGrace, dl.d, dump))
+			dl.name, grace, dl.d, dump))
 	})
 }
 
