@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 
 	logv1 "github.com/proglogctl/proglogctl/api/v1"
+	"github.com/proglogctl/proglogctl/node/nodetest"
 )
 
 // Chaos tests: a workload of concurrent producers and consumers against a
@@ -103,9 +104,16 @@ func chaosCluster(t *testing.T) (*cluster, []*grpc.ClientConn, *chaosNet, *chaos
 	return c, conns, cn, disks
 }
 
+// chaosRunMargin bounds the time a chaos run takes beyond its workload's
+// duration.
+const chaosRunMargin = 4 * time.Minute
+
 // chaosRun runs one workload under a nemesis, heals, checks and stops the
 // cluster; failed checkers fail t.
 func chaosRun(t *testing.T, rc runConfig) runResult {
+	// Setting up, healing, checking and stopping take well under the
+	// margin; a run stuck past it fails with a dump of its goroutines.
+	nodetest.Deadline(t, rc.duration+chaosRunMargin)
 	began := time.Now()
 	res := runResult{seed: rc.seed, verdicts: map[string][]string{}}
 	c, conns, cn, disks := chaosCluster(t)

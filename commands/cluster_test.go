@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"io"
 	"os"
 	"path/filepath"
@@ -19,26 +18,11 @@ import (
 	"github.com/proglogctl/proglogctl/node/nodetest"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/ with the outputs got")
-
-// golden compares got with testdata/name.golden (or rewrites the file with
-// -update).
+// golden is nodetest.Golden: it compares got with testdata/name.golden (or
+// rewrites the file with -update).
 func golden(t testing.TB, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("output differs from %s (run with -update if the change is intended)\ngot:\n%s\nwant:\n%s", path, got, want)
-	}
+	nodetest.Golden(t, name, got)
 }
 
 // runIn runs the CLI in-process with stdin and returns its outputs.

@@ -18,12 +18,7 @@ import (
 // certificate for another name (6). Each failure's time is reported and
 // bounded, as a benchmark would report it.
 func TestFailFastGolden(t *testing.T) {
-	isolateConfig(t)
-	mustRun(t, "", "gencert")
-	dir, err := ConfigDir()
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir := gencertIsolated(t)
 	other, expired := t.TempDir(), t.TempDir()
 	mustRun(t, "", "gencert", "--dir", other)
 	cc := certs.DefaultConfig()

@@ -31,6 +31,19 @@ func (s *silentLeader) ConsumeBatchStream(_ *logv1.ConsumeBatchRequest, stream l
 	return stream.Context().Err()
 }
 
+// gencertIsolated runs gencert in a config directory of the test's own
+// (isolateConfig) and returns that directory.
+func gencertIsolated(t *testing.T) string {
+	t.Helper()
+	isolateConfig(t)
+	mustRun(t, "", "gencert")
+	dir, err := ConfigDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 // serveSilentLeader serves a silentLeader with the node certificate in dir
 // on a free loopback port until the test ends or stop is called, and returns
 // its address.
@@ -44,12 +57,7 @@ func serveSilentLeader(t testing.TB, dir string) (addr string, stop func()) {
 // consume ends within --timeout (plus a second) with exit 3 when the server
 // accepts the read and never sends the record.
 func TestConsumeEndsWithinTimeout(t *testing.T) {
-	isolateConfig(t)
-	mustRun(t, "", "gencert")
-	dir, err := ConfigDir()
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir := gencertIsolated(t)
 	addr, stop := serveSilentLeader(t, dir)
 
 	const timeout = time.Second

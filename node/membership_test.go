@@ -68,13 +68,7 @@ func voters(t *testing.T, p *pki, nodes []*node.Node) int {
 	if err != nil {
 		return -1
 	}
-	v := 0
-	for _, s := range resp.Servers {
-		if s.IsVoter {
-			v++
-		}
-	}
-	return v
+	return nodetest.Voters(resp.Servers)
 }
 
 // A node that leaves for good (Close with LeaveOnClose) is removed.

@@ -2,7 +2,11 @@ package nodetest
 
 import (
 	"crypto/tls"
+	"math/rand/v2"
 	"net"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -12,26 +16,44 @@ import (
 	logv1 "github.com/proglogctl/proglogctl/api/v1"
 )
 
-// FreeAddr returns a loopback address nothing listens on now, over TCP or
-// UDP (Serf uses both), for something to be started on later.
+// FreeAddr returns a loopback address nothing listens on now (see
+// FreePort), for something to be started on later.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
+}
+
+// FreePort returns a loopback port nothing listens on now over TCP or UDP
+// (Serf uses both). It lies below the range the system takes the local
+// ports of outgoing connections from, so that while a server is stopped no
+// client connection can take its port and keep it from starting again.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	low := 32768 // Linux's default start of the range
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 11000 {
+				low = n
+			}
 		}
-		addr := ln.Addr().String()
+	}
+	for range 100 {
+		port := 10000 + rand.IntN(low-10000)
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
 		pc, err := net.ListenPacket("udp", addr)
 		ln.Close()
 		if err != nil {
 			continue
 		}
 		pc.Close()
-		return addr
+		return port
 	}
-	t.Fatal("no free TCP and UDP port on 127.0.0.1")
-	return ""
+	t.Fatal("no free TCP and UDP port on 127.0.0.1 below the ephemeral range")
+	return 0
 }
 
 // Listen listens on a free loopback port until the test ends (Serve
