@@ -127,6 +127,7 @@ func testConfig(t testing.TB, name string, join ...*member) discovery.Config {
 
 func startConfig(t testing.TB, c discovery.Config) (*member, error) {
 	t.Helper()
+	nodetest.EnsureDeadline(t)
 	h := newRecorder()
 	m, err := discovery.New(c, h)
 	if err != nil {

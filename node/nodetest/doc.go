@@ -3,8 +3,8 @@
 // whole-binary tests), in the manner of hashicorp/raft's testing.go: a PKI
 // in a temporary directory, a node Config with fast Raft timing, clusters
 // started on loopback ports with a way to close and restart a node, clients
-// authenticated as any subject, and the bounded waits tests use instead of
-// sleeps.
+// authenticated as any subject, stand-in servers, golden files, and the
+// bounded waits tests use instead of sleeps.
 //
 // Every wait is bounded and fails naming what it waited for. Deadline gives
 // a test a bound of its own: when it passes, the test fails with a dump of
@@ -17,6 +17,6 @@
 // Everything a helper starts is stopped in t.Cleanup; nothing listens
 // anywhere but 127.0.0.1.
 //
-// Packages below node (raftfsm, logstore, and discovery's Serf tests inside
-// the package) cannot import it and keep small helpers of their own.
+// Packages below node (raftfsm, logstore) cannot import it and keep small
+// helpers of their own; discovery's tests are external tests that can.
 package nodetest
