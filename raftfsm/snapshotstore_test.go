@@ -56,6 +56,20 @@ func snapshotTestCreate(t testing.TB, s *snapshotStore, index, term uint64) *sna
 	return sink.(*snapshotSink)
 }
 
+// snapshotTestClosed writes archive to a new sink of s at index 1, term 1,
+// and closes it.
+func snapshotTestClosed(t testing.TB, s *snapshotStore, archive []byte) *snapshotSink {
+	t.Helper()
+	sink := snapshotTestCreate(t, s, 1, 1)
+	if _, err := sink.Write(archive); err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return sink
+}
+
 // snapshotTestWrite completes a snapshot at index and term holding files.
 func snapshotTestWrite(t testing.TB, s *snapshotStore, index, term uint64, files map[string][]byte) string {
 	t.Helper()
@@ -375,13 +389,7 @@ func TestSnapshotSinkMisuse(t *testing.T) {
 	})
 	t.Run("write after close", func(t *testing.T) {
 		s := snapshotTestStore(t, 1)
-		sink := snapshotTestCreate(t, s, 1, 1)
-		if _, err := sink.Write(archive); err != nil {
-			t.Fatal(err)
-		}
-		if err := sink.Close(); err != nil {
-			t.Fatal(err)
-		}
+		sink := snapshotTestClosed(t, s, archive)
 		if _, err := sink.Write(archive); err == nil {
 			t.Fatal("Write after Close succeeded")
 		}
@@ -511,13 +519,7 @@ func TestSnapshotSinkCancel(t *testing.T) {
 
 	t.Run("after close", func(t *testing.T) {
 		s := snapshotTestStore(t, 1)
-		sink := snapshotTestCreate(t, s, 1, 1)
-		if _, err := sink.Write(archive); err != nil {
-			t.Fatal(err)
-		}
-		if err := sink.Close(); err != nil {
-			t.Fatal(err)
-		}
+		sink := snapshotTestClosed(t, s, archive)
 		if err := sink.Cancel(); err != nil {
 			t.Fatal(err)
 		}
