@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -9,11 +8,11 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -31,52 +30,63 @@ import (
 	"github.com/proglogctl/proglogctl/certs"
 	"github.com/proglogctl/proglogctl/commands"
 	"github.com/proglogctl/proglogctl/discovery"
+	"github.com/proglogctl/proglogctl/node/nodetest"
 )
 
-// Whole-binary tests: the built proglogctl, run as real processes on loopback
-// ports and driven through its own command line.
+// The harness of the whole-binary tests: the built proglogctl, run as real
+// processes on loopback ports and driven through its own command line. The
+// scenarios are in binary_*_test.go and chaos_*_test.go; the fixtures they
+// share are in testdata/.
 
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "proglogctl")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
+// binary is the proglogctl the tests run: built at most once per test
+// binary, on the first test that asks for it, into a directory TestMain
+// removes at the end.
+var binary struct {
+	dir  string // made by TestMain
+	once sync.Once
+	path string
+	err  error
 }
 
-// freePort returns a loopback port nothing listens on now (TCP or UDP: Serf
-// uses both). It lies below the range the system takes the local ports of
-// outgoing connections from, so that while a node is killed no client
-// connection can take its port and keep it from starting again.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "proglogctl-test-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary.dir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// buildBinary returns the path of the proglogctl built from this tree, the
+// static build `make build` makes (CGO_ENABLED=0, -trimpath), so that the
+// container test can put the same file in its image. The first call builds
+// it; a failed build fails every test that asks.
+func buildBinary(t testing.TB) string {
+	t.Helper()
+	binary.once.Do(func() {
+		path := filepath.Join(binary.dir, "proglogctl")
+		cmd := exec.Command("go", "build", "-trimpath", "-o", path, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			binary.err = fmt.Errorf("go build: %v\n%s", err, out)
+			return
+		}
+		binary.path = path
+	})
+	if binary.err != nil {
+		t.Fatal(binary.err)
+	}
+	return binary.path
+}
+
+// freePort is nodetest.FreePort: a loopback port, free over TCP and UDP,
+// below the ephemeral range (a killed node's port stays free for it).
 func freePort(t *testing.T) int {
 	t.Helper()
-	low := 32768 // Linux's default start of the range
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if n, err := strconv.Atoi(f[0]); err == nil && n > 11000 {
-				low = n
-			}
-		}
-	}
-	for range 100 {
-		port := 10000 + rand.IntN(low-10000)
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue
-		}
-		pc, err := net.ListenPacket("udp", addr)
-		ln.Close()
-		if err != nil {
-			continue
-		}
-		pc.Close()
-		return port
-	}
-	t.Fatal("no free port found below the ephemeral range")
-	return 0
+	return nodetest.FreePort(t)
 }
 
 type proc struct {
@@ -141,6 +151,7 @@ type clusterOptions struct {
 // newClusterWith is newCluster with options.
 func newClusterWith(t *testing.T, n int, o clusterOptions) *cluster {
 	t.Helper()
+	nodetest.EnsureDeadline(t)
 	c := &cluster{t: t, bin: buildBinary(t), cfg: filepath.Join(t.TempDir(), "proglog")}
 	if o.host == nil {
 		o.host = func(int) string { return "127.0.0.1" }
@@ -263,11 +274,17 @@ func (c *cluster) signal(p *proc, sig syscall.Signal) error {
 	if p.cmd == nil {
 		return nil
 	}
-	p.cmd.Process.Signal(sig)
-	err := p.cmd.Wait()
+	killed, err := stopProcess(p.cmd, sig, stopBound)
 	p.cmd = nil
+	if killed {
+		return fmt.Errorf("%s still running %v after %v: killed (%v)", p.name, stopBound, sig, err)
+	}
 	return err
 }
+
+// stopBound bounds the wait for a process to exit after a signal; then it
+// is killed.
+const stopBound = time.Minute
 
 // dial connects to addr as root with the cluster's certificates; the
 // connection is closed when the test ends.
@@ -303,18 +320,11 @@ func (c *cluster) connect(addr string) *grpc.ClientConn {
 	return conn
 }
 
-// waitFor polls cond until it holds, failing after timeout with what.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+// waitFor is nodetest.WaitFor: bounded by timeout and by the test's
+// deadline, failing with what it waited for.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		select {
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	nodetest.WaitFor(t, timeout, what, cond)
 }
 
 func (c *cluster) serving(p *proc) bool {
@@ -335,13 +345,7 @@ func (c *cluster) voters(addr string) int {
 	if err != nil {
 		return -1
 	}
-	n := 0
-	for _, s := range resp.Servers {
-		if s.IsVoter {
-			n++
-		}
-	}
-	return n
+	return nodetest.Voters(resp.Servers)
 }
 
 func (c *cluster) leader(among ...*proc) *proc {
@@ -369,234 +373,6 @@ func (c *cluster) leader(among ...*proc) *proc {
 		return false
 	})
 	return l
-}
-
-func TestBinaryThreeNodeCluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
-	c := startCluster(t, 3)
-
-	// Produce through a follower (it forwards), then read from every node.
-	leader := c.leader(c.procs...)
-	var follower *proc
-	for _, p := range c.procs {
-		if p != leader {
-			follower = p
-		}
-	}
-	fc := logv1.NewLogClient(c.dial(follower.rpcAddr))
-	acked := map[uint64]string{}
-	produce := func(cl logv1.LogClient, from, n int) {
-		t.Helper()
-		for i := from; i < from+n; i++ {
-			v := fmt.Sprintf("record-%d", i)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			resp, err := cl.Produce(ctx, &logv1.ProduceRequest{Record: &logv1.Record{Value: []byte(v)}})
-			cancel()
-			if err != nil {
-				t.Fatalf("Produce(%s): %v", v, err)
-			}
-			acked[resp.Offset] = v
-		}
-	}
-	produce(fc, 0, 50)
-	checkAll := func(procs ...*proc) {
-		t.Helper()
-		for _, p := range procs {
-			cl := logv1.NewLogClient(c.dial(p.rpcAddr))
-			for off, want := range acked {
-				var got string
-				waitFor(t, 20*time.Second, fmt.Sprintf("offset %d on %s", off, p.name), func() bool {
-					ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-					defer cancel()
-					resp, err := cl.Consume(ctx, &logv1.ConsumeRequest{Offset: off})
-					if err != nil {
-						return false
-					}
-					got = string(resp.Record.Value)
-					return true
-				})
-				if got != want {
-					t.Fatalf("%s offset %d = %q, want %q", p.name, off, got, want)
-				}
-			}
-		}
-	}
-	checkAll(c.procs...)
-
-	// Kill the leader: the others elect a new one and lose nothing.
-	c.signal(leader, syscall.SIGKILL)
-	var rest []*proc
-	for _, p := range c.procs {
-		if p != leader {
-			rest = append(rest, p)
-		}
-	}
-	newLeader := c.leader(rest...)
-	produce(logv1.NewLogClient(c.dial(newLeader.rpcAddr)), 50, 20)
-	checkAll(rest...)
-
-	// Restart the old leader: it rejoins and catches up.
-	c.start(leader)
-	waitFor(t, 30*time.Second, leader.name+" serving again", func() bool { return c.serving(leader) })
-	checkAll(leader)
-	t.Logf("%d acknowledged records on every node after a leader kill and restart", len(acked))
-
-	// SIGTERM stops a node gracefully: it exits 0.
-	p := c.procs[2]
-	if err := c.signal(p, syscall.SIGTERM); err != nil {
-		t.Fatalf("%s after SIGTERM: %v\n%s", p.name, err, p.out)
-	}
-}
-
-// Three nodes started at once, the joiners before their seed (as compose,
-// systemd or a script may start them), form a cluster. Stopped one after
-// another with SIGTERM and no flags, they stay voters: two of them started
-// again, the first while its seed is down, elect a leader and take a write
-// while the third stays down.
-func TestBinaryStartTogetherStopIsRestart(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
-	c := newCluster(t, 3)
-	for _, p := range slices.Backward(c.procs) {
-		c.start(p)
-	}
-	waitFor(t, 60*time.Second, "3 voters", func() bool { return c.voters(c.procs[0].rpcAddr) == 3 })
-	for _, p := range c.procs {
-		waitFor(t, 30*time.Second, p.name+" serving", func() bool { return c.serving(p) })
-	}
-
-	for _, p := range c.procs {
-		if err := c.signal(p, syscall.SIGTERM); err != nil {
-			t.Fatalf("%s after SIGTERM: %v; want exit 0", p.name, err)
-		}
-	}
-	seed, joiner := c.procs[0], c.procs[1]
-	c.start(joiner)
-	c.start(seed)
-	l := c.leader(seed, joiner)
-	if v := c.voters(l.rpcAddr); v != 3 {
-		t.Errorf("%d voters after every node was stopped, want 3: nobody left", v)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if out, errOut, code := c.runClient(ctx, "produce", "--timeout", "20s", "after-restart"); code != 0 {
-		t.Fatalf("produce with two of three nodes back: exit %d, %q, %s", code, out, errOut)
-	}
-}
-
-// tail follows the log across a rolling SIGKILL of every node, the leader
-// first, while records are produced: it prints every record once, in order,
-// exactly as the log holds them.
-func TestBinaryTailAcrossNodeKills(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
-	c := startCluster(t, 3)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-
-	// History: tail -n 3 starts at the eighth of ten records.
-	history := []string{"produce"}
-	for i := range 10 {
-		history = append(history, fmt.Sprintf("h-%d", i))
-	}
-	if out, errOut, code := c.runClient(ctx, history...); code != 0 || out != "0\n1\n2\n3\n4\n5\n6\n7\n8\n9\n" {
-		t.Fatalf("produce h-0..h-9: exit %d, %q, %s; want offsets 0 to 9", code, out, errOut)
-	}
-	const from = 7
-	acked := map[uint64]string{7: "h-7", 8: "h-8", 9: "h-9"}
-
-	tailOut := &lineLog{}
-	tail := c.startClient("tail", tailOut, "tail", "-n", "3", "--output", "json")
-	waitFor(t, 20*time.Second, "tail to print the last 3 of 10 records", func() bool { return len(tailOut.lines()) >= 3 })
-
-	prod := startProducer(t, c)
-	// progress waits for the producer to have more records acknowledged.
-	progress := func(when string) {
-		t.Helper()
-		n := prod.ackedCount(t)
-		waitFor(t, 30*time.Second, "5 more acknowledged records "+when, func() bool { return prod.ackedCount(t) >= n+5 })
-	}
-	progress("before any kill")
-
-	// Kill the leader, then each other node, restarting each before the
-	// next: tail's stream is served by one node until that node dies, and
-	// every node dies once, so the stream is broken at least once; each
-	// kill of a leader also changes the leader.
-	first := c.leader(c.procs...)
-	order := []*proc{first}
-	for _, p := range c.procs {
-		if p != first {
-			order = append(order, p)
-		}
-	}
-	var killed []string
-	for i, p := range order {
-		name := p.name
-		if i == 0 {
-			name += " (leader)"
-		}
-		killed = append(killed, name)
-		c.signal(p, syscall.SIGKILL)
-		progress("with " + name + " killed")
-		c.start(p)
-		waitFor(t, 30*time.Second, p.name+" serving again", func() bool { return c.serving(p) })
-		progress("after " + p.name + " restarted")
-	}
-	prodAcked, unknown, notProduced := prod.halt(t)
-	var last uint64
-	for off, v := range prodAcked {
-		acked[off] = v
-		last = max(last, off)
-	}
-
-	waitFor(t, 30*time.Second, fmt.Sprintf("tail to print offset %d, the last acknowledged", last), func() bool {
-		recs := parseRecords(t, "tail", tailOut.lines())
-		return len(recs) > 0 && recs[len(recs)-1].Offset >= last
-	})
-	if err := c.signal(tail, syscall.SIGTERM); err != nil {
-		t.Fatalf("tail after SIGTERM: %v; want exit 0\n%s", err, tail.out)
-	}
-	got := parseRecords(t, "tail", tailOut.lines()) // complete: Wait has copied all of stdout
-
-	if probs := sequenceProblems(from, got); len(probs) > 0 {
-		t.Errorf("tail's offsets do not run one by one from %d:\n\t%s", from, strings.Join(probs, "\n\t"))
-	}
-	end := got[len(got)-1].Offset + 1
-	out, errOut, code := c.runClient(ctx, "consume", "--from", strconv.Itoa(from), "--to", strconv.FormatUint(end, 10), "--output", "json")
-	if code != 0 {
-		t.Fatalf("consume --from %d --to %d: exit %d: %s", from, end, code, errOut)
-	}
-	want := parseRecords(t, "consume", strings.Split(strings.TrimSuffix(out, "\n"), "\n"))
-	if !slices.Equal(got, want) {
-		for i := range max(len(got), len(want)) {
-			var g, w jsonRecord
-			if i < len(got) {
-				g = got[i]
-			}
-			if i < len(want) {
-				w = want[i]
-			}
-			if g != w {
-				t.Errorf("tail and consume --from %d --to %d differ (%d and %d records), first at line %d: tail %+v, consume %+v",
-					from, end, len(got), len(want), i+1, g, w)
-				break
-			}
-		}
-	}
-	if probs := ackedProblems(acked, got); len(probs) > 0 {
-		t.Errorf("acknowledged records wrong in tail's output:\n\t%s", strings.Join(probs, "\n\t"))
-	}
-	for _, r := range got {
-		if slices.Contains(notProduced, r.Value) {
-			t.Errorf("%q is at offset %d, but produce said it was not produced", r.Value, r.Offset)
-		}
-	}
-	t.Logf("tail printed offsets %d..%d across SIGKILLs of %s; %d records acknowledged, %d produce runs of unknown outcome, %d not produced",
-		from, end-1, strings.Join(killed, ", "), len(acked), len(unknown), len(notProduced))
 }
 
 // lineLog keeps the lines written to it; a process's stdout copied into it
@@ -810,126 +586,6 @@ func (p *producer) halt(t *testing.T) (acked map[uint64]string, unknown, notProd
 	return maps.Clone(p.acked), slices.Clone(p.unknown), slices.Clone(p.refused)
 }
 
-func TestServeRefusesMissingSecurityFiles(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
-	c := &cluster{t: t, bin: buildBinary(t), cfg: filepath.Join(t.TempDir(), "proglog")}
-	c.run("gencert", "--dir", c.cfg)
-	c.run("genacl", "--dir", c.cfg)
-	for _, missing := range []string{certs.NodeCertFileName, certs.NodeKeyFileName, certs.CACertFileName, "model.conf", "policy.csv"} {
-		t.Run(missing, func(t *testing.T) {
-			cfg := filepath.Join(t.TempDir(), "proglog")
-			if err := os.CopyFS(cfg, os.DirFS(c.cfg)); err != nil {
-				t.Fatal(err)
-			}
-			os.Remove(filepath.Join(cfg, missing))
-			cmd := exec.Command(c.bin, "serve", "--data-dir", t.TempDir(), "--bootstrap",
-				"--bind-addr", "127.0.0.1:"+strconv.Itoa(freePort(t)), "--rpc-port", strconv.Itoa(freePort(t)))
-			cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Dir(cfg))
-			out, err := cmd.CombinedOutput()
-			if err == nil {
-				t.Fatalf("serve started without %s", missing)
-			}
-			if !strings.Contains(string(out), missing) {
-				t.Fatalf("serve without %s said %q; want the file named", missing, out)
-			}
-		})
-	}
-}
-
-// A newcomer's walk-through: `serve --dev` in the background, then produce,
-// consume, tail and servers with no flags at all.
-func TestBinaryDevWalkthrough(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
-	bin := buildBinary(t)
-	home := t.TempDir()
-	env := append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Join(home, "config"), "XDG_DATA_HOME="+filepath.Join(home, "data"))
-	// Free ports the system picks: the default ones may be taken here.
-	dev := exec.Command(bin, "serve", "--dev", "--dev-port", "0", "--log-level", "warn")
-	dev.Env = env
-	var devOut bytes.Buffer
-	dev.Stdout, dev.Stderr = &devOut, &devOut
-	if err := dev.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		dev.Process.Signal(syscall.SIGINT)
-		dev.Wait()
-		if t.Failed() {
-			t.Logf("serve --dev output:\n%s", devOut.String())
-		}
-	})
-	run := func(stdin string, args ...string) (string, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, bin, args...)
-		cmd.Env = env
-		cmd.Stdin = strings.NewReader(stdin)
-		out, err := cmd.CombinedOutput()
-		return string(out), err
-	}
-	// servers exits 0 once the cluster has a leader.
-	waitFor(t, 60*time.Second, "the dev cluster to have a leader", func() bool {
-		_, err := run("", "servers")
-		return err == nil
-	})
-	out, err := run("", "produce", "hello", "world")
-	if err != nil || out != "0\n1\n" {
-		t.Fatalf("produce hello world = %q, %v; want offsets 0 and 1", out, err)
-	}
-	out, err = run("three\nfour\n", "produce", "--quiet")
-	if err != nil || !strings.Contains(out, "produced 2 records at offsets 2..3") {
-		t.Fatalf("produce from stdin = %q, %v", out, err)
-	}
-	out, err = run("", "consume")
-	if err != nil || out != "0\thello\n1\tworld\n2\tthree\n3\tfour\n" {
-		t.Fatalf("consume = %q, %v", out, err)
-	}
-	out, err = run("", "consume", "--from", "-1", "--output", "json")
-	if err != nil || out != `{"offset":3,"value":"four"}`+"\n" {
-		t.Fatalf("consume --from -1 --output json = %q, %v", out, err)
-	}
-	out, err = run("", "servers")
-	if err != nil || strings.Count(out, "dev-") != 3 || !strings.Contains(out, "leader") {
-		t.Fatalf("servers = %q, %v", out, err)
-	}
-	out, err = run("", "consume", "--from", "100")
-	if code := exitCode(err); code != commands.ExitOutOfRange || !strings.Contains(out, "past the end of the log") {
-		t.Fatalf("consume past the end: exit %d, %q; want exit 5 and a message saying so", code, out)
-	}
-
-	// tail prints the last records, then follows new ones.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	tail := exec.CommandContext(ctx, bin, "tail", "-n", "2")
-	tail.Env = env
-	pr, pw := io.Pipe()
-	tail.Stdout = pw
-	if err := tail.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := bufio.NewScanner(pr)
-	want := []string{"2\tthree", "3\tfour", "4\tfive"}
-	for i, w := range want {
-		if i == 2 {
-			if _, err := run("", "produce", "five"); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if !lines.Scan() || lines.Text() != w {
-			t.Fatalf("tail line %d = %q, want %q", i, lines.Text(), w)
-		}
-	}
-	tail.Process.Signal(syscall.SIGINT)
-	if err := tail.Wait(); err != nil {
-		t.Fatalf("tail after SIGINT: %v", err)
-	}
-	pw.Close()
-}
-
 func exitCode(err error) int {
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
@@ -939,4 +595,36 @@ func exitCode(err error) int {
 		return -1
 	}
 	return 0
+}
+
+// golden is nodetest.Golden: it compares got with testdata/name.golden (or
+// rewrites the file with -update).
+func golden(t testing.TB, name, got string) {
+	t.Helper()
+	nodetest.Golden(t, name, got)
+}
+
+// loopbackAddr matches the loopback addresses of a test's nodes.
+var loopbackAddr = regexp.MustCompile(`127\.0\.0\.1:[0-9]+`)
+
+// normalizeAddrs replaces each loopback address in s by 127.0.0.1:PORT, so
+// that output can be compared with a golden file.
+func normalizeAddrs(s string) string { return loopbackAddr.ReplaceAllString(s, "127.0.0.1:PORT") }
+
+// stopProcess sends sig to cmd and waits for it to exit, killing it if it
+// has not within d; it reports whether it had to kill it, and how the
+// process exited.
+func stopProcess(cmd *exec.Cmd, sig os.Signal, d time.Duration) (killed bool, err error) {
+	cmd.Process.Signal(sig)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return false, err
+	case <-t.C:
+		cmd.Process.Kill()
+		return true, <-done
+	}
 }

@@ -377,26 +377,27 @@ func (nm *nemesis) stop(i int, sig syscall.Signal) bool {
 		p.cmd.Process.Signal(syscall.SIGCONT)
 		nm.paused[i] = false
 	}
-	began := time.Now()
-	p.cmd.Process.Signal(sig)
-	done := make(chan error, 1)
-	cmd := p.cmd
-	go func() { done <- cmd.Wait() }()
-	t := time.NewTimer(shutdownBound)
-	defer t.Stop()
-	select {
-	case err := <-done:
-		if err != nil {
-			nm.shutdowns = append(nm.shutdowns, fmt.Sprintf("%s after %v: %v", p.name, sig, err))
-		}
-	case <-t.C:
-		cmd.Process.Kill()
-		<-done
-		nm.shutdowns = append(nm.shutdowns, fmt.Sprintf("%s did not exit within %v of %v (killed after %v)", p.name, shutdownBound, sig, time.Since(began).Round(time.Millisecond)))
+	if msg := stopMessage(p.name, p.cmd, sig); msg != "" {
+		nm.shutdowns = append(nm.shutdowns, msg)
 	}
 	p.cmd = nil
 	nm.notePids()
 	return true
+}
+
+// stopMessage sends sig to the node name runs as cmd and waits for it to
+// exit, at most shutdownBound, then kills it; it says how the stop failed
+// ("" when the node exited 0 in time).
+func stopMessage(name string, cmd *exec.Cmd, sig syscall.Signal) string {
+	began := time.Now()
+	killed, err := stopProcess(cmd, sig, shutdownBound)
+	switch {
+	case killed:
+		return fmt.Sprintf("%s did not exit within %v of %v (killed after %v)", name, shutdownBound, sig, time.Since(began).Round(time.Millisecond))
+	case err != nil:
+		return fmt.Sprintf("%s after %v: %v", name, sig, err)
+	}
+	return ""
 }
 
 // stopAll sends sig to every running node at once and waits for them to
@@ -415,24 +416,7 @@ func (nm *nemesis) stopAll(sig syscall.Signal) {
 			nm.paused[i] = false
 		}
 		cmd, name := p.cmd, p.name
-		wg.Go(func() {
-			began := time.Now()
-			cmd.Process.Signal(sig)
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
-			t := time.NewTimer(shutdownBound)
-			defer t.Stop()
-			select {
-			case err := <-done:
-				if err != nil {
-					results[i] = fmt.Sprintf("%s after %v: %v", name, sig, err)
-				}
-			case <-t.C:
-				cmd.Process.Kill()
-				<-done
-				results[i] = fmt.Sprintf("%s did not exit within %v of %v (killed after %v)", name, shutdownBound, sig, time.Since(began).Round(time.Millisecond))
-			}
-		})
+		wg.Go(func() { results[i] = stopMessage(name, cmd, sig) })
 	}
 	wg.Wait()
 	for i, p := range nm.c.procs {

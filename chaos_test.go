@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 
 	logv1 "github.com/proglogctl/proglogctl/api/v1"
+	"github.com/proglogctl/proglogctl/node/nodetest"
 )
 
 // Chaos tests: a workload of concurrent producers and consumers against a
@@ -105,9 +106,16 @@ func chaosCluster(t *testing.T, serve []string) (*cluster, []*grpc.ClientConn, *
 	return c, conns, cn, disks
 }
 
+// chaosRunMargin bounds the time a chaos run takes beyond its workload's
+// duration.
+const chaosRunMargin = 4 * time.Minute
+
 // chaosRun runs one workload under a nemesis, heals, checks and stops the
 // cluster; failed checkers fail t.
 func chaosRun(t *testing.T, rc runConfig) runResult {
+	// Setting up, healing, checking and stopping take well under the
+	// margin; a run stuck past it fails with a dump of its goroutines.
+	nodetest.Deadline(t, rc.duration+chaosRunMargin)
 	began := time.Now()
 	res := runResult{seed: rc.seed, verdicts: map[string][]string{}}
 	c, conns, cn, disks := chaosCluster(t, rc.serve)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/proglogctl/proglogctl/certs"
 	"github.com/proglogctl/proglogctl/discovery"
+	"github.com/proglogctl/proglogctl/node/nodetest"
 )
 
 // Container tests: the image of Dockerfile and the 3-node cluster of
@@ -68,12 +69,14 @@ func buildImage(t *testing.T) string {
 	t.Helper()
 	ctxDir := t.TempDir()
 	bin := filepath.Join(ctxDir, "bin", "proglogctl")
-	build := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	if err := os.MkdirAll(filepath.Join(ctxDir, "bin", ".emptydir"), 0o755); err != nil {
+		t.Fatal(err)
 	}
-	if err := os.Mkdir(filepath.Join(ctxDir, "bin", ".emptydir"), 0o755); err != nil {
+	static, err := os.ReadFile(buildBinary(t)) // the static build of the tests' harness
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, static, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	dockerfile, err := filepath.Abs("Dockerfile")
@@ -94,6 +97,7 @@ func buildImage(t *testing.T) string {
 func startCompose(t *testing.T) *composeCluster {
 	t.Helper()
 	compose := composeCommand(t)
+	nodetest.Deadline(t, composeTestLimit+time.Minute)
 	c := &composeCluster{
 		t:        t,
 		deadline: time.Now().Add(composeTestLimit),

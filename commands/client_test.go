@@ -117,8 +117,9 @@ func TestDevClusterCommands(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		var out syncBuffer
 		done := make(chan error, 1)
+		stderr := logWriter(t)
 		go func() {
-			m := &Main{Stdin: strings.NewReader(""), Stdout: &out, Stderr: logWriter{t}}
+			m := &Main{Stdin: strings.NewReader(""), Stdout: &out, Stderr: stderr}
 			done <- m.Run(ctx, []string{"proglogctl", "tail", "-n", "2"})
 		}()
 		stop := sync.OnceValue(func() error { cancel(); return <-done })
@@ -145,8 +146,9 @@ func TestDevClusterCommands(t *testing.T) {
 		defer cancel()
 		var out syncBuffer
 		done := make(chan error, 1)
+		stderr := logWriter(t)
 		go func() {
-			m := &Main{Stdin: pr, Stdout: &out, Stderr: logWriter{t}}
+			m := &Main{Stdin: pr, Stdout: &out, Stderr: stderr}
 			done <- m.Run(ctx, []string{"proglogctl", "produce"})
 		}()
 		for i, want := range []string{"12\n", "12\n13\n"} {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"io"
 	"os"
 	"path/filepath"
@@ -15,28 +14,15 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/proglogctl/proglogctl/node/nodetest"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/ with the outputs got")
-
-// golden compares got with testdata/name.golden (or rewrites the file with
-// -update).
+// golden is nodetest.Golden: it compares got with testdata/name.golden (or
+// rewrites the file with -update).
 func golden(t testing.TB, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("output differs from %s (run with -update if the change is intended)\ngot:\n%s\nwant:\n%s", path, got, want)
-	}
+	nodetest.Golden(t, name, got)
 }
 
 // runIn runs the CLI in-process with stdin and returns its outputs.
@@ -77,12 +63,7 @@ func (s *syncBuffer) String() string {
 }
 
 // logWriter sends what is written to it to t.Log, until the test ends.
-type logWriter struct{ t testing.TB }
-
-func (w logWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
+func logWriter(t testing.TB) io.Writer { return nodetest.Writer(t) }
 
 // devCluster is `serve --dev` running in-process on loopback ports, so
 // client commands need no flags.
@@ -119,12 +100,14 @@ func isolateConfig(t *testing.T) {
 // `servers` and agrees on a leader.
 func serveDev(t *testing.T, n, base int, dataDir string) *devCluster {
 	t.Helper()
+	nodetest.EnsureDeadline(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	var out, errOut syncBuffer
 	hup := make(chan os.Signal)
+	stderr := logWriter(t)
 	go func() {
-		m := &Main{Stdin: strings.NewReader(""), Stdout: &out, Stderr: io.MultiWriter(logWriter{t}, &errOut), Version: "test",
+		m := &Main{Stdin: strings.NewReader(""), Stdout: &out, Stderr: io.MultiWriter(stderr, &errOut), Version: "test",
 			Reloads: func() (<-chan os.Signal, func()) { return hup, func() {} }}
 		done <- m.Run(ctx, []string{"proglogctl", "serve", "--dev", "--nodes", strconv.Itoa(n),
 			"--dev-port", strconv.Itoa(base), "--data-dir", dataDir, "--log-level", "warn"})
@@ -200,19 +183,10 @@ func (c *devCluster) waitInSync(t testing.TB) []serverRow {
 	return rows
 }
 
-// waitFor checks cond every few milliseconds until it holds, and fails the
-// test if it does not within timeout.
+// waitFor is nodetest.WaitFor.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		<-tick.C
-	}
+	nodetest.WaitFor(t, timeout, what, cond)
 }
 
 // exitError fails the test unless err maps to exit code want and its message

@@ -8,37 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-
-	logv1 "github.com/proglogctl/proglogctl/api/v1"
 	"github.com/proglogctl/proglogctl/certs"
 )
-
-// serveStub serves a silentLeader (it answers GetServers, never a read)
-// with the node certificate in dir on a free loopback port until the test
-// ends, and returns its address.
-func serveStub(t *testing.T, dir string) string {
-	t.Helper()
-	conf, err := certs.ServerTLSConfig(certs.TLSFiles{
-		CertFile: filepath.Join(dir, certs.NodeCertFileName),
-		KeyFile:  filepath.Join(dir, certs.NodeKeyFileName),
-		CAFile:   filepath.Join(dir, certs.CACertFileName),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &silentLeader{addr: ln.Addr().String()}
-	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(conf)))
-	logv1.RegisterLogServer(srv, s)
-	go srv.Serve(ln)
-	t.Cleanup(srv.Stop)
-	return s.addr
-}
 
 // TestFailFastGolden checks that a client that cannot reach its cluster
 // fails well within the 10 s --timeout, with a message that says why and an
@@ -47,12 +18,7 @@ func serveStub(t *testing.T, dir string) string {
 // certificate for another name (6). Each failure's time is reported and
 // bounded, as a benchmark would report it.
 func TestFailFastGolden(t *testing.T) {
-	isolateConfig(t)
-	mustRun(t, "", "gencert")
-	dir, err := ConfigDir()
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir := gencertIsolated(t)
 	other, expired := t.TempDir(), t.TempDir()
 	mustRun(t, "", "gencert", "--dir", other)
 	cc := certs.DefaultConfig()
@@ -60,7 +26,7 @@ func TestFailFastGolden(t *testing.T) {
 	if _, err := certs.Generate(cc); err != nil {
 		t.Fatal(err)
 	}
-	addr := serveStub(t, dir)
+	addr, _ := serveSilentLeader(t, dir)
 	_, port, _ := net.SplitHostPort(addr)
 	clientOf := func(d string) []string {
 		return []string{"--cert-file", filepath.Join(d, certs.ClientCertFileName(certs.RootSubject)), "--key-file", filepath.Join(d, certs.ClientKeyFileName(certs.RootSubject))}

@@ -2,16 +2,11 @@ package commands
 
 import (
 	"context"
-	"net"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-
 	logv1 "github.com/proglogctl/proglogctl/api/v1"
-	"github.com/proglogctl/proglogctl/certs"
+	"github.com/proglogctl/proglogctl/node/nodetest"
 )
 
 // silentLeader is a log.v1 server that says it leads a log of 1,000 records
@@ -36,38 +31,40 @@ func (s *silentLeader) ConsumeBatchStream(_ *logv1.ConsumeBatchRequest, stream l
 	return stream.Context().Err()
 }
 
-// consume ends within --timeout (plus a second) with exit 3 when the server
-// accepts the read and never sends the record.
-func TestConsumeEndsWithinTimeout(t *testing.T) {
+// gencertIsolated runs gencert in a config directory of the test's own
+// (isolateConfig) and returns that directory.
+func gencertIsolated(t *testing.T) string {
+	t.Helper()
 	isolateConfig(t)
 	mustRun(t, "", "gencert")
 	dir, err := ConfigDir()
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf, err := certs.ServerTLSConfig(certs.TLSFiles{
-		CertFile: filepath.Join(dir, certs.NodeCertFileName),
-		KeyFile:  filepath.Join(dir, certs.NodeKeyFileName),
-		CAFile:   filepath.Join(dir, certs.CACertFileName),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	return dir
+}
+
+// serveSilentLeader serves a silentLeader with the node certificate in dir
+// on a free loopback port until the test ends or stop is called, and returns
+// its address.
+func serveSilentLeader(t testing.TB, dir string) (addr string, stop func()) {
+	t.Helper()
+	ln := nodetest.Listen(t)
 	s := &silentLeader{addr: ln.Addr().String()}
-	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(conf)))
-	logv1.RegisterLogServer(srv, s)
-	go srv.Serve(ln)
-	t.Cleanup(srv.Stop)
+	return s.addr, nodetest.Serve(t, ln, s, nodetest.ServerTLS(t, dir))
+}
+
+// consume ends within --timeout (plus a second) with exit 3 when the server
+// accepts the read and never sends the record.
+func TestConsumeEndsWithinTimeout(t *testing.T) {
+	dir := gencertIsolated(t)
+	addr, stop := serveSilentLeader(t, dir)
 
 	const timeout = time.Second
 	done := make(chan error, 1)
 	start := time.Now()
 	go func() {
-		_, _, err := runIn(t, "", "consume", "--addr", "proglog://"+s.addr, "--timeout", timeout.String(), "--from", "500", "-n", "1")
+		_, _, err := runIn(t, "", "consume", "--addr", "proglog://"+addr, "--timeout", timeout.String(), "--from", "500", "-n", "1")
 		done <- err
 	}()
 	select {
@@ -79,7 +76,7 @@ func TestConsumeEndsWithinTimeout(t *testing.T) {
 		}
 		t.Logf("consume ended after %v: %v", elapsed, err)
 	case <-time.After(timeout + 5*time.Second):
-		srv.Stop() // ends the stream, so the consume ends and leaks nothing
+		stop() // ends the stream, so the consume ends and leaks nothing
 		<-done
 		t.Fatalf("consume --timeout %v still running after %v", timeout, timeout+5*time.Second)
 	}

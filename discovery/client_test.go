@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -12,15 +11,14 @@ import (
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
 	logv1 "github.com/proglogctl/proglogctl/api/v1"
 	"github.com/proglogctl/proglogctl/certs"
 	"github.com/proglogctl/proglogctl/discovery"
 	"github.com/proglogctl/proglogctl/node"
+	"github.com/proglogctl/proglogctl/node/nodetest"
 )
 
 const (
@@ -34,13 +32,13 @@ func TestClientWritesFollowTheLeader(t *testing.T) {
 	c := startCluster(t, 3)
 	var s served
 	cl := c.dial(t, c.target(), &s)
-	ctx := testCtx(t)
+	ctx := nodetest.Context(t)
 
 	off, err := cl.Produce(ctx, []byte("before"))
 	if err != nil || off != 0 {
 		t.Fatalf("Produce = %d, %v; want 0, nil", off, err)
 	}
-	old := c.leader(t)
+	old := c.Leader(t)
 	if got := s.lastAddr(methodProduce); got != old.Addr() {
 		t.Fatalf("Produce served by %s, want the leader %s", got, old.Addr())
 	}
@@ -56,7 +54,7 @@ func TestClientWritesFollowTheLeader(t *testing.T) {
 	if err != nil || off != 3 {
 		t.Fatalf("Produce after the leader closed = %d, %v; want 3, nil", off, err)
 	}
-	if got, l := s.lastAddr(methodProduce), c.leader(t); got != l.Addr() {
+	if got, l := s.lastAddr(methodProduce), c.Leader(t); got != l.Addr() {
 		t.Fatalf("Produce served by %s, want the new leader %s", got, l.Addr())
 	}
 	var got []string
@@ -75,13 +73,13 @@ func TestClientReadsSpreadOverFollowers(t *testing.T) {
 	c := startCluster(t, 3)
 	var s served
 	cl := c.dial(t, c.target(), &s)
-	ctx := testCtx(t)
+	ctx := nodetest.Context(t)
 	if _, err := cl.Produce(ctx, []byte("r")); err != nil {
 		t.Fatal(err)
 	}
-	l := c.leader(t)
+	l := c.Leader(t)
 	var followers []string
-	for _, n := range c.nodes {
+	for _, n := range c.Nodes {
 		if n != l {
 			followers = append(followers, n.Addr())
 		}
@@ -96,7 +94,7 @@ func TestClientReadsSpreadOverFollowers(t *testing.T) {
 			t.Fatalf("Consume: %v", err)
 		}
 	}
-	waitFor(t, clusterTimeout, "reads served by both followers", func() bool {
+	nodetest.WaitFor(t, clusterTimeout, "reads served by both followers", func() bool {
 		consume()
 		for a := range s.take(methodConsume) {
 			seen[a] = true
@@ -132,15 +130,15 @@ func TestClientReadsSpreadOverFollowers(t *testing.T) {
 
 func TestClientSurvivesLossOfItsOnlySeed(t *testing.T) {
 	c := startCluster(t, 3)
-	seed := c.nodes[1]
+	seed := c.Nodes[1]
 	var s served
 	cl := c.dial(t, c.target(seed), &s)
-	ctx := testCtx(t)
+	ctx := nodetest.Context(t)
 	if _, err := cl.Produce(ctx, []byte("a")); err != nil {
 		t.Fatalf("Produce: %v", err)
 	}
 	// Learn the whole cluster before the seed goes.
-	waitFor(t, clusterTimeout, "the client to know every server", func() bool {
+	nodetest.WaitFor(t, clusterTimeout, "the client to know every server", func() bool {
 		servers, err := cl.Servers(ctx)
 		return err == nil && len(servers) == 3
 	})
@@ -159,7 +157,7 @@ func TestClientSurvivesLossOfItsOnlySeed(t *testing.T) {
 			t.Fatalf("Servers = %v, want 3", servers)
 		}
 	}
-	waitFor(t, clusterTimeout, "a reader to see all 6 records", func() bool {
+	nodetest.WaitFor(t, clusterTimeout, "a reader to see all 6 records", func() bool {
 		_, next, err := cl.Offsets(ctx)
 		if err != nil {
 			t.Fatalf("Offsets after the seed closed: %v", err)
@@ -178,8 +176,8 @@ func TestClientReadFollowsAcrossLeaderClose(t *testing.T) {
 	c := startCluster(t, 3)
 	var s served
 	cl := c.dial(t, c.target(), &s)
-	ctx := testCtx(t)
-	old := c.leader(t)
+	ctx := nodetest.Context(t)
+	old := c.Leader(t)
 	// Once a write went through, the client is connected to the leader
 	// and the read below starts there.
 	if _, err := cl.Produce(ctx, []byte("rec-0")); err != nil {
@@ -275,7 +273,7 @@ func TestClientReadFollowsAcrossLeaderClose(t *testing.T) {
 func TestClientsShareNothing(t *testing.T) {
 	a, b := startCluster(t, 1), startCluster(t, 1)
 	ca, cb := a.dial(t, a.target(), nil), b.dial(t, b.target(), nil)
-	ctx := testCtx(t)
+	ctx := nodetest.Context(t)
 	if _, err := ca.ProduceBatch(ctx, [][]byte{[]byte("a0"), []byte("a1"), []byte("a2")}); err != nil {
 		t.Fatal(err)
 	}
@@ -288,8 +286,8 @@ func TestClientsShareNothing(t *testing.T) {
 		n    *node.Node
 		next uint64
 	}{
-		{"a", ca, a.nodes[0], 3},
-		{"b", cb, b.nodes[0], 1},
+		{"a", ca, a.Nodes[0], 3},
+		{"b", cb, b.Nodes[0], 1},
 	} {
 		servers, err := tc.cl.Servers(ctx)
 		if err != nil {
@@ -317,7 +315,7 @@ func TestClientsShareNothing(t *testing.T) {
 func TestReadBounds(t *testing.T) {
 	c := startCluster(t, 1)
 	cl := c.dial(t, c.target(), nil)
-	ctx := testCtx(t)
+	ctx := nodetest.Context(t)
 	if _, err := cl.ProduceBatch(ctx, [][]byte{[]byte("0"), []byte("1"), []byte("2"), []byte("3")}); err != nil {
 		t.Fatal(err)
 	}
@@ -395,7 +393,7 @@ func TestReadBounds(t *testing.T) {
 }
 
 func TestDialRefuses(t *testing.T) {
-	p := newPKI(t)
+	p := nodetest.NewPKI(t)
 	for _, tc := range []struct {
 		name   string
 		target string
@@ -406,7 +404,7 @@ func TestDialRefuses(t *testing.T) {
 		{"no port", "proglog://localhost", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			conf := p.clientTLS(t)
+			conf := p.ClientTLS(t, certs.RootSubject)
 			if !tc.tls {
 				conf = nil
 			}
@@ -422,8 +420,8 @@ func TestDialRefuses(t *testing.T) {
 // TestClientWaitsWithinContext checks that a call to a cluster that cannot
 // be reached waits for a server until its context ends.
 func TestClientWaitsWithinContext(t *testing.T) {
-	p := newPKI(t)
-	cl, err := discovery.Dial("127.0.0.1:1", p.clientTLS(t))
+	p := nodetest.NewPKI(t)
+	cl, err := discovery.Dial("127.0.0.1:1", p.ClientTLS(t, certs.RootSubject))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -441,14 +439,14 @@ func TestClientWaitsWithinContext(t *testing.T) {
 func TestServersReportsEachServersOwnView(t *testing.T) {
 	c := startCluster(t, 3)
 	cl := c.dial(t, c.target(), nil)
-	ctx := testCtx(t)
+	ctx := nodetest.Context(t)
 	first, err := cl.ProduceBatch(ctx, [][]byte{[]byte("a"), []byte("b"), []byte("c")})
 	if err != nil || first != 0 {
 		t.Fatalf("ProduceBatch = %d, %v; want 0, nil", first, err)
 	}
 	// Followers apply the batch a moment after the leader acknowledges it.
 	var servers []*logv1.Server
-	waitFor(t, clusterTimeout, "every server to report itself (next offset 3; Leader or Follower as the cluster says)", func() bool {
+	nodetest.WaitFor(t, clusterTimeout, "every server to report itself (next offset 3; Leader or Follower as the cluster says)", func() bool {
 		servers, err = cl.Servers(ctx)
 		if err != nil {
 			t.Fatalf("Servers: %v", err)
@@ -464,9 +462,9 @@ func TestServersReportsEachServersOwnView(t *testing.T) {
 	})
 
 	// A server that is gone is still listed, as unreachable.
-	gone := c.nodes[0]
-	if gone == c.leader(t) {
-		gone = c.nodes[1]
+	gone := c.Nodes[0]
+	if gone == c.Leader(t) {
+		gone = c.Nodes[1]
 	}
 	if err := gone.Close(); err != nil {
 		t.Fatalf("closing %s: %v", gone.Addr(), err)
@@ -487,13 +485,13 @@ func TestWriteThatNeverLeftIsNotSent(t *testing.T) {
 	c := startCluster(t, 1)
 	nowhere := c.dial(t, discovery.Scheme+"://127.0.0.1:1", nil)
 	var notSent *discovery.NotSentError
-	ctx, cancel := context.WithTimeout(testCtx(t), 300*time.Millisecond)
+	ctx, cancel := context.WithTimeout(nodetest.Context(t), 300*time.Millisecond)
 	defer cancel()
 	_, err := nowhere.ProduceBatch(ctx, [][]byte{[]byte("x")})
 	if !errors.As(err, &notSent) || status.Code(err) != codes.DeadlineExceeded {
 		t.Fatalf("ProduceBatch with no server reachable: %v (%T), want a *NotSentError with DEADLINE_EXCEEDED", err, err)
 	}
-	ctx, cancel = context.WithTimeout(testCtx(t), 300*time.Millisecond)
+	ctx, cancel = context.WithTimeout(nodetest.Context(t), 300*time.Millisecond)
 	defer cancel()
 	if _, err := nowhere.Produce(ctx, []byte("x")); !errors.As(err, &notSent) || status.Code(err) != codes.DeadlineExceeded {
 		t.Fatalf("Produce with no server reachable: %v (%T), want a *NotSentError with DEADLINE_EXCEEDED", err, err)
@@ -501,14 +499,14 @@ func TestWriteThatNeverLeftIsNotSent(t *testing.T) {
 
 	// Refused by a server.
 	cl := c.dial(t, c.target(), nil)
-	_, err = cl.ProduceBatch(testCtx(t), nil)
+	_, err = cl.ProduceBatch(nodetest.Context(t), nil)
 	if errors.As(err, &notSent) || status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("empty batch: %v (%T), want INVALID_ARGUMENT from the server, not a *NotSentError", err, err)
 	}
 
 	// Received by a leader that never answers: the outcome is unknown.
-	stub := startStubLeader(t, c.pki)
-	ctx, cancel = context.WithTimeout(testCtx(t), time.Second)
+	stub := startStubLeader(t, c.PKI)
+	ctx, cancel = context.WithTimeout(nodetest.Context(t), time.Second)
 	defer cancel()
 	_, err = c.dial(t, stub.addr, nil).ProduceBatch(ctx, [][]byte{[]byte("x")})
 	if errors.As(err, &notSent) || status.Code(err) != codes.DeadlineExceeded || stub.received.Load() != 1 {
@@ -521,18 +519,18 @@ func TestWriteThatNeverLeftIsNotSent(t *testing.T) {
 // appended nothing (no leader yet, or not the leader) is sent again until it
 // succeeds or the context ends, and is then certainly not appended.
 func TestRefusalThatAppendedNothingIsRetried(t *testing.T) {
-	p := newPKI(t)
+	p := nodetest.NewPKI(t)
 	stub := startStubLeader(t, p)
 	stub.refuse.Store(3)
 	cl := dialStub(t, p, stub)
-	first, err := cl.ProduceBatch(testCtx(t), [][]byte{[]byte("x")})
+	first, err := cl.ProduceBatch(nodetest.Context(t), [][]byte{[]byte("x")})
 	if err != nil || first != 7 || stub.received.Load() != 4 {
 		t.Fatalf("ProduceBatch refused 3 times = %d, %v after %d calls; want 7 after 4", first, err, stub.received.Load())
 	}
 
 	stub = startStubLeader(t, p)
 	stub.refuse.Store(-1)
-	ctx, cancel := context.WithTimeout(testCtx(t), 500*time.Millisecond)
+	ctx, cancel := context.WithTimeout(nodetest.Context(t), 500*time.Millisecond)
 	defer cancel()
 	_, err = dialStub(t, p, stub).ProduceBatch(ctx, [][]byte{[]byte("x")})
 	var notSent *discovery.NotSentError
@@ -542,9 +540,9 @@ func TestRefusalThatAppendedNothingIsRetried(t *testing.T) {
 }
 
 // dialStub dials stub as root.
-func dialStub(t *testing.T, p *pki, stub *stubLeader) *discovery.Client {
+func dialStub(t *testing.T, p *nodetest.PKI, stub *stubLeader) *discovery.Client {
 	t.Helper()
-	cl, err := discovery.Dial(discovery.Scheme+"://"+stub.addr, p.clientTLS(t))
+	cl, err := discovery.Dial(discovery.Scheme+"://"+stub.addr, p.ClientTLS(t, certs.RootSubject))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -566,21 +564,11 @@ type stubLeader struct {
 
 // startStubLeader serves a stubLeader with p's node certificate on a free
 // loopback port until the test ends.
-func startStubLeader(t *testing.T, p *pki) *stubLeader {
+func startStubLeader(t *testing.T, p *nodetest.PKI) *stubLeader {
 	t.Helper()
-	conf, err := certs.ServerTLSConfig(p.nodeFiles())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := nodetest.Listen(t)
 	s := &stubLeader{addr: ln.Addr().String()}
-	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(conf)))
-	logv1.RegisterLogServer(srv, s)
-	go srv.Serve(ln)
-	t.Cleanup(srv.Stop)
+	nodetest.Serve(t, ln, s, nodetest.ServerTLS(t, p.Dir))
 	return s
 }
 
@@ -611,9 +599,9 @@ func (s *stubLeader) ProduceBatch(ctx context.Context, _ *logv1.ProduceBatchRequ
 // while the server is still verified against the host it is known by.
 func TestConnectTo(t *testing.T) {
 	c := startCluster(t, 3)
-	ctx := testCtx(t)
+	ctx := nodetest.Context(t)
 	dial := func(to map[string]string) *discovery.Client {
-		cl, err := discovery.Dial("proglog://localhost:1", c.pki.clientTLS(t), discovery.ConnectTo(to))
+		cl, err := discovery.Dial("proglog://localhost:1", c.PKI.ClientTLS(t, certs.RootSubject), discovery.ConnectTo(to))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -622,17 +610,17 @@ func TestConnectTo(t *testing.T) {
 	}
 
 	// Nothing listens at the seed's own address.
-	cl := dial(map[string]string{"localhost:1": c.nodes[0].Addr()})
+	cl := dial(map[string]string{"localhost:1": c.Nodes[0].Addr()})
 	if first, err := cl.ProduceBatch(ctx, [][]byte{[]byte("a")}); err != nil || first != 0 {
 		t.Fatalf("ProduceBatch through a mapped seed = %d, %v; want 0, nil", first, err)
 	}
 
 	// A follower whose address maps to where nothing listens is unreachable.
-	gone := c.nodes[1]
-	if gone == c.leader(t) {
-		gone = c.nodes[2]
+	gone := c.Nodes[1]
+	if gone == c.Leader(t) {
+		gone = c.Nodes[2]
 	}
-	cl = dial(map[string]string{"localhost:1": c.nodes[0].Addr(), gone.Addr(): "127.0.0.1:1"})
+	cl = dial(map[string]string{"localhost:1": c.Nodes[0].Addr(), gone.Addr(): "127.0.0.1:1"})
 	servers, err := cl.Servers(ctx)
 	if err != nil {
 		t.Fatalf("Servers: %v", err)

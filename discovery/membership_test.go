@@ -1,4 +1,4 @@
-package discovery
+package discovery_test
 
 import (
 	"bytes"
@@ -6,17 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/serf/serf"
+
+	"github.com/proglogctl/proglogctl/discovery"
+	"github.com/proglogctl/proglogctl/node/nodetest"
 )
 
 // waitTimeout bounds every wait for the cluster to converge. With fastSerf's
@@ -44,30 +45,7 @@ func fastSerf(sc *serf.Config) {
 
 // testLogger sends logs to t.Log until the test's cleanups run.
 func testLogger(t testing.TB, name string) *slog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(w.stop) // registered first, so it runs after the member's Close
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", name)
-}
-
-type testWriter struct {
-	t    testing.TB
-	mu   sync.Mutex
-	done bool // Serf goroutines finishing after Close must not call t.Log
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func (w *testWriter) stop() {
-	w.mu.Lock()
-	w.done = true
-	w.mu.Unlock()
+	return nodetest.LoggerAt(t, slog.LevelInfo).With("node", name)
 }
 
 type call struct{ op, name, addr string }
@@ -75,14 +53,14 @@ type call struct{ op, name, addr string }
 func joined(name, addr string) call { return call{"join", name, addr} }
 func left(name string) call         { return call{"leave", name, ""} }
 
-// recorder is a Handler that puts every call on a channel.
+// recorder is a discovery.Handler that puts every call on a channel.
 type recorder struct {
 	calls chan call
 	err   error  // returned by every call
 	seen  []call // calls taken off calls, in order; test goroutine only
 }
 
-var _ Handler = (*recorder)(nil)
+var _ discovery.Handler = (*recorder)(nil)
 
 func newRecorder() *recorder { return &recorder{calls: make(chan call, 1024)} }
 
@@ -124,33 +102,34 @@ func (r *recorder) drain() []call {
 
 var nextRPCPort atomic.Int32
 
-// member is a running Membership with its handler.
+// member is a running discovery.Membership with its handler.
 type member struct {
-	*Membership
+	*discovery.Membership
 	h       *recorder
 	name    string
 	rpcAddr string
 }
 
-func testConfig(t testing.TB, name string, join ...*member) Config {
-	c := DefaultConfig()
+func testConfig(t testing.TB, name string, join ...*member) discovery.Config {
+	c := discovery.DefaultConfig()
 	c.NodeName = name
 	c.BindAddr = "127.0.0.1:0"
-	c.Tags = map[string]string{TagRPCAddr: "127.0.0.1:" + strconv.Itoa(20000+int(nextRPCPort.Add(1)))}
+	c.Tags = map[string]string{discovery.TagRPCAddr: "127.0.0.1:" + strconv.Itoa(20000+int(nextRPCPort.Add(1)))}
 	for _, j := range join {
 		c.StartJoinAddrs = append(c.StartJoinAddrs, j.gossipAddr())
 	}
 	c.RetryJoinInterval = 20 * time.Millisecond
 	c.RetryJoinMaxInterval = 100 * time.Millisecond
 	c.Logger = testLogger(t, name)
-	c.tuneSerf = fastSerf
+	discovery.SetTuneSerf(&c, fastSerf)
 	return c
 }
 
-func startConfig(t testing.TB, c Config) (*member, error) {
+func startConfig(t testing.TB, c discovery.Config) (*member, error) {
 	t.Helper()
+	nodetest.EnsureDeadline(t)
 	h := newRecorder()
-	m, err := New(c, h)
+	m, err := discovery.New(c, h)
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +138,7 @@ func startConfig(t testing.TB, c Config) (*member, error) {
 			t.Errorf("Close(%s): %v", c.NodeName, err)
 		}
 	})
-	return &member{Membership: m, h: h, name: c.NodeName, rpcAddr: c.Tags[TagRPCAddr]}, nil
+	return &member{Membership: m, h: h, name: c.NodeName, rpcAddr: c.Tags[discovery.TagRPCAddr]}, nil
 }
 
 // start starts member name, joining it to the given members.
@@ -173,12 +152,9 @@ func start(t testing.TB, name string, join ...*member) *member {
 }
 
 // gossipAddr is the address Serf actually bound, port 0 resolved.
-func (m *member) gossipAddr() string {
-	lm := m.serf.LocalMember()
-	return net.JoinHostPort(lm.Addr.String(), strconv.Itoa(int(lm.Port)))
-}
+func (m *member) gossipAddr() string { return m.LocalGossipAddr() }
 
-func (m *member) status(name string) Status {
+func (m *member) status(name string) discovery.Status {
 	for _, mem := range m.Members() {
 		if mem.Name == name {
 			return mem.Status
@@ -187,20 +163,10 @@ func (m *member) status(name string) Status {
 	return ""
 }
 
-// waitFor polls cond until it holds, failing the test after waitTimeout.
+// waitFor is nodetest.WaitFor with waitTimeout and what in a format.
 func waitFor(t testing.TB, cond func() bool, format string, args ...any) {
 	t.Helper()
-	timer := time.NewTimer(waitTimeout)
-	defer timer.Stop()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-tick.C:
-		case <-timer.C:
-			t.Fatalf("not within %v: %s", waitTimeout, fmt.Sprintf(format, args...))
-		}
-	}
+	nodetest.WaitFor(t, waitTimeout, fmt.Sprintf(format, args...), cond)
 }
 
 // cluster3 starts three members and waits until each has seen the others join.
@@ -237,7 +203,7 @@ func TestThreeMembersJoin(t *testing.T) {
 		}
 		for i, o := range ms {
 			g := got[i]
-			if g.Name != o.name || g.RPCAddr != o.rpcAddr || g.GossipAddr != o.gossipAddr() || g.Status != StatusAlive || g.Tags[TagRPCAddr] != o.rpcAddr {
+			if g.Name != o.name || g.RPCAddr != o.rpcAddr || g.GossipAddr != o.gossipAddr() || g.Status != discovery.StatusAlive || g.Tags[discovery.TagRPCAddr] != o.rpcAddr {
 				t.Errorf("%s: Members()[%d] = %+v, want %s rpc %s gossip %s alive", m.name, i, g, o.name, o.rpcAddr, o.gossipAddr())
 			}
 		}
@@ -252,8 +218,8 @@ func TestLeaveIsReportedAndMemberRejoins(t *testing.T) {
 	}
 	for _, m := range []*member{m1, m2} {
 		m.h.await(t, m.name, left("m3"))
-		if s := m.status("m3"); s != StatusLeft {
-			t.Errorf("%s: status of m3 = %q, want %q", m.name, s, StatusLeft)
+		if s := m.status("m3"); s != discovery.StatusLeft {
+			t.Errorf("%s: status of m3 = %q, want %q", m.name, s, discovery.StatusLeft)
 		}
 	}
 	if err := m3.Leave(); err != nil {
@@ -270,7 +236,7 @@ func TestLeaveIsReportedAndMemberRejoins(t *testing.T) {
 	}
 	for _, m := range []*member{m1, m2} {
 		m.h.await(t, m.name, joined("m3", m3b.rpcAddr))
-		waitFor(t, func() bool { return m.status("m3") == StatusAlive }, "%s sees m3 alive", m.name)
+		waitFor(t, func() bool { return m.status("m3") == discovery.StatusAlive }, "%s sees m3 alive", m.name)
 	}
 	m3b.h.await(t, "m3", joined("m1", m1.rpcAddr))
 	m3b.h.await(t, "m3", joined("m2", m2.rpcAddr))
@@ -283,7 +249,7 @@ func TestFailedMemberStaysAndRejoins(t *testing.T) {
 		t.Fatalf("Close: %v", err)
 	}
 	for _, m := range []*member{m1, m2} {
-		waitFor(t, func() bool { return m.status("m3") == StatusFailed }, "%s sees m3 failed", m.name)
+		waitFor(t, func() bool { return m.status("m3") == discovery.StatusFailed }, "%s sees m3 failed", m.name)
 	}
 
 	// Restarted under the same name on a new port, m3 is reported as joining
@@ -294,7 +260,7 @@ func TestFailedMemberStaysAndRejoins(t *testing.T) {
 	m3b := start(t, "m3", m1)
 	for _, m := range []*member{m1, m2} {
 		m.h.await(t, m.name, joined("m3", m3b.rpcAddr))
-		waitFor(t, func() bool { return m.status("m3") == StatusAlive }, "%s sees m3 alive", m.name)
+		waitFor(t, func() bool { return m.status("m3") == discovery.StatusAlive }, "%s sees m3 alive", m.name)
 		if slices.Contains(m.h.drain(), left("m3")) {
 			t.Errorf("%s: failed member m3 was reported as leaving: %v", m.name, m.h.seen)
 		}
@@ -307,7 +273,7 @@ func TestFailedMemberIsReapedAfterReconnectTimeout(t *testing.T) {
 		sc.ReconnectTimeout = 500 * time.Millisecond
 	}
 	c := testConfig(t, "m1")
-	c.tuneSerf = shortReconnect
+	discovery.SetTuneSerf(&c, shortReconnect)
 	m1, err := startConfig(t, c)
 	if err != nil {
 		t.Fatal(err)
@@ -378,7 +344,7 @@ type joinLogs struct{ recs chan slog.Record }
 
 // captureJoinLogs makes c log to t and also pass the join goroutine's
 // records to the returned joinLogs.
-func captureJoinLogs(t testing.TB, c *Config) joinLogs {
+func captureJoinLogs(t testing.TB, c *discovery.Config) joinLogs {
 	capture := &logCapture{Handler: c.Logger.Handler(), prefix: "join", recs: make(chan slog.Record, 64)}
 	c.Logger = slog.New(capture)
 	return joinLogs{capture.recs}
@@ -424,22 +390,7 @@ func attrs(r slog.Record) map[string]string {
 // now, for a member to be started on later.
 func deadGossipAddr(t testing.TB) string {
 	t.Helper()
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		pc, err := net.ListenPacket("udp", addr)
-		ln.Close()
-		if err != nil {
-			continue
-		}
-		pc.Close()
-		return addr
-	}
-	t.Fatal("no free TCP and UDP port on 127.0.0.1")
-	return ""
+	return nodetest.FreeAddr(t)
 }
 
 // A member whose join address has nobody listening yet starts anyway, keeps
@@ -483,10 +434,10 @@ func TestRetryJoinUntilSeedStarts(t *testing.T) {
 func TestStopWhileRetryingJoin(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		stop func(*Membership) error
+		stop func(*discovery.Membership) error
 	}{
-		{"Close", (*Membership).Close},
-		{"Leave", (*Membership).Leave},
+		{"Close", (*discovery.Membership).Close},
+		{"Leave", (*discovery.Membership).Leave},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := testConfig(t, "m1")
@@ -528,8 +479,8 @@ func TestCloseAndLeaveAreIdempotent(t *testing.T) {
 			t.Fatalf("Close #%d: %v", i+1, err)
 		}
 	}
-	if err := m.Leave(); !errors.Is(err, ErrClosed) {
-		t.Errorf("Leave after Close = %v, want ErrClosed", err)
+	if err := m.Leave(); !errors.Is(err, discovery.ErrClosed) {
+		t.Errorf("Leave after Close = %v, want discovery.ErrClosed", err)
 	}
 	if got := m.Members(); len(got) != 1 || got[0].Name != "m1" {
 		t.Errorf("Members after Close = %+v", got)
@@ -563,7 +514,7 @@ func TestHandlerErrorLevels(t *testing.T) {
 		level   slog.Level
 		message string
 	}{
-		{"ignorable", fmt.Errorf("%w: raftfsm: not the leader", ErrIgnorable), slog.LevelDebug, "member event not acted on"},
+		{"ignorable", fmt.Errorf("%w: raftfsm: not the leader", discovery.ErrIgnorable), slog.LevelDebug, "member event not acted on"},
 		{"other", errors.New("raftfsm: add voter: timed out"), slog.LevelWarn, "member event handler failed"},
 		{"nil", nil, slog.LevelDebug, "member event handled"},
 	} {
@@ -577,7 +528,7 @@ func TestHandlerErrorLevels(t *testing.T) {
 			c.Logger = slog.New(capture)
 			h := newRecorder()
 			h.err = tc.err
-			m1, err := New(c, h)
+			m1, err := discovery.New(c, h)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -616,7 +567,7 @@ func TestLogWriter(t *testing.T) {
 	} {
 		t.Run(tc.line, func(t *testing.T) {
 			capture := &logCapture{Handler: slog.DiscardHandler, recs: make(chan slog.Record, 1)}
-			newLogLogger(slog.New(capture)).Print(tc.line)
+			discovery.NewLogLogger(slog.New(capture)).Print(tc.line)
 			r := <-capture.recs
 			var component string
 			r.Attrs(func(a slog.Attr) bool {
@@ -633,36 +584,36 @@ func TestLogWriter(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	ok := func(c *Config) {}
+	ok := func(c *discovery.Config) {}
 	for _, tc := range []struct {
 		name    string
-		edit    func(*Config)
+		edit    func(*discovery.Config)
 		wantErr string
 	}{
 		{"ok", ok, ""},
-		{"32-byte key", func(c *Config) { c.EncryptKey = make([]byte, 32) }, ""},
-		{"16-byte key", func(c *Config) { c.EncryptKey = make([]byte, 16) }, ""},
-		{"24-byte key", func(c *Config) { c.EncryptKey = make([]byte, 24) }, ""},
-		{"31-byte key", func(c *Config) { c.EncryptKey = make([]byte, 31) }, "EncryptKey is 31 bytes"},
-		{"33-byte key", func(c *Config) { c.EncryptKey = make([]byte, 33) }, "EncryptKey is 33 bytes"},
-		{"empty non-nil key", func(c *Config) { c.EncryptKey = []byte{} }, ""},
-		{"no name", func(c *Config) { c.NodeName = "" }, "NodeName is empty"},
-		{"no rpc_addr", func(c *Config) { delete(c.Tags, TagRPCAddr) }, "rpc_addr"},
-		{"nil tags", func(c *Config) { c.Tags = nil }, "rpc_addr"},
-		{"no logger", func(c *Config) { c.Logger = nil }, "Logger is nil"},
-		{"bind without port", func(c *Config) { c.BindAddr = "127.0.0.1" }, "BindAddr"},
-		{"bind bad port", func(c *Config) { c.BindAddr = "127.0.0.1:70000" }, "BindAddr"},
-		{"bind any host", func(c *Config) { c.BindAddr = ":8401" }, ""},
-		{"join without port", func(c *Config) { c.StartJoinAddrs = []string{"10.0.0.1"} }, "StartJoinAddrs"},
-		{"empty join entry", func(c *Config) { c.StartJoinAddrs = []string{""} }, "StartJoinAddrs"},
-		{"no retry interval", func(c *Config) { c.RetryJoinInterval = 0 }, "RetryJoinInterval"},
-		{"retry above max", func(c *Config) { c.RetryJoinMaxInterval = c.RetryJoinInterval / 2 }, "RetryJoinMaxInterval"},
-		{"retry equal max", func(c *Config) { c.RetryJoinMaxInterval = c.RetryJoinInterval }, ""},
+		{"32-byte key", func(c *discovery.Config) { c.EncryptKey = make([]byte, 32) }, ""},
+		{"16-byte key", func(c *discovery.Config) { c.EncryptKey = make([]byte, 16) }, ""},
+		{"24-byte key", func(c *discovery.Config) { c.EncryptKey = make([]byte, 24) }, ""},
+		{"31-byte key", func(c *discovery.Config) { c.EncryptKey = make([]byte, 31) }, "EncryptKey is 31 bytes"},
+		{"33-byte key", func(c *discovery.Config) { c.EncryptKey = make([]byte, 33) }, "EncryptKey is 33 bytes"},
+		{"empty non-nil key", func(c *discovery.Config) { c.EncryptKey = []byte{} }, ""},
+		{"no name", func(c *discovery.Config) { c.NodeName = "" }, "NodeName is empty"},
+		{"no rpc_addr", func(c *discovery.Config) { delete(c.Tags, discovery.TagRPCAddr) }, "rpc_addr"},
+		{"nil tags", func(c *discovery.Config) { c.Tags = nil }, "rpc_addr"},
+		{"no logger", func(c *discovery.Config) { c.Logger = nil }, "Logger is nil"},
+		{"bind without port", func(c *discovery.Config) { c.BindAddr = "127.0.0.1" }, "BindAddr"},
+		{"bind bad port", func(c *discovery.Config) { c.BindAddr = "127.0.0.1:70000" }, "BindAddr"},
+		{"bind any host", func(c *discovery.Config) { c.BindAddr = ":8401" }, ""},
+		{"join without port", func(c *discovery.Config) { c.StartJoinAddrs = []string{"10.0.0.1"} }, "StartJoinAddrs"},
+		{"empty join entry", func(c *discovery.Config) { c.StartJoinAddrs = []string{""} }, "StartJoinAddrs"},
+		{"no retry interval", func(c *discovery.Config) { c.RetryJoinInterval = 0 }, "RetryJoinInterval"},
+		{"retry above max", func(c *discovery.Config) { c.RetryJoinMaxInterval = c.RetryJoinInterval / 2 }, "RetryJoinMaxInterval"},
+		{"retry equal max", func(c *discovery.Config) { c.RetryJoinMaxInterval = c.RetryJoinInterval }, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := DefaultConfig()
+			c := discovery.DefaultConfig()
 			c.NodeName = "n1"
-			c.Tags[TagRPCAddr] = "127.0.0.1:8400"
+			c.Tags[discovery.TagRPCAddr] = "127.0.0.1:8400"
 			tc.edit(&c)
 			err := c.Validate()
 			switch {
@@ -678,10 +629,10 @@ func TestValidate(t *testing.T) {
 func TestNewRejectsBadConfig(t *testing.T) {
 	c := testConfig(t, "m1")
 	c.EncryptKey = []byte("short")
-	if _, err := New(c, newRecorder()); err == nil {
+	if _, err := discovery.New(c, newRecorder()); err == nil {
 		t.Error("New accepted a 5-byte key")
 	}
-	if _, err := New(testConfig(t, "m1"), nil); err == nil {
-		t.Error("New accepted a nil Handler")
+	if _, err := discovery.New(testConfig(t, "m1"), nil); err == nil {
+		t.Error("New accepted a nil discovery.Handler")
 	}
 }

@@ -14,14 +14,15 @@ import (
 	logv1 "github.com/proglogctl/proglogctl/api/v1"
 	"github.com/proglogctl/proglogctl/certs"
 	"github.com/proglogctl/proglogctl/discovery"
+	"github.com/proglogctl/proglogctl/node/nodetest"
 )
 
 // newExpiredPKI is newPKI with leaf certificates that expired a year ago.
-func newExpiredPKI(t testing.TB) *pki {
+func newExpiredPKI(t testing.TB) *nodetest.PKI {
 	t.Helper()
-	p := &pki{dir: t.TempDir()}
+	p := &nodetest.PKI{Dir: t.TempDir()}
 	c := certs.DefaultConfig()
-	c.Dir = p.dir
+	c.Dir = p.Dir
 	c.NotBefore = time.Now().Add(-2 * 365 * 24 * time.Hour)
 	c.LeafValidity = 24 * time.Hour
 	if _, err := certs.Generate(c); err != nil {
@@ -36,21 +37,22 @@ func newExpiredPKI(t testing.TB) *pki {
 // certificate not accepted). Each case would otherwise wait out the 10 s
 // deadline.
 func TestClientFailsFast(t *testing.T) {
-	p, other, expired := newPKI(t), newPKI(t), newExpiredPKI(t)
+	p, expired := nodetest.NewPKI(t), newExpiredPKI(t)
+	other := &nodetest.PKI{Dir: p.OtherDir} // a CA p's never signed
 	stub := startStubLeader(t, p)
 	expiredStub := startStubLeader(t, expired)
 	mixed := func(t testing.TB) certs.TLSFiles { // trusts p's CA, presents other's certificate
 		return certs.TLSFiles{
-			CAFile:   filepath.Join(p.dir, certs.CACertFileName),
-			CertFile: filepath.Join(other.dir, certs.ClientCertFileName(certs.RootSubject)),
-			KeyFile:  filepath.Join(other.dir, certs.ClientKeyFileName(certs.RootSubject)),
+			CAFile:   filepath.Join(p.Dir, certs.CACertFileName),
+			CertFile: filepath.Join(other.Dir, certs.ClientCertFileName(certs.RootSubject)),
+			KeyFile:  filepath.Join(other.Dir, certs.ClientKeyFileName(certs.RootSubject)),
 		}
 	}
-	files := func(q *pki) certs.TLSFiles {
+	files := func(q *nodetest.PKI) certs.TLSFiles {
 		return certs.TLSFiles{
-			CAFile:   filepath.Join(q.dir, certs.CACertFileName),
-			CertFile: filepath.Join(q.dir, certs.ClientCertFileName(certs.RootSubject)),
-			KeyFile:  filepath.Join(q.dir, certs.ClientKeyFileName(certs.RootSubject)),
+			CAFile:   filepath.Join(q.Dir, certs.CACertFileName),
+			CertFile: filepath.Join(q.Dir, certs.ClientCertFileName(certs.RootSubject)),
+			KeyFile:  filepath.Join(q.Dir, certs.ClientKeyFileName(certs.RootSubject)),
 		}
 	}
 	for _, tc := range []struct {

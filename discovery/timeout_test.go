@@ -19,6 +19,7 @@ import (
 	"github.com/proglogctl/proglogctl/certs"
 	"github.com/proglogctl/proglogctl/discovery"
 	"github.com/proglogctl/proglogctl/node"
+	"github.com/proglogctl/proglogctl/node/nodetest"
 )
 
 // slack bounds how much later than its timeout a call may end.
@@ -36,29 +37,19 @@ type silentServer struct {
 	reads   atomic.Int32    // Consume calls
 }
 
-func startSilentServer(t *testing.T, p *pki, leader *node.Node) *silentServer {
+func startSilentServer(t *testing.T, p *nodetest.PKI, leader *node.Node) *silentServer {
 	t.Helper()
-	conf, err := certs.ServerTLSConfig(p.nodeFiles())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := nodetest.Listen(t)
 	s := &silentServer{addr: ln.Addr().String()}
 	if leader != nil {
-		conn, err := grpc.NewClient("passthrough:///"+leader.Addr(), grpc.WithTransportCredentials(credentials.NewTLS(p.clientTLS(t))))
+		conn, err := grpc.NewClient("passthrough:///"+leader.Addr(), grpc.WithTransportCredentials(credentials.NewTLS(p.ClientTLS(t, certs.RootSubject))))
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { conn.Close() })
 		s.leader = logv1.NewLogClient(conn)
 	}
-	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(conf)))
-	logv1.RegisterLogServer(srv, s)
-	go srv.Serve(ln)
-	t.Cleanup(srv.Stop)
+	nodetest.Serve(t, ln, s, nodetest.ServerTLS(t, p.Dir))
 	return s
 }
 
@@ -101,18 +92,18 @@ func (s *silentServer) ConsumeBatchStream(_ *logv1.ConsumeBatchRequest, stream l
 // (tail).
 func TestReadMovesOffAServerThatNeverAnswers(t *testing.T) {
 	c := startCluster(t, 1)
-	leader := c.leader(t)
-	silent := startSilentServer(t, c.pki, leader)
+	leader := c.Leader(t)
+	silent := startSilentServer(t, c.PKI, leader)
 	var s served
 	cl := c.dial(t, discovery.Scheme+"://"+silent.addr, &s)
 	const answer = 2 * time.Second
 	cl.SetAnswerTimeout(answer)
-	ctx := testCtx(t)
+	ctx := nodetest.Context(t)
 	if first, err := cl.ProduceBatch(ctx, [][]byte{[]byte("a"), []byte("b"), []byte("c")}); err != nil || first != 0 {
 		t.Fatalf("ProduceBatch = %d, %v", first, err)
 	}
 	// Reads go to followers first: wait until the silent one takes them.
-	waitFor(t, 10*time.Second, "the silent follower to be picked for a read", func() bool {
+	nodetest.WaitFor(t, 10*time.Second, "the silent follower to be picked for a read", func() bool {
 		rctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 		defer cancel()
 		cl.Consume(rctx, 0)
@@ -197,15 +188,15 @@ func TestResolverMovesPastASeedThatNeverAnswers(t *testing.T) {
 	c := startCluster(t, 1)
 	hung := startHungListener(t)
 	var s served
-	cl := c.dial(t, discovery.Scheme+"://"+hung+","+c.nodes[0].Addr(), &s)
-	ctx, cancel := context.WithTimeout(testCtx(t), time.Second) // the ask timeout is 3 s
+	cl := c.dial(t, discovery.Scheme+"://"+hung+","+c.Nodes[0].Addr(), &s)
+	ctx, cancel := context.WithTimeout(nodetest.Context(t), time.Second) // the ask timeout is 3 s
 	defer cancel()
 	start := time.Now()
 	if off, err := cl.Produce(ctx, []byte("x")); err != nil || off != 0 {
 		t.Fatalf("Produce with the first seed hung = %d, %v after %v; want offset 0 within 1s", off, err, time.Since(start))
 	}
-	if got := s.lastAddr(methodProduce); got != c.nodes[0].Addr() {
-		t.Fatalf("Produce served by %s, want the leader %s", got, c.nodes[0].Addr())
+	if got := s.lastAddr(methodProduce); got != c.Nodes[0].Addr() {
+		t.Fatalf("Produce served by %s, want the leader %s", got, c.Nodes[0].Addr())
 	}
 	t.Logf("Produce answered after %v", time.Since(start))
 }
@@ -214,7 +205,7 @@ func TestResolverMovesPastASeedThatNeverAnswers(t *testing.T) {
 // (plus slack) with DEADLINE_EXCEEDED, whether the server does not even
 // finish the handshake or accepts the read and never sends a record.
 func TestReadEndsWithinAnswerTimeout(t *testing.T) {
-	p := newPKI(t)
+	p := nodetest.NewPKI(t)
 	hung := startHungListener(t)
 	silent := startSilentServer(t, p, nil)
 
@@ -223,7 +214,7 @@ func TestReadEndsWithinAnswerTimeout(t *testing.T) {
 		{"no record", silent.addr},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cl, err := discovery.DialForTest(discovery.Scheme+"://"+tc.addr, p.clientTLS(t), testRefresh, nil)
+			cl, err := discovery.DialForTest(discovery.Scheme+"://"+tc.addr, p.ClientTLS(t, certs.RootSubject), testRefresh, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -2,7 +2,6 @@ package node_test
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
@@ -10,6 +9,7 @@ import (
 	"github.com/proglogctl/proglogctl/certs"
 	"github.com/proglogctl/proglogctl/discovery"
 	"github.com/proglogctl/proglogctl/node"
+	"github.com/proglogctl/proglogctl/node/nodetest"
 )
 
 // gossipTestConfig is testConfig with Serf on a free loopback port and
@@ -68,13 +68,7 @@ func voters(t *testing.T, p *pki, nodes []*node.Node) int {
 	if err != nil {
 		return -1
 	}
-	v := 0
-	for _, s := range resp.Servers {
-		if s.IsVoter {
-			v++
-		}
-	}
-	return v
+	return nodetest.Voters(resp.Servers)
 }
 
 // A node that leaves for good (Close with LeaveOnClose) is removed.
@@ -112,26 +106,10 @@ func TestCloseWithoutLeaveStaysAVoter(t *testing.T) {
 	}
 }
 
-// deadAddr returns a loopback address nothing listens on (TCP or UDP) now,
-// for a node to be started on later.
+// deadAddr returns a loopback address nothing listens on now.
 func deadAddr(t *testing.T) string {
 	t.Helper()
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		pc, err := net.ListenPacket("udp", addr)
-		ln.Close()
-		if err != nil {
-			continue
-		}
-		pc.Close()
-		return addr
-	}
-	t.Fatal("no free TCP and UDP port on 127.0.0.1")
-	return ""
+	return nodetest.FreeAddr(t)
 }
 
 // A joiner started before its seed (as three services started together may

@@ -61,6 +61,17 @@ func archiveTestAssertSameFiles(t testing.TB, got, want map[string][]byte) {
 	}
 }
 
+// archiveTestAssertUnpacks fails the test unless archive unpacks into
+// exactly the files want.
+func archiveTestAssertUnpacks(t testing.TB, archive []byte, want map[string][]byte) {
+	t.Helper()
+	out := t.TempDir()
+	if err := readArchive(bytes.NewReader(archive), out); err != nil {
+		t.Fatal(err)
+	}
+	archiveTestAssertSameFiles(t, archiveTestReadFiles(t, out), want)
+}
+
 // archiveTestAssertEmpty fails unless dir exists and is empty.
 func archiveTestAssertEmpty(t testing.TB, dir string) {
 	t.Helper()

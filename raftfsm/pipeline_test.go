@@ -22,28 +22,9 @@ func refusingFollower(t *testing.T) raft.ServerAddress {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case rpc := <-trans.Consumer():
-				req, ok := rpc.Command.(*raft.AppendEntriesRequest)
-				if !ok {
-					rpc.Respond(nil, io.ErrUnexpectedEOF)
-					continue
-				}
-				rpc.Respond(&raft.AppendEntriesResponse{Term: req.Term, LastLog: req.PrevLogEntry, Success: false}, nil)
-			case <-stop:
-				return
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		close(stop)
-		<-done
-		trans.Close()
+	t.Cleanup(func() { trans.Close() }) // after the answering goroutine stops
+	answerAppendEntries(t, trans, func(req *raft.AppendEntriesRequest) *raft.AppendEntriesResponse {
+		return &raft.AppendEntriesResponse{Term: req.Term, LastLog: req.PrevLogEntry, Success: false}
 	})
 	return trans.LocalAddr()
 }

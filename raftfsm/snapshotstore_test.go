@@ -56,6 +56,20 @@ func snapshotTestCreate(t testing.TB, s *snapshotStore, index, term uint64) *sna
 	return sink.(*snapshotSink)
 }
 
+// snapshotTestClosed writes archive to a new sink of s at index 1, term 1,
+// and closes it.
+func snapshotTestClosed(t testing.TB, s *snapshotStore, archive []byte) *snapshotSink {
+	t.Helper()
+	sink := snapshotTestCreate(t, s, 1, 1)
+	if _, err := sink.Write(archive); err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return sink
+}
+
 // snapshotTestWrite completes a snapshot at index and term holding files.
 func snapshotTestWrite(t testing.TB, s *snapshotStore, index, term uint64, files map[string][]byte) string {
 	t.Helper()
@@ -108,6 +122,19 @@ func snapshotTestAssertNoSnapshot(t testing.TB, s *snapshotStore) {
 	archiveTestAssertEmpty(t, s.dir)
 }
 
+// snapshotTestAssertFailed fails the test unless err, what a call on sink
+// returned, contains want, and cancelling sink then leaves no snapshot in s.
+func snapshotTestAssertFailed(t testing.TB, s *snapshotStore, sink *snapshotSink, what string, err error, want string) {
+	t.Helper()
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("%s: error %v, want one containing %q", what, err, want)
+	}
+	if err := sink.Cancel(); err != nil {
+		t.Fatal(err)
+	}
+	snapshotTestAssertNoSnapshot(t, s)
+}
+
 func TestSnapshotStoreStreamRoundTrip(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	s := snapshotTestStore(t, 2)
@@ -153,11 +180,7 @@ func TestSnapshotStoreStreamRoundTrip(t *testing.T) {
 	if !bytes.Equal(got, archive) {
 		t.Fatal("Open streamed different bytes than were written")
 	}
-	out := t.TempDir()
-	if err := readArchive(bytes.NewReader(got), out); err != nil {
-		t.Fatal(err)
-	}
-	archiveTestAssertSameFiles(t, archiveTestReadFiles(t, out), files)
+	archiveTestAssertUnpacks(t, got, files)
 }
 
 func TestSnapshotStoreListOrder(t *testing.T) {
@@ -222,11 +245,7 @@ func TestSnapshotSinkAdopt(t *testing.T) {
 	if !bytes.Equal(got, archiveTestArchive(t, files)) {
 		t.Fatal("adopted snapshot streams a different archive than its files make")
 	}
-	out := t.TempDir()
-	if err := readArchive(bytes.NewReader(got), out); err != nil {
-		t.Fatal(err)
-	}
-	archiveTestAssertSameFiles(t, archiveTestReadFiles(t, out), files)
+	archiveTestAssertUnpacks(t, got, files)
 }
 
 // The path our FSM takes: checkpoint the log, adopt the checkpoint; a follower
@@ -353,14 +372,7 @@ func TestSnapshotSinkMisuse(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := snapshotTestStore(t, 1)
 			sink := snapshotTestCreate(t, s, 1, 1)
-			err := tc.run(t, sink)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("error %v, want one containing %q", err, tc.want)
-			}
-			if err := sink.Cancel(); err != nil {
-				t.Fatal(err)
-			}
-			snapshotTestAssertNoSnapshot(t, s)
+			snapshotTestAssertFailed(t, s, sink, tc.name, tc.run(t, sink), tc.want)
 		})
 	}
 
@@ -377,13 +389,7 @@ func TestSnapshotSinkMisuse(t *testing.T) {
 	})
 	t.Run("write after close", func(t *testing.T) {
 		s := snapshotTestStore(t, 1)
-		sink := snapshotTestCreate(t, s, 1, 1)
-		if _, err := sink.Write(archive); err != nil {
-			t.Fatal(err)
-		}
-		if err := sink.Close(); err != nil {
-			t.Fatal(err)
-		}
+		sink := snapshotTestClosed(t, s, archive)
 		if _, err := sink.Write(archive); err == nil {
 			t.Fatal("Write after Close succeeded")
 		}
@@ -455,13 +461,7 @@ func TestSnapshotSinkBadStream(t *testing.T) {
 				break
 			}
 		}
-		if err == nil || !strings.Contains(err.Error(), "bad magic") {
-			t.Fatalf("Write: error %v, want the unpack error", err)
-		}
-		if err := sink.Cancel(); err != nil {
-			t.Fatal(err)
-		}
-		snapshotTestAssertNoSnapshot(t, s)
+		snapshotTestAssertFailed(t, s, sink, "Write", err, "bad magic") // the unpack error
 	})
 	t.Run("nothing written", func(t *testing.T) {
 		s := snapshotTestStore(t, 1)
@@ -519,13 +519,7 @@ func TestSnapshotSinkCancel(t *testing.T) {
 
 	t.Run("after close", func(t *testing.T) {
 		s := snapshotTestStore(t, 1)
-		sink := snapshotTestCreate(t, s, 1, 1)
-		if _, err := sink.Write(archive); err != nil {
-			t.Fatal(err)
-		}
-		if err := sink.Close(); err != nil {
-			t.Fatal(err)
-		}
+		sink := snapshotTestClosed(t, s, archive)
 		if err := sink.Cancel(); err != nil {
 			t.Fatal(err)
 		}

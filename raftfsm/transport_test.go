@@ -429,6 +429,25 @@ func newTestTransport(t testing.TB, w io.Writer, serverTLS, clientTLS *tls.Confi
 func serveAppendEntries(t testing.TB, trans raft.Transport) <-chan *raft.AppendEntriesRequest {
 	t.Helper()
 	reqs := make(chan *raft.AppendEntriesRequest, 16)
+	answerAppendEntries(t, trans, func(req *raft.AppendEntriesRequest) *raft.AppendEntriesResponse {
+		resp := &raft.AppendEntriesResponse{Term: req.Term, Success: true}
+		if n := len(req.Entries); n > 0 {
+			resp.LastLog = req.Entries[n-1].Index
+		}
+		select {
+		case reqs <- req:
+		default:
+		}
+		return resp
+	})
+	return reqs
+}
+
+// answerAppendEntries answers every AppendEntries RPC on trans with what
+// answer returns for it, and any other RPC with an error, from a goroutine
+// that stops when the test ends.
+func answerAppendEntries(t testing.TB, trans raft.Transport, answer func(*raft.AppendEntriesRequest) *raft.AppendEntriesResponse) {
+	t.Helper()
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -441,15 +460,7 @@ func serveAppendEntries(t testing.TB, trans raft.Transport) <-chan *raft.AppendE
 					rpc.Respond(nil, fmt.Errorf("unexpected command %T", rpc.Command))
 					continue
 				}
-				resp := &raft.AppendEntriesResponse{Term: req.Term, Success: true}
-				if n := len(req.Entries); n > 0 {
-					resp.LastLog = req.Entries[n-1].Index
-				}
-				select {
-				case reqs <- req:
-				default:
-				}
-				rpc.Respond(resp, nil)
+				rpc.Respond(answer(req), nil)
 			case <-stop:
 				return
 			}
@@ -459,7 +470,6 @@ func serveAppendEntries(t testing.TB, trans raft.Transport) <-chan *raft.AppendE
 		close(stop)
 		<-done
 	})
-	return reqs
 }
 
 func appendEntriesRequest(from raft.Transport) *raft.AppendEntriesRequest {
