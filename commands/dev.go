@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/urfave/cli/v2"
 
@@ -48,42 +47,18 @@ func runDev(c *cli.Context) (err error) {
 	if err := devSecurity(c, cfgDir); err != nil {
 		return err
 	}
-	var addrs []string
-	var running []*node.Node
+	running, err := startNodes(dataDir, listen, func() (node.Config, error) { return serveConfig(c) })
+	if err != nil {
+		return fmt.Errorf("serve --dev: %w", err)
+	}
 	defer func() {
-		// All at once: one by one, the last would lose its quorum first.
-		errs := make([]error, len(running))
-		var wg sync.WaitGroup
-		for i, n := range running {
-			wg.Go(func() { errs[i] = n.Close() })
-		}
-		wg.Wait()
-		if err == nil {
-			err = errors.Join(errs...)
+		if cerr := closeNodes(running); err == nil {
+			err = cerr
 		}
 	}()
-	for i := range nodes {
-		cfg, err := serveConfig(c)
-		if err != nil {
-			return err
-		}
-		cfg.NodeID = fmt.Sprintf("dev-%d", i)
-		cfg.DataDir = filepath.Join(dataDir, cfg.NodeID)
-		cfg.RPCAddr, cfg.Gossip.BindAddr = listen[i].rpc, listen[i].gossip
-		cfg.AdvertiseAddr = ""
-		cfg.Bootstrap = i == 0
-		cfg.LeaveOnClose = false // the cluster stops as a whole and comes back as it was
-		cfg.Gossip.StartJoinAddrs = nil
-		if i > 0 {
-			cfg.Gossip.StartJoinAddrs = []string{running[0].GossipAddr()}
-		}
-		n, err := node.New(cfg)
-		if err != nil {
-			return fmt.Errorf("serve --dev: node %d: %w", i, err)
-		}
-		running = append(running, n)
+	var addrs []string
+	for _, n := range running {
 		addrs = append(addrs, n.Addr())
-		listen[i] = devNodeAddrs{n.Addr(), n.GossipAddr()}
 	}
 	if !recorded {
 		if err := writeDevAddrs(dataDir, listen); err != nil {

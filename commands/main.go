@@ -70,7 +70,7 @@ func (m *Main) app() *cli.App {
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return UsageError{Err: err}
 		},
-		Commands: []*cli.Command{serveCommand(), produceCommand(), consumeCommand(), tailCommand(), serversCommand(), gencertCommand(), genaclCommand()},
+		Commands: []*cli.Command{serveCommand(), produceCommand(), consumeCommand(), tailCommand(), serversCommand(), benchCommand(), gencertCommand(), genaclCommand()},
 	}
 }
 

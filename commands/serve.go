@@ -51,6 +51,7 @@ func serveCommand() *cli.Command {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "acl-model-file", Value: inConfig(authz.ModelFileName), EnvVars: []string{"PROGLOG_ACL_MODEL_FILE"}, TakesFile: true}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "acl-policy-file", Value: inConfig(authz.PolicyFileName), EnvVars: []string{"PROGLOG_ACL_POLICY_FILE"}, TakesFile: true}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (with --dev: error unless given)", Value: "info", EnvVars: []string{"PROGLOG_LOG_LEVEL"}}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "pprof-addr", Usage: "serve net/http/pprof on this loopback host:port (empty: off)", EnvVars: []string{"PROGLOG_PPROF_ADDR"}}),
 		&cli.BoolFlag{Name: "dev", Usage: "run a local cluster in this process, generating certificates and ACL on first use", EnvVars: []string{"PROGLOG_DEV"}},
 		&cli.IntFlag{Name: "nodes", Usage: "nodes of the --dev cluster", Value: 3, EnvVars: []string{"PROGLOG_DEV_NODES"}},
 		&cli.IntFlag{Name: "dev-port", Usage: "first port of the --dev cluster (node i: RPC port+10i, Serf port+10i+1; 0: free ports)", Value: 8400, EnvVars: []string{"PROGLOG_DEV_PORT"}},
@@ -90,6 +91,13 @@ func defaultDataDir() string {
 func runServe(c *cli.Context) error {
 	if err := noArgs(c); err != nil {
 		return err
+	}
+	if a := c.String("pprof-addr"); a != "" {
+		stop, err := servePprof(a)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	if c.Bool("dev") {
 		return runDev(c)
