@@ -64,6 +64,12 @@ type Log struct {
 	store  *logstore.Log
 	bolt   *raftboltdb.BoltStore
 	fsm    *fsm
+	// metered is the FSM Raft runs: fsm counting the bytes applied, which
+	// compactLoop snapshots by.
+	metered *meteredFSM
+	// compacted (cap 1) is signalled after each snapshot compactLoop
+	// takes, for tests to wait on.
+	compacted chan struct{}
 
 	reqs      chan *appendReq
 	pending   chan pendingEntry
@@ -108,6 +114,7 @@ func New(c Config) (*Log, error) {
 		stop:      make(chan struct{}),
 		loopsDone: make(chan struct{}),
 		obsCh:     make(chan raft.Observation, 16),
+		compacted: make(chan struct{}, 1),
 	}
 	l.leader.Store(&leaderState{changed: make(chan struct{})})
 	ok := false
@@ -143,10 +150,11 @@ func New(c Config) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raftfsm: open Raft store in %s (is another process using it?): %w", c.Dir, err)
 	}
-	logs, err := raft.NewLogCache(512, l.bolt)
-	if err != nil {
-		return nil, fmt.Errorf("raftfsm: %w", err)
+	var logs raft.LogStore = l.bolt
+	if c.LogCacheBytes > 0 {
+		logs = newLogCache(l.bolt, c.LogCacheBytes, logCacheMaxEntries)
 	}
+	l.metered = &meteredFSM{fsm: l.fsm, threshold: c.SnapshotBytes, kick: make(chan struct{}, 1)}
 	snaps, err := newSnapshotStore(filepath.Join(c.Dir, "snapshots"), c.SnapshotsRetained, l.logger)
 	if err != nil {
 		return nil, err
@@ -171,7 +179,7 @@ func New(c Config) (*Log, error) {
 			}
 		}
 	}
-	if l.raft, err = raft.NewRaft(rc, l.fsm, logs, l.bolt, snaps, c.Transport); err != nil {
+	if l.raft, err = raft.NewRaft(rc, l.metered, logs, l.bolt, snaps, c.Transport); err != nil {
 		return nil, fmt.Errorf("raftfsm: start Raft: %w", err)
 	}
 	l.observer = raft.NewObserver(l.obsCh, false, func(o *raft.Observation) bool {
@@ -183,6 +191,10 @@ func New(c Config) (*Log, error) {
 	go l.batchLoop()
 	go l.completeLoop()
 	go l.observeLoop()
+	if c.SnapshotBytes > 0 {
+		l.wg.Add(1)
+		go l.compactLoop()
+	}
 	l.noteLeader()
 	ok = true
 	return l, nil
