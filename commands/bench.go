@@ -22,6 +22,8 @@ import (
 	logv1 "github.com/proglogctl/proglogctl/api/v1"
 	"github.com/proglogctl/proglogctl/certs"
 	"github.com/proglogctl/proglogctl/discovery"
+	"github.com/proglogctl/proglogctl/node"
+	"github.com/proglogctl/proglogctl/raftfsm"
 )
 
 // Bench modes: which log.v1 RPC carries the records.
@@ -57,6 +59,7 @@ its RSS, reported with --json, includes the client.`,
 			&cli.StringFlag{Name: "mode", Usage: "`unary` (Produce), batch (ProduceBatch) or stream (ProduceStream)", Value: benchUnary, EnvVars: []string{"PROGLOG_BENCH_MODE"}},
 			&cli.BoolFlag{Name: "consume", Usage: "read back what was produced (ConsumeBatchStream) and report that too", EnvVars: []string{"PROGLOG_BENCH_CONSUME"}},
 			&cli.IntFlag{Name: "local", Usage: "run against an in-process cluster of `N` nodes in a temporary directory (0: the cluster of --addr)", EnvVars: []string{"PROGLOG_BENCH_LOCAL"}},
+			&cli.StringFlag{Name: "raft-log-store", Usage: "with --local: Raft's log store of the nodes, wal or bolt", Value: raftfsm.DefaultConfig().RaftLogStore, EnvVars: []string{"PROGLOG_RAFT_LOG_STORE"}},
 			&cli.StringFlag{Name: "pprof-addr", Usage: "serve net/http/pprof on this loopback `host:port` while running (with --local, the nodes' profiles)", EnvVars: []string{"PROGLOG_BENCH_PPROF_ADDR"}},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as one JSON object", EnvVars: []string{"PROGLOG_JSON"}},
 		),
@@ -160,7 +163,8 @@ func runBench(c *cli.Context) (err error) {
 		CertFile: c.String("cert-file"), KeyFile: c.String("key-file"), CAFile: c.String("ca-file"),
 	}
 	if local > 0 {
-		lc, err := startLocal(c.Context, local, nil, c.App.ErrWriter, 30*time.Second)
+		store := c.String("raft-log-store")
+		lc, err := startLocal(c.Context, local, func(nc *node.Config) { nc.Replica.RaftLogStore = store }, c.App.ErrWriter, 30*time.Second)
 		if err != nil {
 			return err
 		}

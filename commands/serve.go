@@ -17,6 +17,7 @@ import (
 	"github.com/proglogctl/proglogctl/certs"
 	"github.com/proglogctl/proglogctl/discovery"
 	"github.com/proglogctl/proglogctl/node"
+	"github.com/proglogctl/proglogctl/raftfsm"
 )
 
 // serveCommand runs one node. Every flag has a PROGLOG_* variable and may be
@@ -51,6 +52,7 @@ func serveCommand() *cli.Command {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "acl-model-file", Value: inConfig(authz.ModelFileName), EnvVars: []string{"PROGLOG_ACL_MODEL_FILE"}, TakesFile: true}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "acl-policy-file", Value: inConfig(authz.PolicyFileName), EnvVars: []string{"PROGLOG_ACL_POLICY_FILE"}, TakesFile: true}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error (with --dev: error unless given)", Value: "info", EnvVars: []string{"PROGLOG_LOG_LEVEL"}}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "raft-log-store", Usage: "Raft's log store for a new data directory: wal (raft-wal segment files) or bolt (raft-boltdb); a data directory keeps the one it was made with", Value: raftfsm.DefaultConfig().RaftLogStore, EnvVars: []string{"PROGLOG_RAFT_LOG_STORE"}}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "pprof-addr", Usage: "serve net/http/pprof on this loopback host:port (empty: off)", EnvVars: []string{"PROGLOG_PPROF_ADDR"}}),
 		&cli.BoolFlag{Name: "dev", Usage: "run a local cluster in this process, generating certificates and ACL on first use", EnvVars: []string{"PROGLOG_DEV"}},
 		&cli.IntFlag{Name: "nodes", Usage: "nodes of the --dev cluster", Value: 3, EnvVars: []string{"PROGLOG_DEV_NODES"}},
@@ -139,6 +141,7 @@ func serveConfig(c *cli.Context) (node.Config, error) {
 	cfg.NodeID = c.String("node-name")
 	cfg.Bootstrap = c.Bool("bootstrap")
 	cfg.LeaveOnClose = c.Bool("leave-on-shutdown")
+	cfg.Replica.RaftLogStore = c.String("raft-log-store")
 	bindHost, _, err := net.SplitHostPort(c.String("bind-addr"))
 	if err != nil {
 		return node.Config{}, UsageError{Err: fmt.Errorf("serve: --bind-addr %q: %w", c.String("bind-addr"), err)}

@@ -137,8 +137,8 @@ func TestRaftLogBoundedByBytes(t *testing.T) {
 	entryBytes := entrySize(make([][]byte, perAppend)) + perAppend*(recordSize+2)
 	maxKept := (snapshotBytes+trailingBytes)/entryBytes + 2
 	kept := func(l *Log) uint64 {
-		first, err1 := l.bolt.FirstIndex()
-		last, err2 := l.bolt.LastIndex()
+		first, err1 := l.stores.FirstIndex()
+		last, err2 := l.stores.LastIndex()
 		if err1 != nil || err2 != nil {
 			t.Fatal(err1, err2)
 		}

@@ -49,6 +49,9 @@ type Config struct {
 	// entries), so a follower that lags by less catches up from the log
 	// rather than by receiving a snapshot, which is the whole local log.
 	TrailingBytes int64
+	// RaftLogStore is Raft's log and stable store: RaftLogStoreWAL or
+	// RaftLogStoreBolt. A data directory keeps the store it was made with.
+	RaftLogStore string
 	// LogCacheBytes bounds the data of the newest entries kept in memory in
 	// front of Raft's log store (they are what Raft reads back when it
 	// replicates and applies); 0 disables the cache.
@@ -89,6 +92,7 @@ func DefaultConfig() Config {
 		SnapshotBytes:           32 << 20,
 		TrailingBytes:           16 << 20,
 		LogCacheBytes:           8 << 20,
+		RaftLogStore:            RaftLogStoreBolt,
 		SnapshotsRetained:       2,
 		MaxEntryBytes:           2 << 20, // a whole record of Store.MaxRecordBytes fits
 		MaxPendingEntries:       4,
@@ -121,6 +125,8 @@ func (c Config) Validate() error {
 		return errors.New("raftfsm: SnapshotBytes, TrailingBytes and LogCacheBytes must not be negative")
 	case c.SnapshotBytes > 0 && c.TrailingBytes < int64(c.MaxEntryBytes):
 		return fmt.Errorf("raftfsm: TrailingBytes %d must hold at least one entry of MaxEntryBytes %d", c.TrailingBytes, c.MaxEntryBytes)
+	case c.RaftLogStore != RaftLogStoreWAL && c.RaftLogStore != RaftLogStoreBolt:
+		return fmt.Errorf("raftfsm: RaftLogStore %q: want %q or %q", c.RaftLogStore, RaftLogStoreWAL, RaftLogStoreBolt)
 	case c.MaxPendingEntries < 1:
 		return fmt.Errorf("raftfsm: MaxPendingEntries %d must be at least 1", c.MaxPendingEntries)
 	case c.ApplyTimeout <= 0 || c.ShutdownTransferTimeout <= 0 || c.ShutdownTimeout <= 0:

@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 
 	"github.com/proglogctl/proglogctl/logstore"
 )
@@ -62,7 +60,7 @@ type Log struct {
 	logger *slog.Logger
 	raft   *raft.Raft
 	store  *logstore.Log
-	bolt   *raftboltdb.BoltStore
+	stores raftStores // Raft's log and stable store
 	fsm    *fsm
 	// metered is the FSM Raft runs: fsm counting the bytes applied, which
 	// compactLoop snapshots by.
@@ -143,16 +141,12 @@ func New(c Config) (*Log, error) {
 	}
 	l.fsm = &fsm{log: l.store, logger: l.logger, scratch: scratch, applied: applied, maxAppend: int(c.Store.MaxStoreBytes / 2)}
 
-	l.bolt, err = raftboltdb.New(raftboltdb.Options{
-		Path:        filepath.Join(c.Dir, "raft", "raft.db"),
-		BoltOptions: &bbolt.Options{Timeout: time.Second},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("raftfsm: open Raft store in %s (is another process using it?): %w", c.Dir, err)
+	if l.stores, err = openRaftStores(filepath.Join(c.Dir, "raft"), c.RaftLogStore, l.logger); err != nil {
+		return nil, err
 	}
-	var logs raft.LogStore = l.bolt
+	var logs raft.LogStore = l.stores
 	if c.LogCacheBytes > 0 {
-		logs = newLogCache(l.bolt, c.LogCacheBytes, logCacheMaxEntries)
+		logs = newLogCache(l.stores, c.LogCacheBytes, logCacheMaxEntries)
 	}
 	l.metered = &meteredFSM{fsm: l.fsm, threshold: c.SnapshotBytes, kick: make(chan struct{}, 1)}
 	snaps, err := newSnapshotStore(filepath.Join(c.Dir, "snapshots"), c.SnapshotsRetained, l.logger)
@@ -166,7 +160,7 @@ func New(c Config) (*Log, error) {
 	rc := c.raftConfig()
 	rc.Logger = newHCLogger(l.logger, "raft")
 	if c.Bootstrap {
-		has, err := raft.HasExistingState(logs, l.bolt, snaps)
+		has, err := raft.HasExistingState(logs, l.stores, snaps)
 		if err != nil {
 			return nil, fmt.Errorf("raftfsm: %w", err)
 		}
@@ -174,12 +168,12 @@ func New(c Config) (*Log, error) {
 			cfg := raft.Configuration{Servers: []raft.Server{{
 				Suffrage: raft.Voter, ID: rc.LocalID, Address: c.Transport.LocalAddr(),
 			}}}
-			if err := raft.BootstrapCluster(rc, logs, l.bolt, snaps, c.Transport, cfg); err != nil {
+			if err := raft.BootstrapCluster(rc, logs, l.stores, snaps, c.Transport, cfg); err != nil {
 				return nil, fmt.Errorf("raftfsm: bootstrap: %w", err)
 			}
 		}
 	}
-	if l.raft, err = raft.NewRaft(rc, l.metered, logs, l.bolt, snaps, c.Transport); err != nil {
+	if l.raft, err = raft.NewRaft(rc, l.metered, logs, l.stores, snaps, c.Transport); err != nil {
 		return nil, fmt.Errorf("raftfsm: start Raft: %w", err)
 	}
 	l.observer = raft.NewObserver(l.obsCh, false, func(o *raft.Observation) bool {
@@ -203,8 +197,8 @@ func New(c Config) (*Log, error) {
 // closeStores closes what New opened, for a failed New and for Close.
 func (l *Log) closeStores() error {
 	var errs []error
-	if l.bolt != nil {
-		errs = append(errs, l.bolt.Close())
+	if l.stores != nil {
+		errs = append(errs, l.stores.Close())
 	}
 	if l.store != nil {
 		errs = append(errs, l.store.Close())

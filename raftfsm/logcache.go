@@ -32,7 +32,10 @@ type logCache struct {
 	bytes int    // data bytes of the run
 }
 
-var _ raft.LogStore = (*logCache)(nil)
+var (
+	_ raft.LogStore          = (*logCache)(nil)
+	_ raft.MonotonicLogStore = (*logCache)(nil)
+)
 
 // logCacheMaxEntries bounds the entries a logCache holds, whatever their
 // size: a few seconds of single-record entries at full speed.
@@ -126,4 +129,12 @@ func (c *logCache) cached() (n, bytes int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.n, c.bytes
+}
+
+// IsMonotonic implements raft.MonotonicLogStore as the store does: Raft then
+// removes a monotonic store's whole log after installing a snapshot, since
+// such a store (raft-wal) cannot hold a gap.
+func (c *logCache) IsMonotonic() bool {
+	m, ok := c.store.(raft.MonotonicLogStore)
+	return ok && m.IsMonotonic()
 }
