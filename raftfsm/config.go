@@ -49,8 +49,9 @@ type Config struct {
 	// entries), so a follower that lags by less catches up from the log
 	// rather than by receiving a snapshot, which is the whole local log.
 	TrailingBytes int64
-	// RaftLogStore is Raft's log and stable store: RaftLogStoreWAL or
-	// RaftLogStoreBolt. A data directory keeps the store it was made with.
+	// RaftLogStore is Raft's log and stable store for a new data directory:
+	// RaftLogStoreWAL or RaftLogStoreBolt. A data directory that holds one
+	// keeps it, whatever this says.
 	RaftLogStore string
 	// LogCacheBytes bounds the data of the newest entries kept in memory in
 	// front of Raft's log store (they are what Raft reads back when it
@@ -92,7 +93,7 @@ func DefaultConfig() Config {
 		SnapshotBytes:           32 << 20,
 		TrailingBytes:           16 << 20,
 		LogCacheBytes:           8 << 20,
-		RaftLogStore:            RaftLogStoreBolt,
+		RaftLogStore:            RaftLogStoreWAL,
 		SnapshotsRetained:       2,
 		MaxEntryBytes:           2 << 20, // a whole record of Store.MaxRecordBytes fits
 		MaxPendingEntries:       4,

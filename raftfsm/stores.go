@@ -45,16 +45,22 @@ type raftStores interface {
 	Close() error
 }
 
-// openRaftStores opens the store kind names in dir (Config.Dir/raft). A
-// data directory keeps the kind it was made with: finding the other kind's
-// files there is an error, never a silent fresh start.
+// openRaftStores opens Raft's stores in dir (Config.Dir/raft): of the kind
+// the directory already holds, else a new one of the given kind. So a data
+// directory keeps the store it was made with, and an upgrade that changes
+// the default does not strand an existing replica's Raft log.
 func openRaftStores(dir, kind string, logger *slog.Logger) (raftStores, error) {
 	boltPath, walPath := filepath.Join(dir, boltFile), filepath.Join(dir, walDir)
-	other := map[string]string{RaftLogStoreWAL: boltPath, RaftLogStoreBolt: walPath}[kind]
-	if _, err := os.Stat(other); err == nil {
-		return nil, fmt.Errorf("raftfsm: %s holds Raft's log in a %s store, not %s; keep the store the data was made with", dir, map[string]string{RaftLogStoreWAL: RaftLogStoreBolt, RaftLogStoreBolt: RaftLogStoreWAL}[kind], kind)
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("raftfsm: %w", err)
+	for _, k := range []struct{ kind, path string }{{RaftLogStoreBolt, boltPath}, {RaftLogStoreWAL, walPath}} {
+		if _, err := os.Stat(k.path); err == nil {
+			if k.kind != kind {
+				logger.Info("Raft's log store is the one the data directory was made with, not the one configured", "in_use", k.kind, "configured", kind)
+			}
+			kind = k.kind
+			break
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("raftfsm: %w", err)
+		}
 	}
 	switch kind {
 	case RaftLogStoreBolt:

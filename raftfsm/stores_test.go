@@ -1,7 +1,10 @@
 package raftfsm
 
 import (
-	"strings"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -34,20 +37,28 @@ func TestRestartOverEachStore(t *testing.T) {
 	}
 }
 
-// TestRaftStoreKindIsKept refuses to open a data directory with the other
-// kind of store than the one it was made with.
+// TestRaftStoreKindIsKept opens a data directory made with one kind of store
+// with the other configured: it keeps the kind it was made with.
 func TestRaftStoreKindIsKept(t *testing.T) {
-	tc := newStoreCluster(t, RaftLogStoreWAL)
+	tc := newStoreCluster(t, RaftLogStoreBolt)
 	appendValues(t, tc.leader(), 0, 10)
 	tc.stop(0)
-	c := tc.conf(0)
-	c.RaftLogStore = RaftLogStoreBolt
-	_, c.Transport = raft.NewInmemTransport("")
-	if _, err := New(c); err == nil || !strings.Contains(err.Error(), "keep the store the data was made with") {
-		t.Fatalf("New with the other store kind: %v; want an error", err)
+	conf := tc.conf
+	tc.conf = func(i int) Config {
+		c := conf(i)
+		c.RaftLogStore = RaftLogStoreWAL
+		return c
 	}
 	tc.start(0, false)
 	tc.checkLog(0, 10)
+	appendValues(t, tc.leader(), 10, 5)
+	tc.checkLog(0, 15)
+	if _, ok := tc.nodes[0].stores.(walStores); ok {
+		t.Fatal("the replica made with bolt opened a WAL")
+	}
+	if _, err := os.Stat(filepath.Join(tc.dirs[0], "raft", walDir)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a WAL directory appeared beside raft.db: %v", err)
+	}
 }
 
 // newStoreCluster starts a single replica on the given kind of Raft store.
