@@ -95,17 +95,24 @@ func TestLogCache(t *testing.T) {
 	}
 }
 
-// TestRaftLogBoundedByBytes appends far more than SnapshotBytes in entries of
-// 16 KiB and checks that Raft's log store keeps about SnapshotBytes plus
+// TestRaftLogBoundedByBytes appends 8×SnapshotBytes in entries of 16 KiB and checks that Raft's log store keeps about SnapshotBytes plus
 // TrailingBytes of them, and that a restart on the compacted log serves
 // every record once.
 func TestRaftLogBoundedByBytes(t *testing.T) {
+	for _, kind := range []string{RaftLogStoreWAL, RaftLogStoreBolt} {
+		t.Run(kind, func(t *testing.T) { testRaftLogBoundedByBytes(t, kind) })
+	}
+}
+
+func testRaftLogBoundedByBytes(t *testing.T, kind string) {
 	const (
-		snapshotBytes = 128 << 10
+		// A quarter of it exceeds the test's active segment (64 KiB and a
+		// batch), so the snapshot is never put off for a cheaper one.
+		snapshotBytes = 512 << 10
 		trailingBytes = 64 << 10
 		recordSize    = 1 << 10
 		perAppend     = 16
-		appends       = 128 // 2 MiB
+		appends       = 256 // 4 MiB
 	)
 	tc := &testCluster{t: t, cut: map[[2]int]bool{}}
 	tc.dirs = []string{t.TempDir()}
@@ -114,6 +121,7 @@ func TestRaftLogBoundedByBytes(t *testing.T) {
 		c := testConfig(t, tc.dirs[i], i)
 		c.SnapshotBytes, c.TrailingBytes = snapshotBytes, trailingBytes
 		c.TrailingLogs = 1 << 20 // the byte bound decides
+		c.RaftLogStore = kind
 		return c
 	}
 	tc.start(0, true)

@@ -77,6 +77,10 @@ type Config struct {
 	Store logstore.Config
 
 	Logger *slog.Logger
+
+	// walSegmentBytes, when set, replaces defaultWALSegmentBytes: tests use
+	// small segments so that compaction deletes some.
+	walSegmentBytes int
 }
 
 // DefaultConfig returns settings for a LAN cluster.

@@ -141,7 +141,7 @@ func New(c Config) (*Log, error) {
 	}
 	l.fsm = &fsm{log: l.store, logger: l.logger, scratch: scratch, applied: applied, maxAppend: int(c.Store.MaxStoreBytes / 2)}
 
-	if l.stores, err = openRaftStores(filepath.Join(c.Dir, "raft"), c.RaftLogStore, l.logger); err != nil {
+	if l.stores, err = openRaftStores(filepath.Join(c.Dir, "raft"), c.RaftLogStore, c.walSegmentBytes, l.logger); err != nil {
 		return nil, err
 	}
 	var logs raft.LogStore = l.stores

@@ -34,9 +34,11 @@ const (
 	walDir   = "wal"
 )
 
-// walSegmentBytes is the size of a raft-wal segment file (preallocated): the
-// unit in which Raft's log grows and shrinks on disk.
-const walSegmentBytes = 16 << 20
+// defaultWALSegmentBytes is the size of a raft-wal segment file
+// (preallocated): the unit in which Raft's log grows and shrinks on disk. A
+// batch of entries larger than that goes whole into one segment, which is
+// sealed after it.
+const defaultWALSegmentBytes = 16 << 20
 
 // raftStores is Raft's log store and stable store, one object of either kind.
 type raftStores interface {
@@ -49,7 +51,7 @@ type raftStores interface {
 // the directory already holds, else a new one of the given kind. So a data
 // directory keeps the store it was made with, and an upgrade that changes
 // the default does not strand an existing replica's Raft log.
-func openRaftStores(dir, kind string, logger *slog.Logger) (raftStores, error) {
+func openRaftStores(dir, kind string, walSegmentBytes int, logger *slog.Logger) (raftStores, error) {
 	boltPath, walPath := filepath.Join(dir, boltFile), filepath.Join(dir, walDir)
 	for _, k := range []struct{ kind, path string }{{RaftLogStoreBolt, boltPath}, {RaftLogStoreWAL, walPath}} {
 		if _, err := os.Stat(k.path); err == nil {
@@ -79,6 +81,9 @@ func openRaftStores(dir, kind string, logger *slog.Logger) (raftStores, error) {
 		// The WAL's own bolt file (wal-meta.db) takes an exclusive lock; the
 		// log directory's flock (logstore) has already turned a second
 		// process away by now.
+		if walSegmentBytes == 0 {
+			walSegmentBytes = defaultWALSegmentBytes
+		}
 		meta := &metadb.BoltMetaDB{}
 		w, err := raftwal.Open(walPath, raftwal.WithLogger(newHCLogger(logger, "raft-wal")),
 			raftwal.WithSegmentSize(walSegmentBytes), raftwal.WithMetaStore(meta))
