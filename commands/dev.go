@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/urfave/cli/v2"
 
@@ -50,46 +49,25 @@ func runDev(c *cli.Context) (err error) {
 	if err := devSecurity(c, cfgDir); err != nil {
 		return err
 	}
-	var addrs, metrics []string
-	var running []*node.Node
 	var logger *slog.Logger
+	running, err := startNodes(dataDir, listen, func(i int) (node.Config, error) {
+		cfg, err := serveConfig(c)
+		cfg.MetricsAddr = devAddr(base, 10*i+2)
+		logger = cfg.Logger
+		return cfg, err
+	})
+	if err != nil {
+		return fmt.Errorf("serve --dev: %w", err)
+	}
 	defer func() {
-		// All at once: one by one, the last would lose its quorum first.
-		errs := make([]error, len(running))
-		var wg sync.WaitGroup
-		for i, n := range running {
-			wg.Go(func() { errs[i] = n.Close() })
-		}
-		wg.Wait()
-		if err == nil {
-			err = errors.Join(errs...)
+		if cerr := closeNodes(running); err == nil {
+			err = cerr
 		}
 	}()
-	for i := range nodes {
-		cfg, err := serveConfig(c)
-		if err != nil {
-			return err
-		}
-		cfg.NodeID = fmt.Sprintf("dev-%d", i)
-		cfg.DataDir = filepath.Join(dataDir, cfg.NodeID)
-		cfg.RPCAddr, cfg.Gossip.BindAddr = listen[i].rpc, listen[i].gossip
-		cfg.AdvertiseAddr = ""
-		cfg.MetricsAddr = devAddr(base, 10*i+2)
-		cfg.Bootstrap = i == 0
-		cfg.LeaveOnClose = false // the cluster stops as a whole and comes back as it was
-		cfg.Gossip.StartJoinAddrs = nil
-		if i > 0 {
-			cfg.Gossip.StartJoinAddrs = []string{running[0].GossipAddr()}
-		}
-		logger = cfg.Logger
-		n, err := node.New(cfg)
-		if err != nil {
-			return fmt.Errorf("serve --dev: node %d: %w", i, err)
-		}
-		running = append(running, n)
+	var addrs, metrics []string
+	for _, n := range running {
 		addrs = append(addrs, n.Addr())
 		metrics = append(metrics, "http://"+n.MetricsAddr()+"/metrics")
-		listen[i] = devNodeAddrs{n.Addr(), n.GossipAddr()}
 	}
 	if !recorded {
 		if err := writeDevAddrs(dataDir, listen); err != nil {

@@ -141,7 +141,7 @@ func (m *Main) app() *cli.App {
 		// Errors are printed once, by the caller, with the exit code it chooses.
 		ExitErrHandler: func(*cli.Context, error) {},
 		Commands: []*cli.Command{serveCommand(), produceCommand(), consumeCommand(), tailCommand(), serversCommand(),
-			profileCommand(), gencertCommand(), genaclCommand(), fsckCommand(), verifyCommand(), helpCommand(), versionCommand(), completionCommand()},
+			profileCommand(), benchCommand(), gencertCommand(), genaclCommand(), fsckCommand(), verifyCommand(), helpCommand(), versionCommand(), completionCommand()},
 	}
 	app.OnUsageError = usageError(app.Flags)
 	app.Action = func(c *cli.Context) error {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -102,7 +103,7 @@ func Check(dir string, o logstore.CheckOptions, boltTimeout time.Duration) (*Che
 		if !errors.Is(err, os.ErrNotExist) {
 			return r, err
 		}
-		r.Problems = append(r.Problems, fmt.Sprintf("%s is missing: the node has no Raft state", filepath.Join(raftDir, raftDBFile)))
+		r.Problems = append(r.Problems, fmt.Sprintf("%s is missing: the node has no Raft state", raftDir))
 	}
 	if merr != nil {
 		r.Problems = append(r.Problems, merr.Error())
@@ -121,6 +122,9 @@ func Check(dir string, o logstore.CheckOptions, boltTimeout time.Duration) (*Che
 // entries of records past applied, and lists the snapshots.
 func readRaftState(dir string, boltTimeout time.Duration, applied uint64) (RaftState, error) {
 	var s RaftState
+	if _, err := os.Stat(filepath.Join(dir, raftDir, walDir)); err == nil {
+		return readWALState(dir, applied)
+	}
 	path := filepath.Join(dir, raftDir, raftDBFile)
 	if _, err := os.Stat(path); err != nil {
 		return s, err
@@ -159,6 +163,55 @@ func readRaftState(dir string, boltTimeout time.Duration, applied uint64) (RaftS
 	return s, s.readSnapshots(filepath.Join(dir, snapshotDir))
 }
 
+// readWALState reads Raft's state from a raft-wal store. raft-wal has no
+// read-only mode: it is opened as a node opens it, which Check does only once
+// logstore.Check has taken the log's lock (no node runs on dir).
+func readWALState(dir string, applied uint64) (RaftState, error) {
+	var s RaftState
+	st, err := openRaftStores(filepath.Join(dir, raftDir), RaftLogStoreWAL, 0, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return s, err
+	}
+	defer st.Close()
+	if s.FirstIndex, err = st.FirstIndex(); err != nil {
+		return s, fmt.Errorf("raftfsm: Raft's WAL: %w", err)
+	}
+	if s.LastIndex, err = st.LastIndex(); err != nil {
+		return s, fmt.Errorf("raftfsm: Raft's WAL: %w", err)
+	}
+	if s.CurrentTerm, err = st.GetUint64(keyCurrentTerm); err != nil && !isNotFound(err) {
+		return s, fmt.Errorf("raftfsm: Raft's WAL: %w", err)
+	}
+	if s.CommandsAfter, err = countCommands(st, max(applied+1, s.FirstIndex), s.LastIndex); err != nil {
+		return s, fmt.Errorf("raftfsm: Raft's WAL: %w", err)
+	}
+	return s, s.readSnapshots(filepath.Join(dir, snapshotDir))
+}
+
+// isNotFound reports whether err is a stable store's "no such key".
+func isNotFound(err error) bool {
+	return errors.Is(err, raft.ErrLogNotFound) || strings.Contains(err.Error(), "not found")
+}
+
+// countCommands counts the command entries from index from to last (at most
+// maxEntriesRead of them) in store.
+func countCommands(store raft.LogStore, from, last uint64) (int, error) {
+	if from > last || from == 0 {
+		return 0, nil
+	}
+	n := 0
+	for i := from; i <= last && i < from+maxEntriesRead; i++ {
+		var e raft.Log
+		if err := store.GetLog(i, &e); err != nil {
+			return n, fmt.Errorf("entry %d: %w", i, err)
+		}
+		if e.Type == raft.LogCommand {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // maxEntriesRead bounds how many entries commandsAfter decodes.
 const maxEntriesRead = 100_000
 
@@ -176,15 +229,9 @@ func commandsAfter(path string, boltTimeout time.Duration, from, last uint64) (i
 		return 0, fmt.Errorf("raftfsm: open %s: %w", path, err)
 	}
 	defer store.Close()
-	n := 0
-	for i := from; i <= last && i < from+maxEntriesRead; i++ {
-		var e raft.Log
-		if err := store.GetLog(i, &e); err != nil {
-			return n, fmt.Errorf("raftfsm: %s: entry %d: %w", path, i, err)
-		}
-		if e.Type == raft.LogCommand {
-			n++
-		}
+	n, err := countCommands(store, from, last)
+	if err != nil {
+		return n, fmt.Errorf("raftfsm: %s: %w", path, err)
 	}
 	return n, nil
 }

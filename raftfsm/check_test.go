@@ -13,7 +13,13 @@ import (
 )
 
 func TestCheck_replica(t *testing.T) {
-	tc := newTestCluster(t, 1)
+	for _, kind := range []string{RaftLogStoreWAL, RaftLogStoreBolt} {
+		t.Run(kind, func(t *testing.T) { testCheckReplica(t, kind) })
+	}
+}
+
+func testCheckReplica(t *testing.T, kind string) {
+	tc := newTestClusterWith(t, 1, func(_ int, c *Config) { c.RaftLogStore = kind })
 	tc.appendValues(0, 50)
 	if err := tc.nodes[0].raft.Snapshot().Error(); err != nil {
 		t.Fatal(err)
@@ -43,6 +49,9 @@ func TestCheck_replica(t *testing.T) {
 		t.Fatalf("applied %d, Raft state %+v (snapshot %+v)", r.Applied, rs, rs.Snapshot)
 	}
 
+	if kind != RaftLogStoreBolt {
+		return
+	}
 	// Raft's store held by another process (here: another open file).
 	db, err := bbolt.Open(filepath.Join(dir, "raft", "raft.db"), 0o600, &bbolt.Options{Timeout: time.Second})
 	if err != nil {

@@ -51,6 +51,8 @@ func testConfig(t testing.TB, dir string, i int) Config {
 	c.LeaderLeaseTimeout = 500 * time.Millisecond
 	c.CommitTimeout = 5 * time.Millisecond
 	c.SnapshotInterval = time.Hour // tests snapshot explicitly
+	c.SnapshotBytes = 0
+	c.walSegmentBytes = 4 << 10
 	c.SnapshotThreshold = 1 << 40
 	c.TrailingLogs = 64
 	c.Store.MaxStoreBytes = 64 << 10
@@ -556,7 +558,7 @@ func TestFollowerCatchesUpThroughSnapshot(t *testing.T) {
 		if err := tc.nodes[i].raft.Snapshot().Error(); err != nil {
 			t.Fatalf("Snapshot on %s: %v", nodeID(i), err)
 		}
-		if first, err := tc.nodes[i].bolt.FirstIndex(); err != nil || first <= laggerLast+1 {
+		if first, err := tc.nodes[i].stores.FirstIndex(); err != nil || first <= laggerLast+1 {
 			t.Fatalf("%s's log was not compacted past the lagger's last index %d: first index %d, %v", nodeID(i), laggerLast, first, err)
 		}
 	}

@@ -33,10 +33,30 @@ type Config struct {
 	LeaderLeaseTimeout time.Duration
 	CommitTimeout      time.Duration
 	// SnapshotInterval and SnapshotThreshold decide when Raft snapshots and
-	// compacts its log; TrailingLogs entries are kept behind a snapshot.
+	// compacts its log by its count of entries; TrailingLogs is the most
+	// entries kept behind a snapshot.
 	SnapshotInterval  time.Duration
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
+	// SnapshotBytes makes the replica snapshot, and Raft compact its log, by
+	// the bytes of entries applied since the last snapshot: once
+	// SnapshotBytes were applied and the active segment holds at most a
+	// quarter of that (a snapshot copies only the active segment), or in any
+	// case after 4×SnapshotBytes. 0 leaves snapshots to the counts above.
+	SnapshotBytes int64
+	// TrailingBytes is about how many bytes of entries Raft keeps behind a
+	// snapshot taken for SnapshotBytes (never more than TrailingLogs
+	// entries), so a follower that lags by less catches up from the log
+	// rather than by receiving a snapshot, which is the whole local log.
+	TrailingBytes int64
+	// RaftLogStore is Raft's log and stable store for a new data directory:
+	// RaftLogStoreWAL or RaftLogStoreBolt. A data directory that holds one
+	// keeps it, whatever this says.
+	RaftLogStore string
+	// LogCacheBytes bounds the data of the newest entries kept in memory in
+	// front of Raft's log store (they are what Raft reads back when it
+	// replicates and applies); 0 disables the cache.
+	LogCacheBytes int
 	// SnapshotsRetained is how many snapshots are kept on disk.
 	SnapshotsRetained int
 
@@ -60,6 +80,9 @@ type Config struct {
 
 	// applyFault, when set, fails the FSM's appends for tests (see fsm.fault).
 	applyFault func() (err error, written bool)
+	// walSegmentBytes, when set, replaces defaultWALSegmentBytes: tests use
+	// small segments so that compaction deletes some.
+	walSegmentBytes int
 }
 
 // DefaultConfig returns settings for a LAN cluster.
@@ -73,6 +96,10 @@ func DefaultConfig() Config {
 		SnapshotInterval:        rc.SnapshotInterval,
 		SnapshotThreshold:       rc.SnapshotThreshold,
 		TrailingLogs:            rc.TrailingLogs,
+		SnapshotBytes:           32 << 20,
+		TrailingBytes:           16 << 20,
+		LogCacheBytes:           8 << 20,
+		RaftLogStore:            RaftLogStoreWAL,
 		SnapshotsRetained:       2,
 		MaxEntryBytes:           2 << 20, // a whole record of Store.MaxRecordBytes fits
 		MaxPendingEntries:       4,
@@ -101,6 +128,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("raftfsm: MaxEntryBytes %d cannot hold one record of Store.MaxRecordBytes %d", c.MaxEntryBytes, c.Store.MaxRecordBytes)
 	case int64(c.MaxEntryBytes) > c.Store.MaxStoreBytes/2:
 		return fmt.Errorf("raftfsm: MaxEntryBytes %d must be at most half of Store.MaxStoreBytes %d", c.MaxEntryBytes, c.Store.MaxStoreBytes)
+	case c.SnapshotBytes < 0 || c.TrailingBytes < 0 || c.LogCacheBytes < 0:
+		return errors.New("raftfsm: SnapshotBytes, TrailingBytes and LogCacheBytes must not be negative")
+	case c.SnapshotBytes > 0 && c.TrailingBytes < int64(c.MaxEntryBytes):
+		return fmt.Errorf("raftfsm: TrailingBytes %d must hold at least one entry of MaxEntryBytes %d", c.TrailingBytes, c.MaxEntryBytes)
+	case c.RaftLogStore != RaftLogStoreWAL && c.RaftLogStore != RaftLogStoreBolt:
+		return fmt.Errorf("raftfsm: RaftLogStore %q: want %q or %q", c.RaftLogStore, RaftLogStoreWAL, RaftLogStoreBolt)
 	case c.MaxPendingEntries < 1:
 		return fmt.Errorf("raftfsm: MaxPendingEntries %d must be at least 1", c.MaxPendingEntries)
 	case c.ApplyTimeout <= 0 || c.ShutdownTransferTimeout <= 0 || c.ShutdownTimeout <= 0:

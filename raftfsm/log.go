@@ -13,8 +13,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 
 	"github.com/proglogctl/proglogctl/logstore"
 )
@@ -62,8 +60,14 @@ type Log struct {
 	logger *slog.Logger
 	raft   *raft.Raft
 	store  *logstore.Log
-	bolt   *raftboltdb.BoltStore
+	stores raftStores // Raft's log and stable store
 	fsm    *fsm
+	// metered is the FSM Raft runs: fsm counting the bytes applied, which
+	// compactLoop snapshots by.
+	metered *meteredFSM
+	// compacted (cap 1) is signalled after each snapshot compactLoop
+	// takes, for tests to wait on.
+	compacted chan struct{}
 
 	reqs      chan *appendReq
 	pending   chan pendingEntry
@@ -111,6 +115,7 @@ func New(c Config) (*Log, error) {
 		fsmStop:   make(chan struct{}),
 		loopsDone: make(chan struct{}),
 		obsCh:     make(chan raft.Observation, 16),
+		compacted: make(chan struct{}, 1),
 	}
 	l.leader.Store(&leaderState{changed: make(chan struct{})})
 	ok := false
@@ -141,17 +146,14 @@ func New(c Config) (*Log, error) {
 		stop: l.fsmStop, fault: c.applyFault}
 	l.fsm.setStatus(nil)
 
-	l.bolt, err = raftboltdb.New(raftboltdb.Options{
-		Path:        filepath.Join(c.Dir, "raft", "raft.db"),
-		BoltOptions: &bbolt.Options{Timeout: time.Second},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("raftfsm: open Raft store in %s (is another process using it?): %w", c.Dir, err)
+	if l.stores, err = openRaftStores(filepath.Join(c.Dir, "raft"), c.RaftLogStore, c.walSegmentBytes, l.logger); err != nil {
+		return nil, err
 	}
-	logs, err := raft.NewLogCache(512, l.bolt)
-	if err != nil {
-		return nil, fmt.Errorf("raftfsm: %w", err)
+	var logs raft.LogStore = l.stores
+	if c.LogCacheBytes > 0 {
+		logs = newLogCache(l.stores, c.LogCacheBytes, logCacheMaxEntries)
 	}
+	l.metered = &meteredFSM{fsm: l.fsm, threshold: c.SnapshotBytes, kick: make(chan struct{}, 1)}
 	snaps, err := newSnapshotStore(filepath.Join(c.Dir, "snapshots"), c.SnapshotsRetained, l.logger)
 	if err != nil {
 		return nil, err
@@ -163,7 +165,7 @@ func New(c Config) (*Log, error) {
 	rc := c.raftConfig()
 	rc.Logger = newHCLogger(l.logger, "raft")
 	if c.Bootstrap {
-		has, err := raft.HasExistingState(logs, l.bolt, snaps)
+		has, err := raft.HasExistingState(logs, l.stores, snaps)
 		if err != nil {
 			return nil, fmt.Errorf("raftfsm: %w", err)
 		}
@@ -171,12 +173,12 @@ func New(c Config) (*Log, error) {
 			cfg := raft.Configuration{Servers: []raft.Server{{
 				Suffrage: raft.Voter, ID: rc.LocalID, Address: c.Transport.LocalAddr(),
 			}}}
-			if err := raft.BootstrapCluster(rc, logs, l.bolt, snaps, c.Transport, cfg); err != nil {
+			if err := raft.BootstrapCluster(rc, logs, l.stores, snaps, c.Transport, cfg); err != nil {
 				return nil, fmt.Errorf("raftfsm: bootstrap: %w", err)
 			}
 		}
 	}
-	if l.raft, err = raft.NewRaft(rc, l.fsm, logs, l.bolt, snaps, c.Transport); err != nil {
+	if l.raft, err = raft.NewRaft(rc, l.metered, logs, l.stores, snaps, c.Transport); err != nil {
 		return nil, fmt.Errorf("raftfsm: start Raft: %w", err)
 	}
 	l.observer = raft.NewObserver(l.obsCh, false, func(o *raft.Observation) bool {
@@ -188,6 +190,10 @@ func New(c Config) (*Log, error) {
 	go l.batchLoop()
 	go l.completeLoop()
 	go l.observeLoop()
+	if c.SnapshotBytes > 0 {
+		l.wg.Add(1)
+		go l.compactLoop()
+	}
 	l.noteLeader()
 	ok = true
 	return l, nil
@@ -196,8 +202,8 @@ func New(c Config) (*Log, error) {
 // closeStores closes what New opened, for a failed New and for Close.
 func (l *Log) closeStores() error {
 	var errs []error
-	if l.bolt != nil {
-		errs = append(errs, l.bolt.Close())
+	if l.stores != nil {
+		errs = append(errs, l.stores.Close())
 	}
 	if l.store != nil {
 		errs = append(errs, l.store.Close())

@@ -65,7 +65,7 @@ func TestRetentionIsTheSameOnEveryReplica(t *testing.T) {
 		if err := tc.nodes[i].raft.Snapshot().Error(); err != nil {
 			t.Fatalf("Snapshot on %s: %v", nodeID(i), err)
 		}
-		if first, err := tc.nodes[i].bolt.FirstIndex(); err != nil || first <= laggerLast+1 {
+		if first, err := tc.nodes[i].stores.FirstIndex(); err != nil || first <= laggerLast+1 {
 			t.Fatalf("%s's Raft log was not compacted past the lagger's last index %d: first index %d, %v", nodeID(i), laggerLast, first, err)
 		}
 	}

@@ -1,0 +1,513 @@
+package commands
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	logv1 "github.com/proglogctl/proglogctl/api/v1"
+	"github.com/proglogctl/proglogctl/certs"
+	"github.com/proglogctl/proglogctl/discovery"
+	"github.com/proglogctl/proglogctl/node"
+	"github.com/proglogctl/proglogctl/raftfsm"
+)
+
+// Bench modes: which log.v1 RPC carries the records.
+const (
+	benchUnary  = "unary"  // one Produce per record
+	benchBatch  = "batch"  // one ProduceBatch per --batch records
+	benchStream = "stream" // one ProduceStream per worker, --batch records in flight on it
+)
+
+// benchMaxDuration bounds --duration: a load loop always ends.
+const benchMaxDuration = time.Hour
+
+func benchCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "bench",
+		Usage: "produce (and read back) load against a cluster and report throughput and latency",
+		Description: `bench runs --concurrency workers that produce records of --record-size bytes until
+--count records are produced or --duration passes, whichever comes first; with
+--consume it then reads back everything produced with ConsumeBatchStream. It prints
+records/s, MB/s (10^6 bytes of record values) and the latency of each call (unary,
+batch) or of each record from send to acknowledgement (stream).
+
+--local N runs the load against a throwaway in-process cluster of N nodes on free
+loopback ports (certificates and ACL generated in a temporary directory, removed
+afterwards), so one command reproduces a figure; the nodes share this process, so
+its RSS, reported with --json, includes the client.`,
+		Flags: append(clientFlags(),
+			&cli.IntFlag{Name: "record-size", Usage: "bytes per record", Value: 256, EnvVars: []string{"PROGLOG_BENCH_RECORD_SIZE"}},
+			&cli.IntFlag{Name: "count", Usage: "stop after this many records (0: only --duration bounds the run)", Value: 0, EnvVars: []string{"PROGLOG_BENCH_COUNT"}},
+			&cli.DurationFlag{Name: "duration", Usage: "stop after this long (at most 1h)", Value: 10 * time.Second, EnvVars: []string{"PROGLOG_BENCH_DURATION"}},
+			&cli.IntFlag{Name: "concurrency", Aliases: []string{"c"}, Usage: "workers producing at once (each with its own calls or stream)", Value: 1, EnvVars: []string{"PROGLOG_BENCH_CONCURRENCY"}},
+			&cli.IntFlag{Name: "batch", Usage: "records per ProduceBatch (--mode batch), or records in flight per stream (--mode stream)", Value: 100, EnvVars: []string{"PROGLOG_BENCH_BATCH"}},
+			&cli.StringFlag{Name: "mode", Usage: "`unary` (Produce), batch (ProduceBatch) or stream (ProduceStream)", Value: benchUnary, EnvVars: []string{"PROGLOG_BENCH_MODE"}},
+			&cli.BoolFlag{Name: "consume", Usage: "read back what was produced (ConsumeBatchStream) and report that too", EnvVars: []string{"PROGLOG_BENCH_CONSUME"}},
+			&cli.IntFlag{Name: "local", Usage: "run against an in-process cluster of `N` nodes in a temporary directory (0: the cluster of --addr)", EnvVars: []string{"PROGLOG_BENCH_LOCAL"}},
+			&cli.StringFlag{Name: "raft-log-store", Usage: "with --local: Raft's log store of the nodes, wal or bolt", Value: raftfsm.DefaultConfig().RaftLogStore, EnvVars: []string{"PROGLOG_RAFT_LOG_STORE"}},
+			&cli.StringFlag{Name: "pprof-addr", Usage: "serve net/http/pprof on this loopback `host:port` while running (with --local, the nodes' profiles)", EnvVars: []string{"PROGLOG_BENCH_PPROF_ADDR"}},
+			&cli.BoolFlag{Name: "json", Usage: "print the result as one JSON object", EnvVars: []string{"PROGLOG_JSON"}},
+		),
+		Action: runBench,
+	}
+}
+
+// benchOptions are bench's flags.
+type benchOptions struct {
+	recordSize, count, concurrency, batch int
+	duration                              time.Duration
+	mode                                  string
+	consume                               bool
+}
+
+func (o benchOptions) validate() error {
+	switch {
+	case o.recordSize < 1:
+		return fmt.Errorf("bench: --record-size %d must be positive", o.recordSize)
+	case o.count < 0:
+		return fmt.Errorf("bench: --count %d must not be negative", o.count)
+	case o.duration <= 0 || o.duration > benchMaxDuration:
+		return fmt.Errorf("bench: --duration %v: want more than 0 and at most %v", o.duration, benchMaxDuration)
+	case o.concurrency < 1 || o.concurrency > 4096:
+		return fmt.Errorf("bench: --concurrency %d: want 1 to 4096", o.concurrency)
+	case o.batch < 1:
+		return fmt.Errorf("bench: --batch %d must be positive", o.batch)
+	case o.mode != benchUnary && o.mode != benchBatch && o.mode != benchStream:
+		return fmt.Errorf("bench: --mode %q: want unary, batch or stream", o.mode)
+	case o.mode == benchBatch && o.batch*(o.recordSize+8) > maxBatchBytes:
+		return fmt.Errorf("bench: --batch %d of --record-size %d is over the %d bytes a batch may carry", o.batch, o.recordSize, maxBatchBytes)
+	}
+	return nil
+}
+
+// BenchResult is what bench prints with --json.
+type BenchResult struct {
+	Mode        string       `json:"mode"`
+	RecordSize  int          `json:"record_size"`
+	Concurrency int          `json:"concurrency"`
+	Batch       int          `json:"batch"`
+	LocalNodes  int          `json:"local_nodes,omitempty"`
+	Produce     BenchPhase   `json:"produce"`
+	Consume     *BenchPhase  `json:"consume,omitempty"`
+	Process     *BenchMemory `json:"process,omitempty"`
+}
+
+// BenchPhase is the outcome of producing or consuming.
+type BenchPhase struct {
+	Records       int64   `json:"records"`
+	Bytes         int64   `json:"bytes"`
+	Seconds       float64 `json:"seconds"`
+	RecordsPerSec float64 `json:"records_per_sec"`
+	MBPerSec      float64 `json:"mb_per_sec"`
+	// Latency is per call (unary, batch) or per record (stream), in
+	// milliseconds; absent for consume.
+	Latency *BenchLatency `json:"latency_ms,omitempty"`
+}
+
+// BenchLatency holds latency percentiles in milliseconds.
+type BenchLatency struct {
+	Calls int     `json:"calls"`
+	P50   float64 `json:"p50"`
+	P90   float64 `json:"p90"`
+	P99   float64 `json:"p99"`
+	P999  float64 `json:"p99_9"`
+	Max   float64 `json:"max"`
+}
+
+// BenchMemory is this process's memory after the run (Linux only), which with
+// --local is the nodes' and the client's together.
+type BenchMemory struct {
+	RSSBytes     int64 `json:"rss_bytes"`
+	PeakRSSBytes int64 `json:"peak_rss_bytes"`
+}
+
+func runBench(c *cli.Context) (err error) {
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	o := benchOptions{
+		recordSize: c.Int("record-size"), count: c.Int("count"), duration: c.Duration("duration"),
+		concurrency: c.Int("concurrency"), batch: c.Int("batch"), mode: c.String("mode"), consume: c.Bool("consume"),
+	}
+	if err := o.validate(); err != nil {
+		return UsageError{Err: err}
+	}
+	local := c.Int("local")
+	if local < 0 || local > 9 {
+		return UsageError{Err: fmt.Errorf("bench: --local %d: want 0 to 9", local)}
+	}
+	if a := c.String("pprof-addr"); a != "" {
+		stop, err := servePprof(a)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+
+	target, files := c.String("addr"), certs.TLSFiles{
+		CertFile: c.String("cert-file"), KeyFile: c.String("key-file"), CAFile: c.String("ca-file"),
+	}
+	if local > 0 {
+		store := c.String("raft-log-store")
+		lc, err := startLocal(c.Context, local, func(nc *node.Config) { nc.Replica.RaftLogStore = store }, c.App.ErrWriter, 30*time.Second)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if cerr := lc.Close(); err == nil {
+				err = cerr
+			}
+		}()
+		target, files = lc.target, lc.client
+	}
+	tlsConf, err := certs.ClientTLSConfig(files)
+	if err != nil {
+		return fmt.Errorf("client credentials: %w", err)
+	}
+	cl, err := discovery.Dial(target, tlsConf)
+	if err != nil {
+		return fmt.Errorf("cannot dial %s: %w", target, err)
+	}
+	defer cl.Close()
+
+	res := BenchResult{Mode: o.mode, RecordSize: o.recordSize, Concurrency: o.concurrency, Batch: o.batch, LocalNodes: local}
+	if o.mode == benchUnary {
+		res.Batch = 1
+	}
+	// One record first, unmeasured, so the timing does not include finding
+	// the leader and the TLS handshake.
+	wctx, cancel := callCtx(c)
+	_, err = cl.Produce(wctx, make([]byte, o.recordSize))
+	cancel()
+	if err != nil {
+		return fmt.Errorf("bench: warm-up: %w", callError(c, err))
+	}
+	prod, first, end, err := benchProduce(c.Context, cl, o, c.Duration("timeout"))
+	res.Produce = prod
+	if err != nil {
+		return fmt.Errorf("bench: produce (%d records acknowledged): %w", prod.Records, callError(c, err))
+	}
+	if o.consume && prod.Records > 0 {
+		cons, err := benchConsume(c.Context, cl, first, end, o.recordSize, o.duration+c.Duration("timeout"))
+		res.Consume = &cons
+		if err != nil {
+			return fmt.Errorf("bench: consume (%d records read): %w", cons.Records, callError(c, err))
+		}
+	}
+	if local > 0 {
+		res.Process = readMemory()
+	}
+	return printBench(c.App.Writer, res, c.Bool("json"))
+}
+
+// benchProduce runs the produce load and returns its outcome and the range
+// of offsets [first, end) the acknowledged records fall in.
+func benchProduce(ctx context.Context, cl *discovery.Client, o benchOptions, timeout time.Duration) (_ BenchPhase, first, end uint64, _ error) {
+	value := make([]byte, o.recordSize)
+	for i := range value {
+		value[i] = 'a' + byte(i%26)
+	}
+	// claim takes up to n records from the budget; 0 when it is spent.
+	var claimed atomic.Int64
+	claim := func(n int) int {
+		if o.count == 0 {
+			return n
+		}
+		after := claimed.Add(int64(n))
+		if over := after - int64(o.count); over > 0 {
+			return max(0, n-int(over))
+		}
+		return n
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stopAt := time.Now().Add(o.duration)
+	stopCtx, stopCancel := context.WithDeadline(ctx, stopAt)
+	defer stopCancel()
+
+	var (
+		mu       sync.Mutex
+		firstErr error
+		lo, hi   = ^uint64(0), uint64(0)
+		acked    atomic.Int64
+		lats     = make([][]time.Duration, o.concurrency)
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		mu.Unlock()
+		cancel()
+	}
+	note := func(off uint64, n int) {
+		acked.Add(int64(n))
+		mu.Lock()
+		lo, hi = min(lo, off), max(hi, off+uint64(n))
+		mu.Unlock()
+	}
+	begin := time.Now()
+	var wg sync.WaitGroup
+	for w := range o.concurrency {
+		wg.Go(func() {
+			var err error
+			switch o.mode {
+			case benchUnary, benchBatch:
+				lats[w], err = benchCalls(stopCtx, cl, o, value, claim, note, timeout)
+			case benchStream:
+				lats[w], err = benchStreamWorker(ctx, stopCtx, cl, o, value, claim, note, timeout)
+			}
+			if err != nil {
+				fail(err)
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(begin)
+	all := slices.Concat(lats...)
+	n := acked.Load()
+	ph := phase(n, int64(o.recordSize), elapsed)
+	ph.Latency = latency(all)
+	if n == 0 {
+		lo = 0
+	}
+	return ph, lo, hi, firstErr
+}
+
+// benchCalls is one unary or batch worker: one call at a time until the
+// budget is spent or ctx ends. It returns each call's latency.
+func benchCalls(ctx context.Context, cl *discovery.Client, o benchOptions, value []byte, claim func(int) int, note func(uint64, int), timeout time.Duration) ([]time.Duration, error) {
+	per := 1
+	if o.mode == benchBatch {
+		per = o.batch
+	}
+	batch := make([][]byte, per)
+	for i := range batch {
+		batch[i] = value
+	}
+	var lats []time.Duration
+	for ctx.Err() == nil {
+		n := claim(per)
+		if n == 0 {
+			return lats, nil
+		}
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+		start := time.Now()
+		var off uint64
+		var err error
+		if o.mode == benchUnary {
+			off, err = cl.Produce(cctx, value)
+		} else {
+			off, err = cl.ProduceBatch(cctx, batch[:n])
+		}
+		cancel()
+		if err != nil {
+			return lats, err
+		}
+		lats = append(lats, time.Since(start))
+		note(off, n)
+	}
+	return lats, nil
+}
+
+// benchStreamWorker keeps o.batch records in flight on one ProduceStream
+// until the budget is spent or stop ends, then waits (within timeout) for
+// the acknowledgements still owed. It returns each record's latency.
+func benchStreamWorker(ctx, stop context.Context, cl *discovery.Client, o benchOptions, value []byte, claim func(int) int, note func(uint64, int), timeout time.Duration) ([]time.Duration, error) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s, err := cl.ProduceStream(sctx)
+	if err != nil {
+		return nil, err
+	}
+	sent := make(chan time.Time, o.batch) // send times of records in flight
+	sendErr := make(chan error, 1)
+	go func() {
+		defer close(sent)
+		req := &logv1.ProduceRequest{Record: &logv1.Record{Value: value}}
+		for stop.Err() == nil && claim(1) == 1 {
+			select {
+			case sent <- time.Now():
+			case <-stop.Done():
+				// The claimed record was not sent.
+				sendErr <- s.CloseSend()
+				return
+			}
+			if err := s.Send(req); err != nil {
+				sendErr <- err
+				return
+			}
+		}
+		sendErr <- s.CloseSend()
+	}()
+	// Acknowledgements still owed after stop get timeout to arrive.
+	drain := context.AfterFunc(stop, func() {
+		t := time.AfterFunc(timeout, cancel)
+		context.AfterFunc(sctx, func() { t.Stop() })
+	})
+	defer drain()
+	var lats []time.Duration
+	for at := range sent {
+		res, err := s.Recv()
+		if err != nil {
+			cancel()
+			for range sent {
+			}
+			<-sendErr
+			return lats, err
+		}
+		lats = append(lats, time.Since(at))
+		note(res.Offset, 1)
+	}
+	if err := <-sendErr; err != nil && err != io.EOF {
+		return lats, err
+	}
+	return lats, nil
+}
+
+// benchConsume reads [first, end) back and checks every record's size.
+func benchConsume(ctx context.Context, cl *discovery.Client, first, end uint64, size int, timeout time.Duration) (BenchPhase, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var n, bytes int64
+	begin := time.Now()
+	err := cl.Read(ctx, first, end, false, func(r *logv1.Record) error {
+		n++
+		bytes += int64(len(r.Value))
+		if len(r.Value) != size {
+			return fmt.Errorf("record %d has %d bytes, want %d (was the log written by someone else meanwhile?)", r.Offset, len(r.Value), size)
+		}
+		return nil
+	})
+	ph := phase(n, 0, time.Since(begin))
+	ph.Bytes = bytes
+	ph.MBPerSec = float64(bytes) / 1e6 / ph.Seconds
+	if err == nil && n != int64(end-first) {
+		err = fmt.Errorf("read %d records of [%d, %d)", n, first, end)
+	}
+	return ph, err
+}
+
+func phase(n, size int64, elapsed time.Duration) BenchPhase {
+	s := elapsed.Seconds()
+	return BenchPhase{
+		Records: n, Bytes: n * size, Seconds: s,
+		RecordsPerSec: float64(n) / s, MBPerSec: float64(n*size) / 1e6 / s,
+	}
+}
+
+// latency returns the percentiles of lats (nearest rank).
+func latency(lats []time.Duration) *BenchLatency {
+	if len(lats) == 0 {
+		return nil
+	}
+	slices.Sort(lats)
+	at := func(p float64) float64 {
+		i := int(p*float64(len(lats))+0.5) - 1
+		i = min(max(i, 0), len(lats)-1)
+		return float64(lats[i]) / float64(time.Millisecond)
+	}
+	return &BenchLatency{Calls: len(lats), P50: at(0.50), P90: at(0.90), P99: at(0.99), P999: at(0.999), Max: at(1)}
+}
+
+// readMemory reads this process's resident set from /proc (nil elsewhere).
+func readMemory() *BenchMemory {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return nil
+	}
+	m := &BenchMemory{}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		if err != nil {
+			continue
+		}
+		switch k {
+		case "VmRSS":
+			m.RSSBytes = kb << 10
+		case "VmHWM":
+			m.PeakRSSBytes = kb << 10
+		}
+	}
+	return m
+}
+
+func printBench(w io.Writer, r BenchResult, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		return enc.Encode(r)
+	}
+	out := bufio.NewWriter(w)
+	where := "cluster"
+	if r.LocalNodes > 0 {
+		where = fmt.Sprintf("local cluster of %d nodes", r.LocalNodes)
+	}
+	fmt.Fprintf(out, "produce: %s, %d B records, concurrency %d, batch %d, %s\n", r.Mode, r.RecordSize, r.Concurrency, r.Batch, where)
+	printPhase(out, r.Produce)
+	if r.Consume != nil {
+		fmt.Fprintf(out, "consume: ConsumeBatchStream\n")
+		printPhase(out, *r.Consume)
+	}
+	if r.Process != nil {
+		fmt.Fprintf(out, "process: rss %.1f MB, peak %.1f MB\n", float64(r.Process.RSSBytes)/1e6, float64(r.Process.PeakRSSBytes)/1e6)
+	}
+	return out.Flush()
+}
+
+func printPhase(w io.Writer, p BenchPhase) {
+	fmt.Fprintf(w, "  %d records, %.1f MB in %.2fs: %.0f records/s, %.2f MB/s\n", p.Records, float64(p.Bytes)/1e6, p.Seconds, p.RecordsPerSec, p.MBPerSec)
+	if l := p.Latency; l != nil {
+		fmt.Fprintf(w, "  latency over %d calls: p50 %.3fms p90 %.3fms p99 %.3fms p99.9 %.3fms max %.3fms\n", l.Calls, l.P50, l.P90, l.P99, l.P999, l.Max)
+	}
+}
+
+// servePprof serves net/http/pprof on addr, which must be a loopback
+// address: profiles are not for the network. stop shuts the server down.
+func servePprof(addr string) (stop func(), err error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, UsageError{Err: fmt.Errorf("--pprof-addr %q: %w", addr, err)}
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return nil, UsageError{Err: fmt.Errorf("--pprof-addr %q: profiles are served on loopback addresses only", addr)}
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--pprof-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(ln)
+	}()
+	return func() {
+		srv.Close()
+		<-done
+	}, nil
+}
