@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/proglogctl/proglogctl/raftfsm"
 )
 
 // ErrDataDir wraps every reason New refuses its data directory; the message
@@ -15,10 +17,7 @@ import (
 var ErrDataDir = errors.New("node: bad data directory")
 
 // Names in a data directory (raftfsm's layout).
-var (
-	raftDB      = filepath.Join("raft", "raft.db")
-	dataSubdirs = []string{"raft", "log", "snapshots", "scratch"}
-)
+var dataSubdirs = []string{"raft", "log", "snapshots", "scratch"}
 
 // dataDir is the data directory New was given, as New found it.
 type dataDir struct {
@@ -79,9 +78,13 @@ func checkDataDir(path string) (dataDir, error) {
 	// killed between creating the log and the Raft store. Raft would start
 	// from nothing while the log holds what it applied before, so entries
 	// would be skipped as applied: refuse.
-	if _, err := os.Stat(filepath.Join(path, raftDB)); errors.Is(err, fs.ErrNotExist) {
+	has, err := raftfsm.HasRaftState(path)
+	if err != nil {
+		return d, fmt.Errorf("%w: %s: %v", ErrDataDir, path, err)
+	}
+	if !has {
 		if entries, err := os.ReadDir(filepath.Join(path, "log")); err == nil && len(entries) > 0 {
-			return d, fmt.Errorf("%w: %s is half made: it holds a log (log/) but no Raft state (%s), as after a first start that was killed or a raft/ that was removed; move the directory away and start again (a member of a cluster gets its records back from the others)", ErrDataDir, path, raftDB)
+			return d, fmt.Errorf("%w: %s is half made: it holds a log (log/) but no Raft state (raft/), as after a first start that was killed or a raft/ that was removed; move the directory away and start again (a member of a cluster gets its records back from the others)", ErrDataDir, path)
 		}
 	}
 	return d, nil

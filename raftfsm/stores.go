@@ -105,3 +105,18 @@ type walStores struct {
 
 // Close closes the WAL, then its metadata database.
 func (w walStores) Close() error { return errors.Join(w.WAL.Close(), w.meta.Close()) }
+
+// HasRaftState reports whether dir, a replica's data directory (Config.Dir),
+// holds Raft's store of either kind.
+func HasRaftState(dir string) (bool, error) {
+	for _, p := range []string{filepath.Join(dir, raftDir, boltFile), filepath.Join(dir, raftDir, walDir, metadb.FileName)} {
+		_, err := os.Stat(p)
+		if err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return false, fmt.Errorf("raftfsm: %w", err)
+		}
+	}
+	return false, nil
+}
