@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/charmbracelet/lipgloss"
-	"github.com/charmbracelet/lipgloss/table"
 	"github.com/urfave/cli/v2"
 
 	"github.com/proglogctl/proglogctl/logstore"
@@ -252,29 +250,16 @@ func (s fsckSegment) cells() []string {
 // lines without a header, then a summary of the log and Raft's state.
 func (r *fsckReport) writeText(w io.Writer, terminal bool) error {
 	var b strings.Builder
-	if terminal {
-		header := lipgloss.NewStyle().Bold(true).Padding(0, 1)
-		cell := lipgloss.NewStyle().Padding(0, 1)
-		bad := cell.Foreground(lipgloss.Color("9")).Bold(true)
-		t := table.New().Border(lipgloss.RoundedBorder()).Headers(fsckColumns...).
-			StyleFunc(func(row, col int) lipgloss.Style {
-				switch {
-				case row == table.HeaderRow:
-					return header
-				case row >= 0 && row < len(r.Segments) && r.Segments[row].Status != logstore.SegmentOK:
-					return bad
-				}
-				return cell
-			})
-		for _, s := range r.Segments {
-			t.Row(s.cells()...)
-		}
-		b.WriteString(t.Render() + "\n")
-	} else {
-		for _, s := range r.Segments {
-			b.WriteString(strings.Join(s.cells(), "\t") + "\n")
-		}
+	rows := make([][]string, len(r.Segments))
+	for i, sg := range r.Segments {
+		rows[i] = sg.cells()
 	}
+	writeRows(&b, terminal, fsckColumns, rows, func(row int) string {
+		if r.Segments[row].Status != logstore.SegmentOK {
+			return colourBad
+		}
+		return ""
+	})
 	fmt.Fprintf(&b, "log %s: offsets [%d, %d) verify, segments: %d\n", r.LogDir, r.LowestOffset, r.NextOffset, len(r.Segments))
 	for _, name := range r.OrphanIndexes {
 		fmt.Fprintf(&b, "index file without a store: %s\n", name)

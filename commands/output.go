@@ -159,8 +159,16 @@ func delimiterFlags(usage string) []cli.Flag {
 	}
 }
 
-// renderTable draws rows under headers, as `servers` does on a terminal.
-func renderTable(headers []string, rows [][]string) string {
+// Colours renderTable marks rows with (ANSI colour numbers).
+const (
+	colourGood = "10" // green: the leader
+	colourBad  = "9"  // red: a row that failed a check
+)
+
+// renderTable draws rows under headers with lipgloss, as the commands do on a
+// terminal. mark, when set, names the colour a row is drawn in, bold ("" for
+// none): servers' leader, fsck's and verify's failed rows.
+func renderTable(headers []string, rows [][]string, mark func(row int) string) string {
 	header := lipgloss.NewStyle().Bold(true).Padding(0, 1)
 	cell := lipgloss.NewStyle().Padding(0, 1)
 	t := table.New().
@@ -170,12 +178,29 @@ func renderTable(headers []string, rows [][]string) string {
 			if row == table.HeaderRow {
 				return header
 			}
+			if mark != nil && row >= 0 && row < len(rows) {
+				if c := mark(row); c != "" {
+					return cell.Foreground(lipgloss.Color(c)).Bold(true)
+				}
+			}
 			return cell
 		})
 	for _, r := range rows {
 		t.Row(r...)
 	}
 	return t.Render()
+}
+
+// writeRows writes rows to b as a table on a terminal (renderTable), else as
+// tab-separated lines without a header, which scripts read.
+func writeRows(b *strings.Builder, terminal bool, headers []string, rows [][]string, mark func(row int) string) {
+	if terminal {
+		b.WriteString(renderTable(headers, rows, mark) + "\n")
+		return
+	}
+	for _, r := range rows {
+		b.WriteString(strings.Join(r, "\t") + "\n")
+	}
 }
 
 // suggest returns the candidate closest to s when it is close enough to be

@@ -270,16 +270,26 @@ func runProfileAdd(c *cli.Context) error {
 	return nil
 }
 
-func runProfileUse(c *cli.Context) error {
+// namedProfile is the profile the command's one argument names, with the
+// profiles it is among.
+func namedProfile(c *cli.Context) (string, *profiles, error) {
 	name, err := oneArg(c, "the profile's NAME")
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	ps, err := loadProfiles(profilesDir(c))
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	if _, err := ps.get(name); err != nil {
+		return "", nil, err
+	}
+	return name, ps, nil
+}
+
+func runProfileUse(c *cli.Context) error {
+	name, ps, err := namedProfile(c)
+	if err != nil {
 		return err
 	}
 	ps.Current = name
@@ -291,15 +301,8 @@ func runProfileUse(c *cli.Context) error {
 }
 
 func runProfileRemove(c *cli.Context) error {
-	name, err := oneArg(c, "the profile's NAME")
+	name, ps, err := namedProfile(c)
 	if err != nil {
-		return err
-	}
-	ps, err := loadProfiles(profilesDir(c))
-	if err != nil {
-		return err
-	}
-	if _, err := ps.get(name); err != nil {
 		return err
 	}
 	delete(ps.Profiles, name)
@@ -344,7 +347,7 @@ func runProfileList(c *cli.Context) error {
 		for i, r := range rows {
 			cells[i] = r.cells()
 		}
-		_, err := fmt.Fprintln(w, renderTable([]string{"", "NAME", "ADDRESS", "CA", "CERTIFICATE", "KEY"}, cells))
+		_, err := fmt.Fprintln(w, renderTable([]string{"", "NAME", "ADDRESS", "CA", "CERTIFICATE", "KEY"}, cells, nil))
 		return err
 	}
 	for _, r := range rows {

@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/charmbracelet/lipgloss"
-	"github.com/charmbracelet/lipgloss/table"
 	"github.com/urfave/cli/v2"
 
 	logv1 "github.com/proglogctl/proglogctl/api/v1"
@@ -150,25 +148,16 @@ func (r serverRow) cells() []string {
 }
 
 func serversTable(rows []serverRow) string {
-	header := lipgloss.NewStyle().Bold(true).Padding(0, 1)
-	cell := lipgloss.NewStyle().Padding(0, 1)
-	leader := cell.Foreground(lipgloss.Color("10")).Bold(true)
-	t := table.New().
-		Border(lipgloss.RoundedBorder()).
-		Headers(serverColumns...).
-		StyleFunc(func(row, col int) lipgloss.Style {
-			switch {
-			case row == table.HeaderRow:
-				return header
-			case row < len(rows) && rows[row].IsLeader:
-				return leader
-			}
-			return cell
-		})
-	for _, r := range rows {
-		t.Row(r.cells()...)
+	cells := make([][]string, len(rows))
+	for i, r := range rows {
+		cells[i] = r.cells()
 	}
-	return t.Render()
+	return renderTable(serverColumns, cells, func(row int) string {
+		if rows[row].IsLeader {
+			return colourGood
+		}
+		return ""
+	})
 }
 
 func orDash(s string) string {

@@ -18,8 +18,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/charmbracelet/lipgloss"
-	"github.com/charmbracelet/lipgloss/table"
 	"github.com/urfave/cli/v2"
 	"google.golang.org/grpc/status"
 
@@ -499,29 +497,16 @@ func (r *verifyReport) writeText(w io.Writer, terminal bool) error {
 	} else {
 		b.WriteString("wrote nothing (--no-write)\n")
 	}
-	if terminal {
-		header := lipgloss.NewStyle().Bold(true).Padding(0, 1)
-		cell := lipgloss.NewStyle().Padding(0, 1)
-		bad := cell.Foreground(lipgloss.Color("9")).Bold(true)
-		t := table.New().Border(lipgloss.RoundedBorder()).Headers(verifyColumns...).
-			StyleFunc(func(row, col int) lipgloss.Style {
-				switch {
-				case row == table.HeaderRow:
-					return header
-				case row >= 0 && row < len(r.Servers) && r.Servers[row].Status != verifyOK && r.Servers[row].Status != verifyLagging:
-					return bad
-				}
-				return cell
-			})
-		for _, n := range r.Servers {
-			t.Row(n.cells()...)
-		}
-		b.WriteString(t.Render() + "\n")
-	} else {
-		for _, n := range r.Servers {
-			b.WriteString(strings.Join(n.cells(), "\t") + "\n")
-		}
+	rows := make([][]string, len(r.Servers))
+	for i, n := range r.Servers {
+		rows[i] = n.cells()
 	}
+	writeRows(&b, terminal, verifyColumns, rows, func(row int) string {
+		if st := r.Servers[row].Status; st != verifyOK && st != verifyLagging {
+			return colourBad
+		}
+		return ""
+	})
 	switch {
 	case r.Range == nil || r.Range.To == r.Range.From:
 		b.WriteString("range: no records to compare\n")
