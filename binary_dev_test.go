@@ -130,9 +130,8 @@ func TestBinaryDevWalkthrough(t *testing.T) {
 		}
 		transcript.WriteString(lines.Text() + "\n")
 	}
-	tail.Process.Signal(syscall.SIGINT)
-	if err := tail.Wait(); err != nil {
-		t.Fatalf("tail after SIGINT: %v", err)
+	if killed, err := stopProcess(tail, syscall.SIGINT, 10*time.Second); killed || err != nil {
+		t.Fatalf("tail after SIGINT: killed %v, %v", killed, err)
 	}
 	golden(t, "dev-walkthrough", normalizeAddrs(strings.ReplaceAll(transcript.String(), filepath.Join(home, "config"), "$XDG_CONFIG_HOME")))
 }

@@ -1,7 +1,6 @@
 package commands
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -80,15 +79,7 @@ func runFsck(c *cli.Context) error {
 	}
 	code := r.exitCode()
 	r.Result, r.ExitCode = fsckResults[code], code
-	w := c.App.Writer
-	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		err = enc.Encode(r)
-	} else {
-		err = r.writeText(w, isTerminal(w))
-	}
-	if err != nil {
+	if err := writeReport(c.App.Writer, asJSON, r, r.writeText); err != nil {
 		return err
 	}
 	if code != ExitOK {

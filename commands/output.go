@@ -159,6 +159,17 @@ func delimiterFlags(usage string) []cli.Flag {
 	}
 }
 
+// writeReport writes r to w as indented JSON, or else with writeText (told
+// whether w is a terminal).
+func writeReport(w io.Writer, asJSON bool, r any, writeText func(io.Writer, bool) error) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	return writeText(w, isTerminal(w))
+}
+
 // Colours renderTable marks rows with (ANSI colour numbers).
 const (
 	colourGood = "10" // green: the leader

@@ -26,6 +26,23 @@ same), or json.`,
 	}
 }
 
+// dialServers dials the cluster and asks it for every server's own view
+// (discovery.Client.Servers) within --timeout. The caller closes the client.
+func dialServers(c *cli.Context) (*discovery.Client, []*logv1.Server, error) {
+	cl, err := dial(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := callCtx(c)
+	servers, err := cl.Servers(ctx)
+	cancel()
+	if err != nil {
+		cl.Close()
+		return nil, nil, callError(c, err)
+	}
+	return cl, servers, nil
+}
+
 func runServers(c *cli.Context) error {
 	if err := noArgs(c); err != nil {
 		return err
@@ -38,17 +55,11 @@ func runServers(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	cl, err := dial(c)
+	cl, servers, err := dialServers(c)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	ctx, cancel := callCtx(c)
-	servers, err := cl.Servers(ctx)
-	cancel()
-	if err != nil {
-		return callError(c, err)
-	}
 	return writeServers(c.App.Writer, servers, format == "json", format == "table")
 }
 

@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -126,18 +125,11 @@ func runVerify(c *cli.Context) error {
 	if count < 1 || maxLag < -1 {
 		return UsageError{Err: errors.New("verify: --count must be positive and --max-lag at least -1")}
 	}
-	cl, err := dial(c)
+	cl, servers, err := dialServers(c)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-
-	ctx, cancel := callCtx(c)
-	servers, err := cl.Servers(ctx)
-	cancel()
-	if err != nil {
-		return callError(c, err)
-	}
 	r := &verifyReport{}
 	var want [][]byte
 	if !c.Bool("no-write") {
@@ -208,15 +200,7 @@ func runVerify(c *cli.Context) error {
 			r.Result, r.ExitCode = "unreachable", ExitUnavailable
 		}
 	}
-	w := c.App.Writer
-	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		err = enc.Encode(r)
-	} else {
-		err = r.writeText(w, isTerminal(w))
-	}
-	if err != nil {
+	if err := writeReport(c.App.Writer, asJSON, r, r.writeText); err != nil {
 		return err
 	}
 	switch r.ExitCode {

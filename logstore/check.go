@@ -11,8 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // CheckOptions says what Check may change. The zero value only reads.
@@ -214,18 +212,7 @@ func checkLock(dir string, create bool) (*os.File, error) {
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 			return nil, nil
 		}
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, fmt.Errorf("logstore: open lock file: %w", err)
-		}
-		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-			f.Close()
-			if errors.Is(err, unix.EWOULDBLOCK) {
-				return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
-			}
-			return nil, fmt.Errorf("logstore: lock %s: %w", path, err)
-		}
-		return f, nil
+		return lockFile(dir, os.O_RDONLY)
 	}
 	return lockDir(dir)
 }

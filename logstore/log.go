@@ -99,9 +99,13 @@ func Open(dir string, c Config) (*Log, error) {
 	return l, nil
 }
 
-func lockDir(dir string) (*os.File, error) {
+func lockDir(dir string) (*os.File, error) { return lockFile(dir, os.O_RDWR|os.O_CREATE) }
+
+// lockFile opens dir's LOCK file with flag and takes its flock without
+// waiting: ErrLocked when another process holds it.
+func lockFile(dir string, flag int) (*os.File, error) {
 	path := filepath.Join(dir, "LOCK")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(path, flag, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("logstore: open lock file: %w", err)
 	}
