@@ -30,11 +30,26 @@ func consumeOOR(client, node int, off uint64, call, ret int) chaosOp {
 	return chaosOp{Client: client, Node: node, Kind: opConsume, Off: off, Outcome: outOutOfRange, Call: ms(call), Return: ms(ret)}
 }
 
+func consumeDropped(client, node int, off uint64, call, ret int) chaosOp {
+	return chaosOp{Client: client, Node: node, Kind: opConsume, Off: off, Outcome: outDropped, Call: ms(call), Return: ms(ret)}
+}
+
 func threeLogs(logs ...[]string) finalLogs {
-	f := finalLogs{names: []string{"node-0", "node-1", "node-2"}, logs: logs, errs: make([]error, len(logs))}
+	f := finalLogs{names: []string{"node-0", "node-1", "node-2"}, base: make([]uint64, 3), logs: logs, errs: make([]error, len(logs))}
 	for len(f.logs) < 3 {
 		f.logs = append(f.logs, slices.Clone(logs[0]))
 		f.errs = append(f.errs, nil)
+	}
+	return f
+}
+
+// retained is final with retention having dropped the offsets below base on
+// every node.
+func retained(final finalLogs, base uint64) finalLogs {
+	f := final
+	f.base, f.logs = make([]uint64, len(final.logs)), make([][]string, len(final.logs))
+	for i, log := range final.logs {
+		f.base[i], f.logs[i] = base, log[base:]
 	}
 	return f
 }
@@ -61,6 +76,18 @@ func goodHistory() ([]chaosOp, finalLogs) {
 
 func TestChaosCheckersPassCorrectHistory(t *testing.T) {
 	hist, final := goodHistory()
+	checkAllPass(t, hist, final)
+}
+
+// TestChaosCheckersPassRetainedHistory: retention dropped offsets 0 and 1
+// after the run; a read during the run was told offset 0 was dropped.
+func TestChaosCheckersPassRetainedHistory(t *testing.T) {
+	hist, final := goodHistory()
+	checkAllPass(t, append(hist, consumeDropped(3, 1, 0, 70, 71)), retained(final, 2))
+}
+
+func checkAllPass(t *testing.T, hist []chaosOp, final finalLogs) {
+	t.Helper()
 	for name, probs := range map[string][]string{
 		"lost":        checkLost(hist, final),
 		"unique":      checkUnique(hist, final),
@@ -134,6 +161,19 @@ func TestChaosCheckersCatchBrokenHistories(t *testing.T) {
 		hist:  good,
 		final: threeLogs([]string{"p0-0", "p1-0", "p2-0", "p0-1"}, []string{"p0-0", "p1-0", "p2-0", "p0-1"}, []string{"p0-0", "p1-0", "p2-0", "p1-1"}),
 		want:  verdicts{lost: true, unique: true, convergence: true, linearizable: true},
+	}, {
+		// Retention dropped offsets 0 and 1, and one node lost offset 3.
+		name:  "lost after retention",
+		hist:  good,
+		final: retained(threeLogs([]string{"p0-0", "p1-0", "p2-0", "p0-1"}, []string{"p0-0", "p1-0", "p2-0", "p0-1"}, []string{"p0-0", "p1-0", "p2-0"}), 2),
+		want:  verdicts{lost: true, convergence: true, linearizable: true},
+	}, {
+		// A node says offset 6 was dropped by retention, but it was never
+		// written.
+		name:  "dropped but never written",
+		hist:  append(slices.Clone(good), consumeDropped(3, 1, 6, 70, 71)),
+		final: goodFinal,
+		want:  verdicts{linearizable: true},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := verdicts{
@@ -177,20 +217,45 @@ func TestChaosLivenessAndFaultCheckers(t *testing.T) {
 	}
 }
 
-// TestSoakProblems: flat samples pass; a node whose RSS, goroutines or disk
-// grows by more than the bound between minute 2 and the end is reported.
+// TestSoakProblems: flat samples pass, and so does a node that holds less at
+// the end; a node whose RSS, goroutines or disk grows by more than the bound
+// between minute 2 and the end is reported.
 func TestSoakProblems(t *testing.T) {
 	series := func(grow func(at time.Duration) (rss, gr, disk int64)) []soakSample {
 		var ss []soakSample
-		for at := time.Duration(0); at <= 4*time.Minute; at += time.Second {
+		for at := time.Duration(0); at <= 5*time.Minute; at += time.Second {
 			rss, gr, disk := grow(at)
 			ss = append(ss, soakSample{at: at, rss: []int64{rss}, goroutines: []int64{gr}, fds: []int{20}, disk: []int64{disk / 2}, log: []int64{disk / 2}})
 		}
 		return ss
 	}
 	flat := series(func(time.Duration) (int64, int64, int64) { return 40 << 20, 80, 8 << 20 })
-	if p := soakProblems(flat, 2*time.Minute, 0.2); len(p) > 0 {
+	if p, _ := soakProblems(flat, 2*time.Minute, 0.2); len(p) > 0 {
 		t.Fatalf("flat samples: %v", p)
+	}
+	// Restarted at 3:30: less of everything, and down (-1) for a few seconds.
+	restarted := series(func(at time.Duration) (int64, int64, int64) {
+		switch {
+		case at < 210*time.Second:
+			return 40 << 20, 80, 8 << 20
+		case at < 215*time.Second:
+			return -1, -1, 8 << 20
+		default:
+			return 20 << 20, 50, 8 << 20
+		}
+	})
+	if p, _ := soakProblems(restarted, 2*time.Minute, 0.2); len(p) > 0 {
+		t.Fatalf("a node restarted near the end: %v", p)
+	}
+	// One high sample at the end decides nothing.
+	spike := series(func(at time.Duration) (int64, int64, int64) {
+		if at == 4*time.Minute {
+			return 400 << 20, 800, 80 << 20
+		}
+		return 40 << 20, 80, 8 << 20
+	})
+	if p, _ := soakProblems(spike, 2*time.Minute, 0.2); len(p) > 0 {
+		t.Fatalf("one high sample: %v", p)
 	}
 	for _, tc := range []struct {
 		name string
@@ -200,7 +265,7 @@ func TestSoakProblems(t *testing.T) {
 		{"goroutines", func(at time.Duration) (int64, int64, int64) { return 40 << 20, 80 + int64(at/time.Second), 8 << 20 }},
 		{"disk", func(at time.Duration) (int64, int64, int64) { return 40 << 20, 80, 8<<20 + int64(at/time.Second)<<16 }},
 	} {
-		p := soakProblems(series(tc.grow), 2*time.Minute, 0.2)
+		p, _ := soakProblems(series(tc.grow), 2*time.Minute, 0.2)
 		if len(p) != 1 || !strings.Contains(p[0], tc.name) {
 			t.Errorf("%s growing: problems %v, want one naming %s", tc.name, p, tc.name)
 		}

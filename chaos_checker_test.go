@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"iter"
 	"maps"
 	"math"
 	"slices"
@@ -30,10 +31,11 @@ const (
 	outOK         opOutcome = iota // answered: Off (produce) or Value (consume)
 	outOutOfRange                  // consume: OUT_OF_RANGE, the offset is not (yet) in the log
 	outUnknown                     // no answer (timeout, node gone, leader lost): a produce may or may not have happened
+	outDropped                     // consume: OUT_OF_RANGE, the offset is below the lowest retained one: it was written, then dropped by retention
 )
 
 func (o opOutcome) String() string {
-	return [...]string{"ok", "out-of-range", "unknown"}[o]
+	return [...]string{"ok", "out-of-range", "unknown", "dropped"}[o]
 }
 
 // chaosOp is one operation of a history. Call and Return are monotonic times
@@ -64,13 +66,29 @@ func (op chaosOp) String() string {
 	}
 }
 
-// finalLogs are the logs read from every node after the heal: logs[i][off]
-// is the value node i holds at off (offsets start at 0: the tests use no
-// retention). A node that could not be read has a nil log and an error.
+// finalLogs are the logs read from every node after the heal: logs[i][k]
+// is the value node i holds at offset base[i]+k; retention dropped the
+// offsets below base[i]. A node that could not be read has a nil log and an
+// error.
 type finalLogs struct {
 	names []string
+	base  []uint64
 	logs  [][]string
 	errs  []error
+}
+
+// next is the offset after node i's last record.
+func (f finalLogs) next(i int) uint64 { return f.base[i] + uint64(len(f.logs[i])) }
+
+// records calls yield with every offset and value node i holds.
+func (f finalLogs) records(i int) iter.Seq2[uint64, string] {
+	return func(yield func(uint64, string) bool) {
+		for k, v := range f.logs[i] {
+			if !yield(f.base[i]+uint64(k), v) {
+				return
+			}
+		}
+	}
 }
 
 // maxProblems bounds the problems a checker lists; the count is given after.
@@ -88,7 +106,7 @@ func (p *problems) add(format string, args ...any) {
 }
 
 // checkLost (1): every acknowledged record is on every node at its offset
-// with its value.
+// with its value, unless retention dropped the offset on that node.
 func checkLost(hist []chaosOp, final finalLogs) []string {
 	var p problems
 	for i, log := range final.logs {
@@ -97,14 +115,14 @@ func checkLost(hist []chaosOp, final finalLogs) []string {
 			continue
 		}
 		for _, op := range hist {
-			if op.Kind != opProduce || op.Outcome != outOK {
+			if op.Kind != opProduce || op.Outcome != outOK || op.Off < final.base[i] {
 				continue
 			}
 			switch {
-			case op.Off >= uint64(len(log)):
-				p.add("%s lost %q acknowledged at offset %d: its log ends at %d (%s)", final.names[i], op.Value, op.Off, len(log), op)
-			case log[op.Off] != op.Value:
-				p.add("%s holds %q at offset %d where %q was acknowledged (%s)", final.names[i], log[op.Off], op.Off, op.Value, op)
+			case op.Off >= final.next(i):
+				p.add("%s lost %q acknowledged at offset %d: its log ends at %d (%s)", final.names[i], op.Value, op.Off, final.next(i), op)
+			case log[op.Off-final.base[i]] != op.Value:
+				p.add("%s holds %q at offset %d where %q was acknowledged (%s)", final.names[i], log[op.Off-final.base[i]], op.Off, op.Value, op)
 			}
 		}
 	}
@@ -145,20 +163,20 @@ func checkUnique(hist []chaosOp, final finalLogs) []string {
 			note(op.Off, op.Value, op.String())
 		}
 	}
-	for i, log := range final.logs {
-		for off, v := range log {
-			note(uint64(off), v, "final read of "+final.names[i])
+	for i := range final.logs {
+		for off, v := range final.records(i) {
+			note(off, v, "final read of "+final.names[i])
 		}
 	}
 	return p
 }
 
-// checkConvergence (3): every node holds the same records (and so the same
-// next offset).
+// checkConvergence (3): every node has the same next offset and holds the
+// same records at the offsets all of them retain.
 func checkConvergence(final finalLogs) []string {
 	var p problems
 	ref := -1
-	for i, log := range final.logs {
+	for i := range final.logs {
 		if final.errs[i] != nil {
 			p.add("%s could not be read: %v", final.names[i], final.errs[i])
 			continue
@@ -167,13 +185,14 @@ func checkConvergence(final finalLogs) []string {
 			ref = i
 			continue
 		}
-		a, b := final.logs[ref], log
-		if len(a) != len(b) {
-			p.add("%s has next offset %d, %s has %d", final.names[ref], len(a), final.names[i], len(b))
+		if a, b := final.next(ref), final.next(i); a != b {
+			p.add("%s has next offset %d, %s has %d", final.names[ref], a, final.names[i], b)
 		}
-		for off := range min(len(a), len(b)) {
-			if a[off] != b[off] {
-				p.add("offset %d: %s holds %q, %s holds %q", off, final.names[ref], a[off], final.names[i], b[off])
+		lo, hi := max(final.base[ref], final.base[i]), min(final.next(ref), final.next(i))
+		for off := lo; off < hi; off++ {
+			a, b := final.logs[ref][off-final.base[ref]], final.logs[i][off-final.base[i]]
+			if a != b {
+				p.add("offset %d: %s holds %q, %s holds %q", off, final.names[ref], a, final.names[i], b)
 				break
 			}
 		}
@@ -356,10 +375,10 @@ func linearizationOps(hist []chaosOp, final finalLogs) []porcupine.Operation {
 			}
 		}
 	}
-	for _, log := range final.logs {
-		for off, v := range log {
+	for i := range final.logs {
+		for off, v := range final.records(i) {
 			if _, ok := seenAt[v]; !ok {
-				seenAt[v] = uint64(off)
+				seenAt[v] = off
 			}
 		}
 	}
@@ -400,6 +419,10 @@ func linearizationOps(hist []chaosOp, final finalLogs) []porcupine.Operation {
 		case op.Kind == opConsume && op.Outcome == outOutOfRange:
 			ops = append(ops, porcupine.Operation{ClientId: op.Client, Input: slotInput{Off: op.Off, Kind: slotRead},
 				Call: int64(op.Call), Output: slotOutput{OOR: true}, Return: int64(op.Return)})
+		case op.Kind == opConsume && op.Outcome == outDropped:
+			// Below the lowest retained offset: the slot was filled
+			// before retention dropped it.
+			show(op.Off, op.Call, op.Return)
 		}
 	}
 	// The final reads, one client per node, after the history.
@@ -407,16 +430,16 @@ func linearizationOps(hist []chaosOp, final finalLogs) []porcupine.Operation {
 	for _, op := range hist {
 		clients = max(clients, op.Client+1)
 	}
-	for i, log := range final.logs {
+	for i := range final.logs {
 		if final.errs[i] != nil {
 			continue
 		}
 		t := int64(end) + 1 + int64(i)
-		for off, v := range log {
-			ops = append(ops, porcupine.Operation{ClientId: clients + i, Input: slotInput{Off: uint64(off), Kind: slotRead},
+		for off, v := range final.records(i) {
+			ops = append(ops, porcupine.Operation{ClientId: clients + i, Input: slotInput{Off: off, Kind: slotRead},
 				Call: t, Output: slotOutput{Value: v}, Return: t})
 		}
-		ops = append(ops, porcupine.Operation{ClientId: clients + i, Input: slotInput{Off: uint64(len(log)), Kind: slotRead},
+		ops = append(ops, porcupine.Operation{ClientId: clients + i, Input: slotInput{Off: final.next(i), Kind: slotRead},
 			Call: t, Output: slotOutput{OOR: true}, Return: t})
 	}
 	// Density: filled(j) for every slot below the highest one shown filled.

@@ -132,6 +132,8 @@ func (w *workload) consume(ctx context.Context, id, seq int, rng *rand.Rand) cha
 	switch {
 	case err == nil:
 		op.Outcome, op.Value = outOK, string(resp.Record.Value)
+	case status.Code(err) == codes.OutOfRange && strings.Contains(status.Convert(err).Message(), "below the lowest retained offset"):
+		op.Outcome = outDropped
 	case status.Code(err) == codes.OutOfRange:
 		op.Outcome = outOutOfRange
 	default:
@@ -167,7 +169,7 @@ func (w *workload) stop() []chaosOp {
 
 // historyCounts summarises a history.
 type historyCounts struct {
-	ops, produces, acked, unknownProduces, reads, readOK, readOOR, readFailed int
+	ops, produces, acked, unknownProduces, reads, readOK, readOOR, readDropped, readFailed int
 }
 
 func countHistory(hist []chaosOp) historyCounts {
@@ -189,6 +191,8 @@ func countHistory(hist []chaosOp) historyCounts {
 				c.readOK++
 			case outOutOfRange:
 				c.readOOR++
+			case outDropped:
+				c.readDropped++
 			default:
 				c.readFailed++
 			}
