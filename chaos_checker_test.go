@@ -80,6 +80,24 @@ type finalLogs struct {
 // next is the offset after node i's last record.
 func (f finalLogs) next(i int) uint64 { return f.base[i] + uint64(len(f.logs[i])) }
 
+// droppedEverywhere counts up to the lowest base of the nodes read: the
+// offsets no final read covers.
+func (f finalLogs) droppedEverywhere() iter.Seq[uint64] {
+	lowest, any := uint64(0), false
+	for i := range f.logs {
+		if f.errs[i] == nil && (!any || f.base[i] < lowest) {
+			lowest, any = f.base[i], true
+		}
+	}
+	return func(yield func(uint64) bool) {
+		for off := range lowest {
+			if !yield(off) {
+				return
+			}
+		}
+	}
+}
+
 // records calls yield with every offset and value node i holds.
 func (f finalLogs) records(i int) iter.Seq2[uint64, string] {
 	return func(yield func(uint64, string) bool) {
@@ -442,6 +460,24 @@ func linearizationOps(hist []chaosOp, final finalLogs) []porcupine.Operation {
 		ops = append(ops, porcupine.Operation{ClientId: clients + i, Input: slotInput{Off: final.next(i), Kind: slotRead},
 			Call: t, Output: slotOutput{OOR: true}, Return: t})
 	}
+	// Retention dropped the offsets below every node's base before the final
+	// reads, so a slot there written by an unknown produce that no read saw
+	// has no write above. One of the unknown produces nobody saw wrote it:
+	// an anonymous write from the first of their calls on, never returning.
+	if start, ok := firstUnseenUnknown(hist, seenAt); ok {
+		written := map[uint64]bool{}
+		for _, op := range ops {
+			if in := op.Input.(slotInput); in.Kind == slotWrite {
+				written[in.Off] = true
+			}
+		}
+		for j := range final.droppedEverywhere() {
+			if !written[j] {
+				ops = append(ops, porcupine.Operation{ClientId: clients + len(final.logs) + 1, Input: slotInput{Off: j, Kind: slotWrite, Value: "?"},
+					Call: int64(start), Output: slotOutput{}, Return: math.MaxInt64})
+			}
+		}
+	}
 	// Density: filled(j) for every slot below the highest one shown filled.
 	if len(filledBy) > 0 {
 		var best shown
@@ -459,6 +495,17 @@ func linearizationOps(hist []chaosOp, final finalLogs) []porcupine.Operation {
 		}
 	}
 	return ops
+}
+
+// firstUnseenUnknown is the call time of the first produce whose outcome is
+// unknown and whose value no read saw.
+func firstUnseenUnknown(hist []chaosOp, seenAt map[string]uint64) (time.Duration, bool) {
+	for _, op := range hist { // sorted by call time
+		if _, seen := seenAt[op.Value]; op.Kind == opProduce && op.Outcome == outUnknown && !seen {
+			return op.Call, true
+		}
+	}
+	return 0, false
 }
 
 // checkLinearizable (4): the history and the final logs are linearizable as
