@@ -19,7 +19,7 @@ func TestCheck_replica(t *testing.T) {
 }
 
 func testCheckReplica(t *testing.T, kind string) {
-	tc := newTestClusterWith(t, 1, func(_ int, c *Config) { c.RaftLogStore = kind })
+	tc := newTestClusterWith(t, 1, func(_ int, _ string, c *Config) { c.RaftLogStore = kind })
 	tc.appendValues(0, 50)
 	if err := tc.nodes[0].raft.Snapshot().Error(); err != nil {
 		t.Fatal(err)

@@ -118,7 +118,7 @@ func testRaftLogBoundedByBytes(t *testing.T, kind string) {
 	tc.dirs = []string{t.TempDir()}
 	tc.nodes, tc.trans = make([]*Log, 1), make([]*raft.InmemTransport, 1)
 	tc.conf = func(i int) Config {
-		c := testConfig(t, tc.dirs[i], i)
+		c := testConfig()
 		c.SnapshotBytes, c.TrailingBytes = snapshotBytes, trailingBytes
 		c.TrailingLogs = 1 << 20 // the byte bound decides
 		c.RaftLogStore = kind

@@ -56,6 +56,7 @@ func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
 // into Raft entries (group commit) and hands each entry's future to a second
 // goroutine that answers the callers in order. Close stops both.
 type Log struct {
+	id     Identity
 	conf   Config
 	logger *slog.Logger
 	raft   *raft.Raft
@@ -100,14 +101,19 @@ type leaderState struct {
 	changed  chan struct{} // closed when the leader changes
 }
 
-// New opens (or creates) the replica in c.Dir and starts Raft.
-func New(c Config) (*Log, error) {
+// New opens (or creates) the replica id in id.Dir, tuned by c, and starts
+// Raft.
+func New(id Identity, c Config) (*Log, error) {
+	if err := id.Validate(); err != nil {
+		return nil, err
+	}
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	l := &Log{
+		id:        id,
 		conf:      c,
-		logger:    c.Logger.With("node", c.NodeID),
+		logger:    id.Logger.With("node", id.NodeID),
 		reqs:      make(chan *appendReq, 1024),
 		pending:   make(chan pendingEntry, c.MaxPendingEntries),
 		slots:     make(chan struct{}, c.MaxPendingEntries),
@@ -126,16 +132,18 @@ func New(c Config) (*Log, error) {
 	}()
 
 	var err error
-	scratch := filepath.Join(c.Dir, "scratch")
+	scratch := filepath.Join(id.Dir, "scratch")
 	if err := os.RemoveAll(scratch); err != nil {
 		return nil, fmt.Errorf("raftfsm: %w", err)
 	}
 	for _, d := range []string{"raft", "snapshots", "scratch"} {
-		if err := os.MkdirAll(filepath.Join(c.Dir, d), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(id.Dir, d), 0o755); err != nil {
 			return nil, fmt.Errorf("raftfsm: %w", err)
 		}
 	}
-	if l.store, err = logstore.Open(filepath.Join(c.Dir, "log"), c.Store); err != nil {
+	sc := c.Store
+	sc.Logger = l.logger
+	if l.store, err = logstore.Open(filepath.Join(id.Dir, "log"), sc); err != nil {
 		return nil, err
 	}
 	applied, err := appliedIndex(l.store.Meta())
@@ -146,7 +154,7 @@ func New(c Config) (*Log, error) {
 		stop: l.fsmStop, fault: c.applyFault}
 	l.fsm.setStatus(nil)
 
-	if l.stores, err = openRaftStores(filepath.Join(c.Dir, "raft"), c.RaftLogStore, c.walSegmentBytes, l.logger); err != nil {
+	if l.stores, err = openRaftStores(filepath.Join(id.Dir, "raft"), c.RaftLogStore, c.walSegmentBytes, l.logger); err != nil {
 		return nil, err
 	}
 	var logs raft.LogStore = l.stores
@@ -154,7 +162,7 @@ func New(c Config) (*Log, error) {
 		logs = newLogCache(l.stores, c.LogCacheBytes, logCacheMaxEntries)
 	}
 	l.metered = &meteredFSM{fsm: l.fsm, threshold: c.SnapshotBytes, kick: make(chan struct{}, 1)}
-	snaps, err := newSnapshotStore(filepath.Join(c.Dir, "snapshots"), c.SnapshotsRetained, l.logger)
+	snaps, err := newSnapshotStore(filepath.Join(id.Dir, "snapshots"), c.SnapshotsRetained, l.logger)
 	if err != nil {
 		return nil, err
 	}
@@ -162,23 +170,23 @@ func New(c Config) (*Log, error) {
 		return nil, err
 	}
 
-	rc := c.raftConfig()
+	rc := c.raftConfig(id.NodeID)
 	rc.Logger = newHCLogger(l.logger, "raft")
-	if c.Bootstrap {
+	if id.Bootstrap {
 		has, err := raft.HasExistingState(logs, l.stores, snaps)
 		if err != nil {
 			return nil, fmt.Errorf("raftfsm: %w", err)
 		}
 		if !has {
 			cfg := raft.Configuration{Servers: []raft.Server{{
-				Suffrage: raft.Voter, ID: rc.LocalID, Address: c.Transport.LocalAddr(),
+				Suffrage: raft.Voter, ID: rc.LocalID, Address: id.Transport.LocalAddr(),
 			}}}
-			if err := raft.BootstrapCluster(rc, logs, l.stores, snaps, c.Transport, cfg); err != nil {
+			if err := raft.BootstrapCluster(rc, logs, l.stores, snaps, id.Transport, cfg); err != nil {
 				return nil, fmt.Errorf("raftfsm: bootstrap: %w", err)
 			}
 		}
 	}
-	if l.raft, err = raft.NewRaft(rc, l.metered, logs, l.stores, snaps, c.Transport); err != nil {
+	if l.raft, err = raft.NewRaft(rc, l.metered, logs, l.stores, snaps, id.Transport); err != nil {
 		return nil, fmt.Errorf("raftfsm: start Raft: %w", err)
 	}
 	l.observer = raft.NewObserver(l.obsCh, false, func(o *raft.Observation) bool {
@@ -208,7 +216,7 @@ func (l *Log) closeStores() error {
 	if l.store != nil {
 		errs = append(errs, l.store.Close())
 	}
-	if c, ok := l.conf.Transport.(io.Closer); ok {
+	if c, ok := l.id.Transport.(io.Closer); ok {
 		errs = append(errs, c.Close())
 	}
 	return errors.Join(errs...)

@@ -68,7 +68,7 @@ func newStoreCluster(t *testing.T, kind string) *testCluster {
 	tc.dirs = []string{t.TempDir()}
 	tc.nodes, tc.trans = make([]*Log, 1), make([]*raft.InmemTransport, 1)
 	tc.conf = func(i int) Config {
-		c := testConfig(t, tc.dirs[i], i)
+		c := testConfig()
 		c.RaftLogStore = kind
 		return c
 	}
