@@ -304,95 +304,118 @@ func (l *Log) notLeader() error {
 func (l *Log) batchLoop() {
 	defer l.wg.Done()
 	defer close(l.pending)
-	var (
-		reqs      []*appendReq
-		starts    []int
-		recs      [][]byte
-		splitting *appendReq // the request being added, while records of it remain
-		size      = entrySize(nil)
-		haveSlot  bool
-	)
-	acquire := func() bool {
-		select {
-		case l.slots <- struct{}{}:
-			haveSlot = true
-			return true
-		case <-l.stop:
-			return false
+	b := &batcher{l: l, size: entrySize(nil)}
+	for {
+		req, ok := b.next()
+		// Waiting for a slot is what lets later requests join this entry.
+		if !ok || !b.acquire() || !b.add(req) || !b.addQueued() || !b.apply() {
+			return
 		}
 	}
-	apply := func() bool {
-		if len(recs) == 0 {
-			return true
-		}
-		if !haveSlot && !acquire() {
-			return false
-		}
-		haveSlot = false
-		ends := make([]bool, len(reqs))
-		for i, r := range reqs {
-			ends[i] = r != splitting
-		}
-		// Raft keeps the data until the entry is applied: a new slice each time.
-		data := appendEntry(make([]byte, 0, entrySize(recs)), recs)
-		p := pendingEntry{future: l.raft.Apply(data, l.conf.ApplyTimeout), reqs: reqs, starts: starts, ends: ends}
-		reqs, starts, recs, size = nil, nil, recs[:0], entrySize(nil)
-		select {
-		case l.pending <- p:
-			return true
-		case <-l.stop:
-			return false
-		}
+}
+
+// batcher is batchLoop's state: the entry being packed and the slot held for
+// it. Only batchLoop's goroutine uses it. Each method that may wait returns
+// false when the log is stopping, and batchLoop then returns.
+type batcher struct {
+	l *Log
+	// The entry being packed: reqs and starts as in pendingEntry, recs its
+	// records and size their entrySize.
+	reqs   []*appendReq
+	starts []int
+	recs   [][]byte
+	size   int
+	// splitting is the request being added while records of it remain, so
+	// the entry does not end it.
+	splitting *appendReq
+	haveSlot  bool // a slot in Raft is held for the entry
+}
+
+// next waits for the next request.
+func (b *batcher) next() (*appendReq, bool) {
+	select {
+	case req := <-b.l.reqs:
+		return req, true
+	case <-b.l.stop:
+		return nil, false
 	}
-	add := func(req *appendReq) bool {
-		// A request that fits in one entry is never split: it starts a new
-		// entry when the current one has no room left for all of it, so it
-		// commits whole or not at all.
-		if whole := entrySize(req.recs); len(recs) > 0 && whole <= l.conf.MaxEntryBytes && size+whole-entrySize(nil) > l.conf.MaxEntryBytes {
-			if !apply() {
+}
+
+// acquire waits for a slot in Raft for the entry.
+func (b *batcher) acquire() bool {
+	select {
+	case b.l.slots <- struct{}{}:
+		b.haveSlot = true
+		return true
+	case <-b.l.stop:
+		return false
+	}
+}
+
+// addQueued adds every request queued meanwhile, without waiting for more.
+func (b *batcher) addQueued() bool {
+	for {
+		select {
+		case req := <-b.l.reqs:
+			if !b.add(req) {
 				return false
 			}
+		default:
+			return true
 		}
-		reqs, starts = append(reqs, req), append(starts, len(recs))
-		splitting = req
-		defer func() { splitting = nil }()
-		for _, r := range req.recs {
-			n := uvarintLen(uint64(len(r))) + len(r)
-			if len(recs) > 0 && size+n > l.conf.MaxEntryBytes {
-				if !apply() {
-					return false
-				}
-				reqs, starts = append(reqs, req), append(starts, -1)
+	}
+}
+
+// add packs req's records into the entry, handing full entries to Raft on
+// the way. A request that fits in one entry is never split: it starts a new
+// entry when the current one has no room left for all of it, so it commits
+// whole or not at all.
+func (b *batcher) add(req *appendReq) bool {
+	limit := b.l.conf.MaxEntryBytes
+	if whole := entrySize(req.recs); len(b.recs) > 0 && whole <= limit && b.size+whole-entrySize(nil) > limit {
+		if !b.apply() {
+			return false
+		}
+	}
+	b.reqs, b.starts = append(b.reqs, req), append(b.starts, len(b.recs))
+	b.splitting = req
+	defer func() { b.splitting = nil }()
+	for _, r := range req.recs {
+		n := uvarintLen(uint64(len(r))) + len(r)
+		if len(b.recs) > 0 && b.size+n > limit {
+			if !b.apply() {
+				return false
 			}
-			recs, size = append(recs, r), size+n
+			b.reqs, b.starts = append(b.reqs, req), append(b.starts, -1)
 		}
+		b.recs, b.size = append(b.recs, r), b.size+n
+	}
+	return true
+}
+
+// apply hands the entry to Raft, and its future to completeLoop, and starts
+// an empty one. An empty entry is not sent.
+func (b *batcher) apply() bool {
+	if len(b.recs) == 0 {
 		return true
 	}
-	for {
-		var req *appendReq
-		select {
-		case req = <-l.reqs:
-		case <-l.stop:
-			return
-		}
-		// Waiting for a slot is what lets later requests join this entry.
-		if !acquire() || !add(req) {
-			return
-		}
-	drain:
-		for {
-			select {
-			case req = <-l.reqs:
-				if !add(req) {
-					return
-				}
-			default:
-				break drain
-			}
-		}
-		if !apply() {
-			return
-		}
+	if !b.haveSlot && !b.acquire() {
+		return false
+	}
+	b.haveSlot = false
+	ends := make([]bool, len(b.reqs))
+	for i, r := range b.reqs {
+		ends[i] = r != b.splitting
+	}
+	// Raft keeps the data until the entry is applied: a new slice each time.
+	data := appendEntry(make([]byte, 0, entrySize(b.recs)), b.recs)
+	p := pendingEntry{future: b.l.raft.Apply(data, b.l.conf.ApplyTimeout), reqs: b.reqs, starts: b.starts, ends: ends}
+	b.reqs, b.starts, b.recs, b.size = nil, nil, b.recs[:0], entrySize(nil)
+	select {
+	case b.l.pending <- p:
+		return true
+	case <-b.l.stop:
+		return false
 	}
 }
 
