@@ -63,23 +63,51 @@ func TestMain(m *testing.M) {
 // buildBinary returns the path of the proglogctl built from this tree, the
 // static build `make build` makes (CGO_ENABLED=0, -trimpath), so that the
 // container test can put the same file in its image. The first call builds
-// it; a failed build fails every test that asks.
+// it; a failed build fails every test that asks. Under -short it skips the
+// test: whatever needs the binary is a whole-binary test.
 func buildBinary(t testing.TB) string {
 	t.Helper()
+	skipShort(t)
 	binary.once.Do(func() {
-		path := filepath.Join(binary.dir, "proglogctl")
-		cmd := exec.Command("go", "build", "-trimpath", "-o", path, ".")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binary.err = fmt.Errorf("go build: %v\n%s", err, out)
-			return
-		}
-		binary.path = path
+		binary.path, binary.err = goBuild(filepath.Join(binary.dir, "proglogctl"))
 	})
 	if binary.err != nil {
 		t.Fatal(binary.err)
 	}
 	return binary.path
+}
+
+// buildBinaryWith builds a proglogctl of the test's own, as buildBinary
+// does but with more go build flags (-ldflags, say). Under -short it skips
+// the test.
+func buildBinaryWith(t testing.TB, flags ...string) string {
+	t.Helper()
+	skipShort(t)
+	path, err := goBuild(filepath.Join(t.TempDir(), "proglogctl"), flags...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// skipShort skips a whole-binary test under -short.
+func skipShort(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+}
+
+// goBuild builds this tree's proglogctl statically at path, with flags
+// added to go build's.
+func goBuild(path string, flags ...string) (string, error) {
+	args := append([]string{"build", "-trimpath"}, flags...)
+	cmd := exec.Command("go", append(args, "-o", path, ".")...)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return path, nil
 }
 
 // freePort is nodetest.FreePort: a loopback port, free over TCP and UDP,
