@@ -13,9 +13,7 @@ import (
 )
 
 func TestCheck_replica(t *testing.T) {
-	for _, kind := range []string{RaftLogStoreWAL, RaftLogStoreBolt} {
-		t.Run(kind, func(t *testing.T) { testCheckReplica(t, kind) })
-	}
+	forEachStore(t, testCheckReplica)
 }
 
 func testCheckReplica(t *testing.T, kind string) {

@@ -99,9 +99,7 @@ func TestLogCache(t *testing.T) {
 // TrailingBytes of them, and that a restart on the compacted log serves
 // every record once.
 func TestRaftLogBoundedByBytes(t *testing.T) {
-	for _, kind := range []string{RaftLogStoreWAL, RaftLogStoreBolt} {
-		t.Run(kind, func(t *testing.T) { testRaftLogBoundedByBytes(t, kind) })
-	}
+	forEachStore(t, testRaftLogBoundedByBytes)
 }
 
 func testRaftLogBoundedByBytes(t *testing.T, kind string) {
