@@ -16,6 +16,7 @@ import (
 )
 
 func TestServeRefusesMissingSecurityFiles(t *testing.T) {
+	skipShort(t)
 	nodetest.EnsureDeadline(t)
 	c := &cluster{t: t, bin: buildBinary(t), cfg: filepath.Join(t.TempDir(), "proglog")}
 	c.run("gencert", "--dir", c.cfg)

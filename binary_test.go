@@ -63,11 +63,9 @@ func TestMain(m *testing.M) {
 // buildBinary returns the path of the proglogctl built from this tree, the
 // static build `make build` makes (CGO_ENABLED=0, -trimpath), so that the
 // container test can put the same file in its image. The first call builds
-// it; a failed build fails every test that asks. Under -short it skips the
-// test: whatever needs the binary is a whole-binary test.
+// it; a failed build fails every test that asks.
 func buildBinary(t testing.TB) string {
 	t.Helper()
-	skipShort(t)
 	binary.once.Do(func() {
 		binary.path, binary.err = goBuild(filepath.Join(binary.dir, "proglogctl"))
 	})
@@ -90,7 +88,8 @@ func buildBinaryWith(t testing.TB, flags ...string) string {
 	return path
 }
 
-// skipShort skips a whole-binary test under -short.
+// skipShort skips, under -short, a test that runs servers of the binary
+// (newClusterWith calls it) or builds a binary of its own.
 func skipShort(t testing.TB) {
 	t.Helper()
 	if testing.Short() {
@@ -179,6 +178,7 @@ type clusterOptions struct {
 // newClusterWith is newCluster with options.
 func newClusterWith(t *testing.T, n int, o clusterOptions) *cluster {
 	t.Helper()
+	skipShort(t)
 	nodetest.EnsureDeadline(t)
 	c := &cluster{t: t, bin: buildBinary(t), cfg: filepath.Join(t.TempDir(), "proglog")}
 	if o.host == nil {
