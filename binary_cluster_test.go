@@ -14,9 +14,6 @@ import (
 )
 
 func TestBinaryThreeNodeCluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
 	c := startCluster(t, 3)
 
 	// Produce through a follower (it forwards), then read from every node.
@@ -98,9 +95,6 @@ func TestBinaryThreeNodeCluster(t *testing.T) {
 // again, the first while its seed is down, elect a leader and take a write
 // while the third stays down.
 func TestBinaryStartTogetherStopIsRestart(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
 	c := newCluster(t, 3)
 	for _, p := range slices.Backward(c.procs) {
 		c.start(p)
@@ -133,9 +127,6 @@ func TestBinaryStartTogetherStopIsRestart(t *testing.T) {
 // first, while records are produced: it prints every record once, in order,
 // exactly as the log holds them.
 func TestBinaryTailAcrossNodeKills(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
 	c := startCluster(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -22,9 +22,7 @@ import (
 // print, addresses and the config directory normalised, is
 // testdata/dev-walkthrough.golden: the session as a user sees it.
 func TestBinaryDevWalkthrough(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
+	skipShort(t)
 	bin := buildBinary(t)
 	deadline := nodetest.EnsureDeadline(t)
 	home := t.TempDir()

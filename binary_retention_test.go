@@ -81,9 +81,6 @@ func metricValue(t *testing.T, addr, name string) (float64, bool) {
 // the same records, that servers and the metrics report the lowest offset,
 // and that a read below it is OUT_OF_RANGE naming the bounds.
 func TestBinaryRetention(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
 	const (
 		segment   = 64 << 10
 		retention = 4 * segment

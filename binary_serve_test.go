@@ -16,9 +16,7 @@ import (
 )
 
 func TestServeRefusesMissingSecurityFiles(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
+	skipShort(t)
 	nodetest.EnsureDeadline(t)
 	c := &cluster{t: t, bin: buildBinary(t), cfg: filepath.Join(t.TempDir(), "proglog")}
 	c.run("gencert", "--dir", c.cfg)
@@ -49,9 +47,6 @@ func TestServeRefusesMissingSecurityFiles(t *testing.T) {
 // from the file and leads a cluster of one, while the flags given beat the
 // file's addresses.
 func TestBinaryServeConfigFile(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
 	file, err := filepath.Abs(filepath.Join("testdata", "serve.yaml"))
 	if err != nil {
 		t.Fatal(err)

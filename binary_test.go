@@ -67,19 +67,46 @@ func TestMain(m *testing.M) {
 func buildBinary(t testing.TB) string {
 	t.Helper()
 	binary.once.Do(func() {
-		path := filepath.Join(binary.dir, "proglogctl")
-		cmd := exec.Command("go", "build", "-trimpath", "-o", path, ".")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binary.err = fmt.Errorf("go build: %v\n%s", err, out)
-			return
-		}
-		binary.path = path
+		binary.path, binary.err = goBuild(filepath.Join(binary.dir, "proglogctl"))
 	})
 	if binary.err != nil {
 		t.Fatal(binary.err)
 	}
 	return binary.path
+}
+
+// buildBinaryWith builds a proglogctl of the test's own, as buildBinary
+// does but with more go build flags (-ldflags, say). Under -short it skips
+// the test.
+func buildBinaryWith(t testing.TB, flags ...string) string {
+	t.Helper()
+	skipShort(t)
+	path, err := goBuild(filepath.Join(t.TempDir(), "proglogctl"), flags...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// skipShort skips, under -short, a test that runs servers of the binary
+// (newClusterWith calls it) or builds a binary of its own.
+func skipShort(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+}
+
+// goBuild builds this tree's proglogctl statically at path, with flags
+// added to go build's.
+func goBuild(path string, flags ...string) (string, error) {
+	args := append([]string{"build", "-trimpath"}, flags...)
+	cmd := exec.Command("go", append(args, "-o", path, ".")...)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return path, nil
 }
 
 // freePort is nodetest.FreePort: a loopback port, free over TCP and UDP,
@@ -151,6 +178,7 @@ type clusterOptions struct {
 // newClusterWith is newCluster with options.
 func newClusterWith(t *testing.T, n int, o clusterOptions) *cluster {
 	t.Helper()
+	skipShort(t)
 	nodetest.EnsureDeadline(t)
 	c := &cluster{t: t, bin: buildBinary(t), cfg: filepath.Join(t.TempDir(), "proglog")}
 	if o.host == nil {

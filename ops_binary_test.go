@@ -17,14 +17,8 @@ import (
 // TestBinaryVersionFromLdflags: the version given to the linker, as `make
 // build` and `make release` do, is what --version reports.
 func TestBinaryVersionFromLdflags(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	bin := filepath.Join(t.TempDir(), "proglogctl")
 	const v = "v9.8.7-ldflags-test"
-	if out, err := exec.Command("go", "build", "-ldflags", "-X main.version="+v, "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinaryWith(t, "-ldflags", "-X main.version="+v)
 	out, err := exec.Command(bin, "--version").CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != "proglogctl version "+v {
 		t.Fatalf("--version: %q, %v; want \"proglogctl version %s\"", out, err, v)
@@ -36,9 +30,6 @@ func TestBinaryVersionFromLdflags(t *testing.T) {
 // new client at once) and never stops it, while a client command still ends
 // on SIGHUP as a terminal that closes expects.
 func TestBinarySIGHUPReloads(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
 	c := newCluster(t, 1)
 	p := c.procs[0]
 	// The node's log goes to a file, which the test reads while it runs.

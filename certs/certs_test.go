@@ -367,25 +367,23 @@ func TestGenerate_halfCA(t *testing.T) {
 
 func mustServer(t testing.TB, f certs.TLSFiles) *tls.Config {
 	t.Helper()
-	c, err := certs.ServerTLSConfig(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return mustTLS(t, certs.ServerTLSConfig, f)
 }
 
 func mustClient(t testing.TB, f certs.TLSFiles) *tls.Config {
 	t.Helper()
-	c, err := certs.ClientTLSConfig(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return mustTLS(t, certs.ClientTLSConfig, f)
 }
 
 func mustPeer(t testing.TB, f certs.TLSFiles) *tls.Config {
 	t.Helper()
-	c, err := certs.PeerTLSConfig(f)
+	return mustTLS(t, certs.PeerTLSConfig, f)
+}
+
+// mustTLS is build(f), failing t on an error.
+func mustTLS(t testing.TB, build func(certs.TLSFiles) (*tls.Config, error), f certs.TLSFiles) *tls.Config {
+	t.Helper()
+	c, err := build(f)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -233,6 +233,15 @@ func reloads(ctx context.Context) (<-chan os.Signal, func()) {
 }
 
 // noArgs returns a usage error if the command was given arguments.
+// generateDir is the directory gencert and genacl write into, the config
+// directory; they take no arguments.
+func generateDir(c *cli.Context) (string, error) {
+	if err := noArgs(c); err != nil {
+		return "", err
+	}
+	return configDir(c)
+}
+
 func noArgs(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return UsageError{Err: fmt.Errorf("%s: unexpected argument %q", c.Command.Name, c.Args().First())}

@@ -50,10 +50,7 @@ file it writes.`,
 }
 
 func runGenacl(c *cli.Context) error {
-	if err := noArgs(c); err != nil {
-		return err
-	}
-	dir, err := configDir(c)
+	dir, err := generateDir(c)
 	if err != nil {
 		return err
 	}

@@ -70,10 +70,7 @@ It prints the path of every file it writes.`,
 }
 
 func runGencert(c *cli.Context) error {
-	if err := noArgs(c); err != nil {
-		return err
-	}
-	dir, err := configDir(c)
+	dir, err := generateDir(c)
 	if err != nil {
 		return err
 	}

@@ -111,9 +111,8 @@ func startLocal(ctx context.Context, n int, replica func(*node.Config), logs io.
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelError}))
 	base := func(int) (node.Config, error) {
 		cfg := node.DefaultConfig()
-		cfg.Logger, cfg.Replica.Logger, cfg.Replica.Store.Logger = logger, logger, logger
+		cfg.Logger = logger
 		cfg.Gossip = discovery.DefaultConfig()
-		cfg.Gossip.Logger = logger
 		var err error
 		if cfg.ServerTLS, err = certs.ServerTLSConfig(nodeFiles); err != nil {
 			return cfg, err

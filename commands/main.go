@@ -93,12 +93,7 @@ func shortUsage(app *cli.App, args []string) string {
 	path, cmds := []string{app.Name}, app.Commands
 	var cmd *cli.Command
 	for _, a := range args {
-		var next *cli.Command
-		for _, c := range cmds {
-			if c.HasName(a) {
-				next = c
-			}
-		}
+		next := commandNamed(cmds, a)
 		if next == nil {
 			if strings.HasPrefix(a, "-") {
 				continue
@@ -119,6 +114,15 @@ func shortUsage(app *cli.App, args []string) string {
 		argsUsage = " " + cmd.ArgsUsage
 	}
 	return fmt.Sprintf("usage: %s [options]%s  (%s --help: every option)", name, argsUsage, name)
+}
+
+// commandNamed is the command of cmds called name (or aliased so), or nil.
+func commandNamed(cmds []*cli.Command, name string) *cli.Command {
+	i := slices.IndexFunc(cmds, func(c *cli.Command) bool { return c.HasName(name) })
+	if i < 0 {
+		return nil
+	}
+	return cmds[i]
 }
 
 func (m *Main) app() *cli.App {
@@ -247,12 +251,7 @@ func helpCommand() *cli.Command {
 			}
 			prefix, cmds := c.App.Name, c.App.Commands
 			for _, a := range args {
-				var next *cli.Command
-				for _, cc := range cmds {
-					if cc.HasName(a) {
-						next = cc
-					}
-				}
+				next := commandNamed(cmds, a)
 				if next == nil {
 					return unknownCommand(prefix, a, cmds)
 				}

@@ -228,8 +228,6 @@ func serveConfig(c *cli.Context) (node.Config, error) {
 
 	cfg := node.DefaultConfig()
 	cfg.Logger = logger
-	cfg.Replica.Logger = logger
-	cfg.Replica.Store.Logger = logger
 	cfg.DataDir = c.String("data-dir")
 	cfg.NodeID = c.String("node-name")
 	cfg.Bootstrap = c.Bool("bootstrap")
@@ -261,7 +259,6 @@ func serveConfig(c *cli.Context) (node.Config, error) {
 	cfg.Gossip = discovery.DefaultConfig()
 	cfg.Gossip.BindAddr = c.String("bind-addr")
 	cfg.Gossip.StartJoinAddrs = c.StringSlice("start-join-addrs")
-	cfg.Gossip.Logger = logger
 	if k := strings.TrimSpace(c.String("gossip-key")); k != "" {
 		key, err := base64.StdEncoding.DecodeString(k)
 		if err != nil {

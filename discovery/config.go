@@ -15,18 +15,41 @@ import (
 // the address a Handler receives in Join.
 const TagRPCAddr = "rpc_addr"
 
-// Config configures one node's membership. Start from DefaultConfig.
-type Config struct {
-	// NodeName names this node in the cluster. It must be unique and stable
+// Identity is what makes a member this one: its name, the RPC address it
+// publishes, and where it logs. Its owner (the node) decides it; Config is
+// how it gossips, so it can be built, validated and nested before an
+// Identity exists.
+type Identity struct {
+	// Name names this node in the cluster. It must be unique and stable
 	// across restarts: the node uses it as its Raft server ID.
-	NodeName string
+	Name string
+	// RPCAddr is the host:port clients and peers reach this node at,
+	// published to every member as the tag TagRPCAddr.
+	RPCAddr string
+	// Logger receives this package's logs and those of Serf and memberlist.
+	Logger *slog.Logger
+}
+
+// Validate reports the first field that is missing.
+func (id Identity) Validate() error {
+	switch {
+	case id.Name == "":
+		return errors.New("discovery: Identity.Name is empty")
+	case id.RPCAddr == "":
+		return errors.New("discovery: Identity.RPCAddr is empty")
+	case id.Logger == nil:
+		return errors.New("discovery: Identity.Logger is nil")
+	}
+	return nil
+}
+
+// Config configures how one node gossips. Start from DefaultConfig.
+type Config struct {
 	// BindAddr is the host:port Serf gossips on (TCP and UDP) and advertises
 	// to the other members. Port 0 picks a free port. A host name is resolved
 	// once, in New. An unspecified host (empty, 0.0.0.0 or [::]) listens on
 	// every interface and advertises a private IP address of this host.
 	BindAddr string
-	// Tags are published to every member. Tags[TagRPCAddr] is required.
-	Tags map[string]string
 	// StartJoinAddrs are gossip addresses (host:port) of members to join when
 	// starting. New does not wait for them: joining runs in the background,
 	// one attempt over every address at once, and is retried until an
@@ -45,8 +68,6 @@ type Config struct {
 	// choice) and the same on every member. A member without the key, or with
 	// another key, cannot join. Nil gossips in plaintext.
 	EncryptKey []byte
-	// Logger receives this package's logs and those of Serf and memberlist.
-	Logger *slog.Logger
 
 	// tuneSerf, when set, adjusts Serf's configuration just before it starts;
 	// tests use it for fast failure detection.
@@ -54,26 +75,18 @@ type Config struct {
 }
 
 // DefaultConfig returns a configuration that gossips on 127.0.0.1:8401 in
-// plaintext and retries joining after 0.5 s, doubling to 30 s. NodeName and Tags[TagRPCAddr] must still be set.
+// plaintext and retries joining after 0.5 s, doubling to 30 s.
 func DefaultConfig() Config {
 	return Config{
 		BindAddr:             "127.0.0.1:8401",
-		Tags:                 map[string]string{},
 		RetryJoinInterval:    500 * time.Millisecond,
 		RetryJoinMaxInterval: 30 * time.Second,
-		Logger:               slog.Default(),
 	}
 }
 
 // Validate reports the first setting that cannot work.
 func (c Config) Validate() error {
 	switch {
-	case c.NodeName == "":
-		return errors.New("discovery: NodeName is empty")
-	case c.Tags[TagRPCAddr] == "":
-		return fmt.Errorf("discovery: Tags[%q] is empty", TagRPCAddr)
-	case c.Logger == nil:
-		return errors.New("discovery: Logger is nil")
 	case c.RetryJoinInterval <= 0 || c.RetryJoinMaxInterval < c.RetryJoinInterval:
 		return fmt.Errorf("discovery: RetryJoinInterval %v must be positive and at most RetryJoinMaxInterval %v", c.RetryJoinInterval, c.RetryJoinMaxInterval)
 	}

@@ -117,18 +117,21 @@ const (
 	stateClosed
 )
 
-// New starts Serf on c.BindAddr and starts reporting membership events to h.
-// With c.StartJoinAddrs it also starts joining them in the background,
-// retrying until one answers (see Config.StartJoinAddrs): members that are
-// not up yet are no error, and New does not wait for them.
-func New(c Config, h Handler) (*Membership, error) {
+// New starts Serf for the member id on c.BindAddr and starts reporting
+// membership events to h. With c.StartJoinAddrs it also starts joining them
+// in the background, retrying until one answers (see Config.StartJoinAddrs):
+// members that are not up yet are no error, and New does not wait for them.
+func New(id Identity, c Config, h Handler) (*Membership, error) {
+	if err := id.Validate(); err != nil {
+		return nil, err
+	}
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	if h == nil {
 		return nil, errors.New("discovery: Handler is nil")
 	}
-	sc, events, err := c.serfConfig()
+	sc, events, err := c.serfConfig(id)
 	if err != nil {
 		return nil, err
 	}
@@ -137,8 +140,8 @@ func New(c Config, h Handler) (*Membership, error) {
 		return nil, fmt.Errorf("discovery: start serf on %s: %w", c.BindAddr, err)
 	}
 	m := &Membership{
-		name:     c.NodeName,
-		logger:   c.Logger,
+		name:     id.Name,
+		logger:   id.Logger,
 		handler:  h,
 		serf:     s,
 		stop:     make(chan struct{}),
@@ -187,8 +190,9 @@ func (m *Membership) retryJoin(addrs []string, wait, maxWait time.Duration) {
 	}
 }
 
-// serfConfig builds Serf's configuration and the channel it delivers events on.
-func (c Config) serfConfig() (*serf.Config, chan serf.Event, error) {
+// serfConfig builds Serf's configuration for the member id and the channel it
+// delivers events on.
+func (c Config) serfConfig(id Identity) (*serf.Config, chan serf.Event, error) {
 	host, port, err := splitAddr(c.BindAddr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("discovery: BindAddr: %w", err)
@@ -201,7 +205,7 @@ func (c Config) serfConfig() (*serf.Config, chan serf.Event, error) {
 		}
 		ip = a.IP
 	}
-	logger := newLogLogger(c.Logger)
+	logger := newLogLogger(id.Logger)
 
 	mc := memberlist.DefaultLANConfig()
 	mc.BindPort = port
@@ -221,8 +225,8 @@ func (c Config) serfConfig() (*serf.Config, chan serf.Event, error) {
 	events := make(chan serf.Event, eventBuffer)
 	sc := serf.DefaultConfig()
 	sc.Init()
-	sc.NodeName = c.NodeName
-	sc.Tags = maps.Clone(c.Tags)
+	sc.NodeName = id.Name
+	sc.Tags = map[string]string{TagRPCAddr: id.RPCAddr}
 	sc.EventCh = events
 	sc.MemberlistConfig = mc
 	sc.ReconnectTimeout = reconnectTimeout

@@ -110,35 +110,43 @@ type member struct {
 	rpcAddr string
 }
 
-func testConfig(t testing.TB, name string, join ...*member) discovery.Config {
-	c := discovery.DefaultConfig()
-	c.NodeName = name
+// memberConfig is a member to start: who it is and how it gossips.
+type memberConfig struct {
+	id discovery.Identity
+	discovery.Config
+}
+
+func testConfig(t testing.TB, name string, join ...*member) memberConfig {
+	c := memberConfig{Config: discovery.DefaultConfig()}
+	c.id = discovery.Identity{
+		Name:    name,
+		RPCAddr: "127.0.0.1:" + strconv.Itoa(20000+int(nextRPCPort.Add(1))),
+		Logger:  testLogger(t, name),
+	}
 	c.BindAddr = "127.0.0.1:0"
-	c.Tags = map[string]string{discovery.TagRPCAddr: "127.0.0.1:" + strconv.Itoa(20000+int(nextRPCPort.Add(1)))}
 	for _, j := range join {
 		c.StartJoinAddrs = append(c.StartJoinAddrs, j.gossipAddr())
 	}
 	c.RetryJoinInterval = 20 * time.Millisecond
 	c.RetryJoinMaxInterval = 100 * time.Millisecond
-	c.Logger = testLogger(t, name)
-	discovery.SetTuneSerf(&c, fastSerf)
+	discovery.SetTuneSerf(&c.Config, fastSerf)
 	return c
 }
 
-func startConfig(t testing.TB, c discovery.Config) (*member, error) {
+func startConfig(t testing.TB, c memberConfig) (*member, error) {
 	t.Helper()
 	nodetest.EnsureDeadline(t)
 	h := newRecorder()
-	m, err := discovery.New(c, h)
+	m, err := discovery.New(c.id, c.Config, h)
 	if err != nil {
 		return nil, err
 	}
 	t.Cleanup(func() {
 		if err := m.Close(); err != nil {
-			t.Errorf("Close(%s): %v", c.NodeName, err)
+			t.Errorf("Close(%s): %v", c.id.Name, err)
 		}
 	})
-	return &member{Membership: m, h: h, name: c.NodeName, rpcAddr: c.Tags[discovery.TagRPCAddr]}, nil
+	return &member{Membership: m, h: h, name: c.id.Name, rpcAddr: c.id.RPCAddr}, nil
 }
 
 // start starts member name, joining it to the given members.
@@ -273,7 +281,7 @@ func TestFailedMemberIsReapedAfterReconnectTimeout(t *testing.T) {
 		sc.ReconnectTimeout = 500 * time.Millisecond
 	}
 	c := testConfig(t, "m1")
-	discovery.SetTuneSerf(&c, shortReconnect)
+	discovery.SetTuneSerf(&c.Config, shortReconnect)
 	m1, err := startConfig(t, c)
 	if err != nil {
 		t.Fatal(err)
@@ -344,9 +352,9 @@ type joinLogs struct{ recs chan slog.Record }
 
 // captureJoinLogs makes c log to t and also pass the join goroutine's
 // records to the returned joinLogs.
-func captureJoinLogs(t testing.TB, c *discovery.Config) joinLogs {
-	capture := &logCapture{Handler: c.Logger.Handler(), prefix: "join", recs: make(chan slog.Record, 64)}
-	c.Logger = slog.New(capture)
+func captureJoinLogs(t testing.TB, c *memberConfig) joinLogs {
+	capture := &logCapture{Handler: c.id.Logger.Handler(), prefix: "join", recs: make(chan slog.Record, 64)}
+	c.id.Logger = slog.New(capture)
 	return joinLogs{capture.recs}
 }
 
@@ -525,10 +533,10 @@ func TestHandlerErrorLevels(t *testing.T) {
 				recs:    make(chan slog.Record, 16),
 			}
 			c := testConfig(t, "m1")
-			c.Logger = slog.New(capture)
+			c.id.Logger = slog.New(capture)
 			h := newRecorder()
 			h.err = tc.err
-			m1, err := discovery.New(c, h)
+			m1, err := discovery.New(c.id, c.Config, h)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -597,10 +605,6 @@ func TestValidate(t *testing.T) {
 		{"31-byte key", func(c *discovery.Config) { c.EncryptKey = make([]byte, 31) }, "EncryptKey is 31 bytes"},
 		{"33-byte key", func(c *discovery.Config) { c.EncryptKey = make([]byte, 33) }, "EncryptKey is 33 bytes"},
 		{"empty non-nil key", func(c *discovery.Config) { c.EncryptKey = []byte{} }, ""},
-		{"no name", func(c *discovery.Config) { c.NodeName = "" }, "NodeName is empty"},
-		{"no rpc_addr", func(c *discovery.Config) { delete(c.Tags, discovery.TagRPCAddr) }, "rpc_addr"},
-		{"nil tags", func(c *discovery.Config) { c.Tags = nil }, "rpc_addr"},
-		{"no logger", func(c *discovery.Config) { c.Logger = nil }, "Logger is nil"},
 		{"bind without port", func(c *discovery.Config) { c.BindAddr = "127.0.0.1" }, "BindAddr"},
 		{"bind bad port", func(c *discovery.Config) { c.BindAddr = "127.0.0.1:70000" }, "BindAddr"},
 		{"bind any host", func(c *discovery.Config) { c.BindAddr = ":8401" }, ""},
@@ -612,8 +616,6 @@ func TestValidate(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := discovery.DefaultConfig()
-			c.NodeName = "n1"
-			c.Tags[discovery.TagRPCAddr] = "127.0.0.1:8400"
 			tc.edit(&c)
 			err := c.Validate()
 			switch {
@@ -629,10 +631,26 @@ func TestValidate(t *testing.T) {
 func TestNewRejectsBadConfig(t *testing.T) {
 	c := testConfig(t, "m1")
 	c.EncryptKey = []byte("short")
-	if _, err := discovery.New(c, newRecorder()); err == nil {
+	if _, err := discovery.New(c.id, c.Config, newRecorder()); err == nil {
 		t.Error("New accepted a 5-byte key")
 	}
-	if _, err := discovery.New(testConfig(t, "m1"), nil); err == nil {
+	c = testConfig(t, "m1")
+	if _, err := discovery.New(c.id, c.Config, nil); err == nil {
 		t.Error("New accepted a nil discovery.Handler")
+	}
+	for _, tc := range []struct {
+		name    string
+		edit    func(*discovery.Identity)
+		wantErr string
+	}{
+		{"no name", func(id *discovery.Identity) { id.Name = "" }, "Name is empty"},
+		{"no rpc address", func(id *discovery.Identity) { id.RPCAddr = "" }, "RPCAddr is empty"},
+		{"no logger", func(id *discovery.Identity) { id.Logger = nil }, "Logger is nil"},
+	} {
+		c := testConfig(t, "m1")
+		tc.edit(&c.id)
+		if _, err := discovery.New(c.id, c.Config, newRecorder()); err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+			t.Errorf("%s: New = %v, want an error containing %q", tc.name, err, tc.wantErr)
+		}
 	}
 }

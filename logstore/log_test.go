@@ -41,6 +41,13 @@ func openLog(t testing.TB, dir string, c Config) *Log {
 	return l
 }
 
+// newTestLog opens a log of testConfig in a new temporary directory.
+func newTestLog(t testing.TB) (l *Log, dir string, c Config) {
+	t.Helper()
+	dir, c = t.TempDir(), testConfig(t)
+	return openLog(t, dir, c), dir, c
+}
+
 func record(i uint64) []byte {
 	return fmt.Appendf(nil, "record-%06d-%s", i, bytes.Repeat([]byte{'x'}, int(i%97)))
 }
@@ -72,9 +79,7 @@ func checkRecords(t testing.TB, l *Log, from, to uint64) {
 }
 
 func TestAppendReadReopen(t *testing.T) {
-	dir := t.TempDir()
-	c := testConfig(t)
-	l := openLog(t, dir, c)
+	l, dir, c := newTestLog(t)
 	appendN(t, l, 0, 500)
 	if got := l.NextOffset(); got != 500 {
 		t.Fatalf("NextOffset = %d, want 500", got)
@@ -127,9 +132,7 @@ func TestReadBatch(t *testing.T) {
 }
 
 func TestMetaSurvivesReopenAndRoll(t *testing.T) {
-	dir := t.TempDir()
-	c := testConfig(t)
-	l := openLog(t, dir, c)
+	l, dir, c := newTestLog(t)
 	for i := uint64(0); i < 200; i++ {
 		if _, err := l.AppendWithMeta(fmt.Appendf(nil, "applied=%d", i), record(i)); err != nil {
 			t.Fatal(err)
@@ -153,9 +156,7 @@ func TestMetaSurvivesReopenAndRoll(t *testing.T) {
 }
 
 func TestBadInput(t *testing.T) {
-	dir := t.TempDir()
-	c := testConfig(t)
-	l := openLog(t, dir, c)
+	l, dir, c := newTestLog(t)
 	appendN(t, l, 0, 3)
 	big := make([]byte, c.MaxRecordBytes+1)
 	_, err := l.Append([]byte("ok"), big)
@@ -280,9 +281,7 @@ func TestCheckpointReplace(t *testing.T) {
 // A failed write makes the log refuse appends with the first error, and what
 // was appended before it stays readable and survives a reopen.
 func TestWriteErrorsAreSticky(t *testing.T) {
-	dir := t.TempDir()
-	c := testConfig(t)
-	l := openLog(t, dir, c)
+	l, dir, c := newTestLog(t)
 	appendN(t, l, 0, 10)
 	// Fault injection: the active store's file is closed under the writer.
 	st := l.cur.Load()

@@ -57,9 +57,7 @@ func TestRecoverAfterFailedWrite(t *testing.T) {
 		{"store whole, index torn", -1, 13, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			c := testConfig(t)
-			l := openLog(t, dir, c)
+			l, dir, c := newTestLog(t)
 			var fault writeFault
 			fault.install(l)
 			// Enough to have sealed segments behind the active one.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"time"
 
@@ -45,7 +44,7 @@ type Config struct {
 	// otherwise.
 	AdvertiseAddr string
 	// Bootstrap makes a new single-voter cluster when DataDir holds no Raft
-	// state yet; see raftfsm.Config.Bootstrap.
+	// state yet; see raftfsm.Identity.Bootstrap.
 	Bootstrap bool
 
 	// ServerTLS is the gRPC side's TLS configuration; it should require and
@@ -68,13 +67,14 @@ type Config struct {
 	Authorizer Authorizer
 
 	// Gossip configures Serf membership: members that join are added to the
-	// cluster and members that leave for good are removed. NodeName and the
-	// rpc_addr tag are filled by New. An empty Gossip.BindAddr runs the node
-	// without Serf; members are then added with Join.
+	// cluster and members that leave for good are removed. The member is
+	// this node: NodeID, the advertised address and Logger. An empty
+	// Gossip.BindAddr runs the node without Serf; members are then added
+	// with Join.
 	Gossip discovery.Config
-	// Replica configures the replicated log: Raft timing, entry and store
-	// settings. Leave its Dir, NodeID, Transport and Bootstrap zero: New
-	// fills them from the fields above.
+	// Replica tunes the replicated log: Raft timing, entry and store
+	// settings. The replica is this node: DataDir, NodeID, Bootstrap, the
+	// node's port and Logger.
 	Replica raftfsm.Config
 
 	// ConsumeBatchBytes is the largest record budget of one
@@ -101,8 +101,8 @@ type Config struct {
 	// port; MetricsAddr reports the one bound.
 	MetricsAddr string
 
-	// Logger receives the node's logs; Replica.Logger receives the
-	// replica's and Raft's.
+	// Logger receives every log of the node: its own, the replica's, Raft's,
+	// the local log's and Serf's, each with a node attribute.
 	Logger *slog.Logger
 }
 
@@ -138,8 +138,6 @@ func (c Config) Validate() error {
 		return errors.New("node: Authorizer is nil: nothing falls back to open access")
 	case c.Logger == nil:
 		return errors.New("node: Logger is nil")
-	case c.Replica.Dir != "" || c.Replica.NodeID != "" || c.Replica.Transport != nil || c.Replica.Bootstrap:
-		return errors.New("node: Replica.Dir, NodeID, Transport and Bootstrap are set by New; use DataDir, NodeID and Bootstrap")
 	case c.ConsumeBatchBytes <= 0:
 		return fmt.Errorf("node: ConsumeBatchBytes %d must be positive", c.ConsumeBatchBytes)
 	case c.ProduceStreamWindow <= 0:
@@ -161,12 +159,11 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.Gossip.BindAddr != "" {
-		if err := c.gossipConfig("127.0.0.1:1").Validate(); err != nil {
+		if err := c.Gossip.Validate(); err != nil {
 			return fmt.Errorf("node: Gossip: %w", err)
 		}
 	}
-	rc := c.replicaConfig(validationTransport{})
-	if err := rc.Validate(); err != nil {
+	if err := c.Replica.Validate(); err != nil {
 		return fmt.Errorf("node: Replica: %w", err)
 	}
 	return nil
@@ -187,28 +184,12 @@ func checkAdvertise(addr string) error {
 	return nil
 }
 
-// replicaConfig is Replica with the fields the node owns filled in.
-func (c Config) replicaConfig(t raft.Transport) raftfsm.Config {
-	rc := c.Replica
-	rc.Dir = c.DataDir
-	rc.NodeID = c.NodeID
-	rc.Bootstrap = c.Bootstrap
-	rc.Transport = t
-	return rc
+// replicaIdentity is the replica this node is, reached over t.
+func (c Config) replicaIdentity(t raft.Transport) raftfsm.Identity {
+	return raftfsm.Identity{Dir: c.DataDir, NodeID: c.NodeID, Bootstrap: c.Bootstrap, Transport: t, Logger: c.Logger}
 }
 
-// validationTransport stands in for the transport New creates, so Validate
-// can check the rest of the replica's configuration; it is never used.
-type validationTransport struct{ raft.Transport }
-
-// gossipConfig is c.Gossip with this node's name and RPC address filled in.
-func (c Config) gossipConfig(advertise string) discovery.Config {
-	g := c.Gossip
-	g.NodeName = c.NodeID
-	g.Tags = maps.Clone(g.Tags)
-	if g.Tags == nil {
-		g.Tags = map[string]string{}
-	}
-	g.Tags[discovery.TagRPCAddr] = advertise
-	return g
+// memberIdentity is the Serf member this node is, reached at advertise.
+func (c Config) memberIdentity(advertise string) discovery.Identity {
+	return discovery.Identity{Name: c.NodeID, RPCAddr: advertise, Logger: c.Logger.With("node", c.NodeID)}
 }

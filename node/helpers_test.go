@@ -70,6 +70,16 @@ func startCluster(t testing.TB, p *pki, n int, tweak func(*node.Config)) []*node
 	return nodetest.StartCluster(t, n, p.PKI, tweak).Nodes
 }
 
+// startWithClient starts a 3-node cluster and dials the node pick chooses
+// (leader or follower) as root.
+func startWithClient(t testing.TB, pick func(testing.TB, []*node.Node) *node.Node) (c logv1.LogClient, picked *node.Node, nodes []*node.Node) {
+	t.Helper()
+	p := newPKI(t)
+	nodes = startCluster(t, p, 3, nil)
+	picked = pick(t, nodes)
+	return p.client(t, picked.Addr(), certs.RootSubject), picked, nodes
+}
+
 func leader(t testing.TB, nodes []*node.Node) *node.Node {
 	t.Helper()
 	return nodetest.Leader(t, nodes)

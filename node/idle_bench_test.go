@@ -8,7 +8,6 @@ import (
 	"time"
 
 	logv1 "github.com/proglogctl/proglogctl/api/v1"
-	"github.com/proglogctl/proglogctl/certs"
 )
 
 // BenchmarkIdleConsumeStreams measures the CPU the whole process (a 3-node
@@ -16,10 +15,7 @@ import (
 // the log, over a 3 s window per op, against the same cluster with none. Run
 // with -benchtime 1x.
 func BenchmarkIdleConsumeStreams(b *testing.B) {
-	p := newPKI(b)
-	nodes := startCluster(b, p, 3, nil)
-	l := leader(b, nodes)
-	c := p.client(b, l.Addr(), certs.RootSubject)
+	c, _, _ := startWithClient(b, leader)
 	if _, err := c.Produce(testCtx(b), &logv1.ProduceRequest{Record: &logv1.Record{Value: []byte("x")}}); err != nil {
 		b.Fatal(err)
 	}

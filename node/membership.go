@@ -38,9 +38,9 @@ func (n *Node) reconcile() {
 		}
 		var err error
 		switch m.Status {
-		case "alive":
+		case discovery.StatusAlive:
 			err = n.log.Join(m.Name, m.RPCAddr)
-		case "left":
+		case discovery.StatusLeft:
 			err = n.log.Leave(m.Name)
 		}
 		if err != nil && !errors.Is(err, raftfsm.ErrNotLeader) {

@@ -21,7 +21,6 @@ func gossipTestConfig(t *testing.T, p *pki, i int) node.Config {
 	c.Gossip.BindAddr = "127.0.0.1:0"
 	c.Gossip.RetryJoinInterval = 20 * time.Millisecond
 	c.Gossip.RetryJoinMaxInterval = 200 * time.Millisecond
-	c.Gossip.Logger = c.Logger
 	return c
 }
 

@@ -133,8 +133,8 @@ func New(c Config) (*Node, error) {
 	n.peerTLS.Store(peerTLS)
 	n.mux = raftfsm.NewMux(ln, n.logger)
 	n.stream = raftfsm.NewStreamLayer(n.mux.Raft(), advertisedAddr(advertise), peerTLS, peerTLS)
-	transport := raftfsm.NewTransport(n.stream, c.RaftTimeout, c.Replica.Logger.With("node", c.NodeID))
-	if n.log, err = raftfsm.New(c.replicaConfig(transport)); err != nil {
+	transport := raftfsm.NewTransport(n.stream, c.RaftTimeout, n.logger)
+	if n.log, err = raftfsm.New(c.replicaIdentity(transport), c.Replica); err != nil {
 		transport.Close()
 		n.mux.Close()
 		n.stop()
@@ -164,7 +164,7 @@ func New(c Config) (*Node, error) {
 	// Serf starts before watchLeader reads n.members; its handler needs only
 	// the replica.
 	if c.Gossip.BindAddr != "" {
-		if n.members, err = discovery.New(c.gossipConfig(advertise), membership{n}); err != nil {
+		if n.members, err = discovery.New(c.memberIdentity(advertise), c.Gossip, membership{n}); err != nil {
 			return nil, errors.Join(fmt.Errorf("node: %w", err), n.Close(), dir.undo())
 		}
 	}

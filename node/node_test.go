@@ -672,8 +672,9 @@ func TestConfigValidate(t *testing.T) {
 		{"peer tls twice", func(c *node.Config) { c.PeerCerts = reloader }, "not both"},
 		{"no authorizer", func(c *node.Config) { c.Authorizer = nil }, "Authorizer"},
 		{"unroutable advertise", func(c *node.Config) { c.AdvertiseAddr = "0.0.0.0:8400" }, "not routable"},
-		{"replica dir set", func(c *node.Config) { c.Replica.Dir = "/x" }, "set by New"},
+		{"no logger", func(c *node.Config) { c.Logger = nil }, "Logger"},
 		{"bad replica", func(c *node.Config) { c.Replica.MaxPendingEntries = 0 }, "MaxPendingEntries"},
+		{"bad gossip", func(c *node.Config) { c.Gossip.BindAddr, c.Gossip.RetryJoinInterval = "127.0.0.1:0", 0 }, "RetryJoinInterval"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := good

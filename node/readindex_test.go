@@ -22,10 +22,7 @@ import (
 // the write to the leader, and must neither answer OutOfRange for it nor
 // answer the produce before it has applied the record itself.
 func TestFollowerReadsItsOwnWrites(t *testing.T) {
-	p := newPKI(t)
-	nodes := startCluster(t, p, 3, nil)
-	f := follower(t, nodes)
-	c := p.client(t, f.Addr(), certs.RootSubject)
+	c, _, _ := startWithClient(t, follower)
 	deadline := time.Now().Add(60 * time.Second)
 	for i := range 200 {
 		if time.Now().After(deadline) {
@@ -178,10 +175,7 @@ func TestFollowerReadWaitsForApply(t *testing.T) {
 // answers Unavailable within the call's deadline, never OutOfRange. What it
 // holds it still serves.
 func TestFollowerReadWithoutLeaderIsUnavailable(t *testing.T) {
-	p := newPKI(t)
-	nodes := startCluster(t, p, 3, nil)
-	f := follower(t, nodes)
-	c := p.client(t, f.Addr(), certs.RootSubject)
+	c, f, nodes := startWithClient(t, follower)
 	off := produce(t, c, []byte("held"))
 	// Close the other follower first: closing the leader may hand f the
 	// leadership, which it then loses for want of a quorum.
@@ -246,9 +240,7 @@ func TestFollowerReadWithoutLeaderIsUnavailable(t *testing.T) {
 // leader for a read index). Each call has a 10 s deadline, as a client's
 // would.
 func BenchmarkFollowerConsume(b *testing.B) {
-	p := newPKI(b)
-	nodes := startCluster(b, p, 3, nil)
-	c := p.client(b, follower(b, nodes).Addr(), certs.RootSubject)
+	c, _, _ := startWithClient(b, follower)
 	off := produce(b, c, []byte("x"))
 	consume := func(off uint64) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

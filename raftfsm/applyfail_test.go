@@ -26,7 +26,7 @@ func waitApplyStatus(t testing.TB, l *Log, failing bool, timeout time.Duration) 
 		select {
 		case <-changed:
 		case <-deadline.C:
-			t.Fatalf("%s: ApplyStatus error is %v after %v; want it set: %v", l.conf.NodeID, err, timeout, failing)
+			t.Fatalf("%s: ApplyStatus error is %v after %v; want it set: %v", l.id.NodeID, err, timeout, failing)
 		}
 	}
 }
@@ -44,7 +44,7 @@ func TestFollowerRecoversFromFailingAppends(t *testing.T) {
 		faultFail
 	)
 	var failed [3]atomic.Int32 // failed appends per node
-	tc := newTestClusterWith(t, 3, func(i int, c *Config) {
+	tc := newTestClusterWith(t, 3, func(i int, _ string, c *Config) {
 		c.applyFault = func() (error, bool) {
 			switch faults[i].Load() {
 			case faultWrittenOnce:
@@ -126,10 +126,9 @@ func mountTmpfs(t testing.TB, dir, size string) {
 // stops applying, says so, and once the filesystem is grown catches up with
 // the leader by itself.
 func TestFollowerRecoversFromFullDisk(t *testing.T) {
-	tc := newTestClusterWith(t, 3, func(i int, c *Config) {
-		c.Store.Logger = c.Logger
-		if i == 2 && c.Dir != "" {
-			logDir := filepath.Join(c.Dir, "log")
+	tc := newTestClusterWith(t, 3, func(i int, dir string, _ *Config) {
+		if i == 2 {
+			logDir := filepath.Join(dir, "log")
 			if _, err := os.Stat(logDir); os.IsNotExist(err) {
 				if err := os.MkdirAll(logDir, 0o755); err != nil {
 					t.Fatal(err)

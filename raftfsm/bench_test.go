@@ -3,9 +3,7 @@ package raftfsm
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -17,15 +15,11 @@ import (
 // on) and returns the leader.
 func benchCluster(b *testing.B) *Log {
 	b.Helper()
-	dir := b.TempDir()
-	nodes := startTCPCluster(b, 3, func(i int) Config {
+	nodes := startTCPCluster(b, 3, slog.New(slog.DiscardHandler), func(int) Config {
 		c := DefaultConfig()
-		c.Dir = filepath.Join(dir, nodeID(i))
-		c.NodeID = nodeID(i)
 		c.HeartbeatTimeout = 500 * time.Millisecond
 		c.ElectionTimeout = 500 * time.Millisecond
 		c.LeaderLeaseTimeout = 500 * time.Millisecond
-		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 		return c
 	}, nil)
 	for _, n := range nodes {

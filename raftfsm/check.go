@@ -22,7 +22,7 @@ import (
 // ErrInUse: another process has the replica's Raft store open.
 var ErrInUse = errors.New("raftfsm: the Raft store is in use by another process (is a node running on this directory?)")
 
-// A replica's data directory (Config.Dir); on-disk layout, never change.
+// A replica's data directory (Identity.Dir); on-disk layout, never change.
 const (
 	raftDir     = "raft"
 	raftDBFile  = "raft.db"

@@ -13,13 +13,11 @@ import (
 )
 
 func TestCheck_replica(t *testing.T) {
-	for _, kind := range []string{RaftLogStoreWAL, RaftLogStoreBolt} {
-		t.Run(kind, func(t *testing.T) { testCheckReplica(t, kind) })
-	}
+	forEachStore(t, testCheckReplica)
 }
 
 func testCheckReplica(t *testing.T, kind string) {
-	tc := newTestClusterWith(t, 1, func(_ int, c *Config) { c.RaftLogStore = kind })
+	tc := newTestClusterWith(t, 1, func(_ int, _ string, c *Config) { c.RaftLogStore = kind })
 	tc.appendValues(0, 50)
 	if err := tc.nodes[0].raft.Snapshot().Error(); err != nil {
 		t.Fatal(err)

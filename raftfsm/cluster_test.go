@@ -23,6 +23,8 @@ type testCluster struct {
 	nodes []*Log
 	trans []*raft.InmemTransport
 	conf  func(i int) Config
+	// logger is every node's Identity.Logger.
+	logger *slog.Logger
 	// cut[i][j] says the link from i to j is down.
 	mu  sync.Mutex
 	cut map[[2]int]bool
@@ -41,11 +43,14 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// testIdentity is replica i's identity in dir on tr, logging to t.Log.
+func testIdentity(t testing.TB, dir string, i int, tr raft.Transport, bootstrap bool) Identity {
+	return Identity{Dir: dir, NodeID: nodeID(i), Bootstrap: bootstrap, Transport: tr, Logger: testLogger(t)}
+}
+
 // testConfig is a configuration with fast timeouts and small segments.
-func testConfig(t testing.TB, dir string, i int) Config {
+func testConfig() Config {
 	c := DefaultConfig()
-	c.Dir = dir
-	c.NodeID = nodeID(i)
 	c.HeartbeatTimeout = 500 * time.Millisecond
 	c.ElectionTimeout = 500 * time.Millisecond
 	c.LeaderLeaseTimeout = 500 * time.Millisecond
@@ -59,7 +64,6 @@ func testConfig(t testing.TB, dir string, i int) Config {
 	c.Store.MaxRecordBytes = 8 << 10
 	c.MaxEntryBytes = 32 << 10
 	c.ShutdownTransferTimeout = 2 * time.Second
-	c.Logger = testLogger(t)
 	return c
 }
 
@@ -69,14 +73,14 @@ func newTestCluster(t testing.TB, n int) *testCluster {
 }
 
 // newTestClusterWith is newTestCluster with tune, when set, adjusting each
-// node's configuration.
-func newTestClusterWith(t testing.TB, n int, tune func(i int, c *Config)) *testCluster {
+// node's configuration; dir is the node's data directory.
+func newTestClusterWith(t testing.TB, n int, tune func(i int, dir string, c *Config)) *testCluster {
 	t.Helper()
 	tc := &testCluster{t: t, cut: map[[2]int]bool{}}
 	tc.conf = func(i int) Config {
-		c := testConfig(t, tc.dirs[i], i)
+		c := testConfig()
 		if tune != nil {
-			tune(i, &c)
+			tune(i, tc.dirs[i], &c)
 		}
 		return c
 	}
@@ -112,10 +116,7 @@ func (tc *testCluster) start(i int, bootstrap bool) {
 	tc.t.Helper()
 	_, tr := raft.NewInmemTransport(raft.ServerAddress("mem-" + nodeID(i)))
 	tc.trans[i] = tr
-	c := tc.conf(i)
-	c.Transport = tr
-	c.Bootstrap = bootstrap
-	l, err := New(c)
+	l, err := New(tc.identity(i, tr, bootstrap), tc.conf(i))
 	if err != nil {
 		tc.t.Fatalf("New(%s): %v", nodeID(i), err)
 	}
@@ -123,6 +124,14 @@ func (tc *testCluster) start(i int, bootstrap bool) {
 	tc.nodes[i] = l
 	tc.mu.Unlock()
 	tc.relink()
+}
+
+// identity is node i's identity on tr.
+func (tc *testCluster) identity(i int, tr raft.Transport, bootstrap bool) Identity {
+	if tc.logger == nil {
+		tc.logger = testLogger(tc.t)
+	}
+	return Identity{Dir: tc.dirs[i], NodeID: nodeID(i), Bootstrap: bootstrap, Transport: tr, Logger: tc.logger}
 }
 
 // relink connects every pair of running nodes whose link is not cut.
@@ -743,10 +752,8 @@ func TestJoinLeaveAreIdempotent(t *testing.T) {
 
 func TestSecondOpenOfADataDirFails(t *testing.T) {
 	tc := newTestCluster(t, 1)
-	c := tc.conf(0)
 	_, tr := raft.NewInmemTransport("")
-	c.Transport = tr
-	if l, err := New(c); err == nil {
+	if l, err := New(tc.identity(0, tr, false), tc.conf(0)); err == nil {
 		l.Close()
 		t.Fatal("a second replica opened a data directory in use")
 	} else {

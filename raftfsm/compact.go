@@ -90,7 +90,7 @@ func (l *Log) snapshotByBytes() error {
 	if avg := bytes / max(entries, 1); avg > 0 {
 		trailing = min(trailing, max(1, uint64(l.conf.TrailingBytes/avg)))
 	}
-	rc := l.conf.raftConfig()
+	rc := l.conf.raftConfig(l.id.NodeID)
 	if err := l.raft.ReloadConfig(raft.ReloadableConfig{
 		TrailingLogs:      trailing,
 		SnapshotInterval:  rc.SnapshotInterval,

@@ -99,9 +99,7 @@ func TestLogCache(t *testing.T) {
 // TrailingBytes of them, and that a restart on the compacted log serves
 // every record once.
 func TestRaftLogBoundedByBytes(t *testing.T) {
-	for _, kind := range []string{RaftLogStoreWAL, RaftLogStoreBolt} {
-		t.Run(kind, func(t *testing.T) { testRaftLogBoundedByBytes(t, kind) })
-	}
+	forEachStore(t, testRaftLogBoundedByBytes)
 }
 
 func testRaftLogBoundedByBytes(t *testing.T, kind string) {
@@ -118,7 +116,7 @@ func testRaftLogBoundedByBytes(t *testing.T, kind string) {
 	tc.dirs = []string{t.TempDir()}
 	tc.nodes, tc.trans = make([]*Log, 1), make([]*raft.InmemTransport, 1)
 	tc.conf = func(i int) Config {
-		c := testConfig(t, tc.dirs[i], i)
+		c := testConfig()
 		c.SnapshotBytes, c.TrailingBytes = snapshotBytes, trailingBytes
 		c.TrailingLogs = 1 << 20 // the byte bound decides
 		c.RaftLogStore = kind

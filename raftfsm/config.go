@@ -11,8 +11,11 @@ import (
 	"github.com/proglogctl/proglogctl/logstore"
 )
 
-// Config configures one replica of the log. Start from DefaultConfig.
-type Config struct {
+// Identity is what makes a replica this one and no other: where it keeps its
+// state, its name in the cluster, how peers reach it and where it logs. Its
+// owner (the node) decides it; Config is the tuning, the same on every
+// replica, so it can be built, validated and nested before an Identity exists.
+type Identity struct {
 	// Dir holds everything the replica keeps: raft/ (Raft's log and stable
 	// store), snapshots/, log/ (the records) and scratch directories.
 	Dir string
@@ -26,7 +29,29 @@ type Config struct {
 	// node's shared port in production, raft.NewInmemTransport in tests. The
 	// Log closes it.
 	Transport raft.Transport
+	// Logger receives the replica's logs, Raft's and its local log's (it
+	// takes the place of Config.Store.Logger).
+	Logger *slog.Logger
+}
 
+// Validate reports the first field that is missing.
+func (id Identity) Validate() error {
+	switch {
+	case id.Dir == "":
+		return errors.New("raftfsm: Identity.Dir is empty")
+	case id.NodeID == "":
+		return errors.New("raftfsm: Identity.NodeID is empty")
+	case id.Transport == nil:
+		return errors.New("raftfsm: Identity.Transport is nil")
+	case id.Logger == nil:
+		return errors.New("raftfsm: Identity.Logger is nil")
+	}
+	return nil
+}
+
+// Config tunes one replica of the log: Raft timing, snapshots, entries and
+// the local log. Start from DefaultConfig.
+type Config struct {
 	// Raft timing; see raft.Config.
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
@@ -73,10 +98,9 @@ type Config struct {
 	// ShutdownTimeout bounds how long Close waits for Raft to stop.
 	ShutdownTimeout time.Duration
 
-	// Store configures the local log the records are applied to.
+	// Store configures the local log the records are applied to. It logs
+	// to Identity.Logger.
 	Store logstore.Config
-
-	Logger *slog.Logger
 
 	// applyFault, when set, fails the FSM's appends for tests (see fsm.fault).
 	applyFault func() (err error, written bool)
@@ -107,21 +131,12 @@ func DefaultConfig() Config {
 		ShutdownTransferTimeout: 5 * time.Second,
 		ShutdownTimeout:         3 * time.Second,
 		Store:                   logstore.DefaultConfig(),
-		Logger:                  slog.Default(),
 	}
 }
 
 // Validate reports the first setting that cannot work.
 func (c Config) Validate() error {
 	switch {
-	case c.Dir == "":
-		return errors.New("raftfsm: Dir is empty")
-	case c.NodeID == "":
-		return errors.New("raftfsm: NodeID is empty")
-	case c.Transport == nil:
-		return errors.New("raftfsm: Transport is nil")
-	case c.Logger == nil:
-		return errors.New("raftfsm: Logger is nil")
 	case c.SnapshotsRetained < 1:
 		return fmt.Errorf("raftfsm: SnapshotsRetained %d must be at least 1", c.SnapshotsRetained)
 	case c.MaxEntryBytes < entrySize([][]byte{make([]byte, c.Store.MaxRecordBytes)}):
@@ -142,12 +157,14 @@ func (c Config) Validate() error {
 	if err := c.Store.Validate(); err != nil {
 		return err
 	}
-	return raft.ValidateConfig(c.raftConfig())
+	// Raft checks the timing; the server ID it also wants is the Identity's.
+	return raft.ValidateConfig(c.raftConfig("id"))
 }
 
-func (c Config) raftConfig() *raft.Config {
+// raftConfig is Raft's configuration for c on the server id.
+func (c Config) raftConfig(id string) *raft.Config {
 	rc := raft.DefaultConfig()
-	rc.LocalID = raft.ServerID(c.NodeID)
+	rc.LocalID = raft.ServerID(id)
 	rc.HeartbeatTimeout = c.HeartbeatTimeout
 	rc.ElectionTimeout = c.ElectionTimeout
 	rc.LeaderLeaseTimeout = c.LeaderLeaseTimeout

@@ -56,6 +56,7 @@ func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
 // into Raft entries (group commit) and hands each entry's future to a second
 // goroutine that answers the callers in order. Close stops both.
 type Log struct {
+	id     Identity
 	conf   Config
 	logger *slog.Logger
 	raft   *raft.Raft
@@ -100,14 +101,19 @@ type leaderState struct {
 	changed  chan struct{} // closed when the leader changes
 }
 
-// New opens (or creates) the replica in c.Dir and starts Raft.
-func New(c Config) (*Log, error) {
+// New opens (or creates) the replica id in id.Dir, tuned by c, and starts
+// Raft.
+func New(id Identity, c Config) (*Log, error) {
+	if err := id.Validate(); err != nil {
+		return nil, err
+	}
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	l := &Log{
+		id:        id,
 		conf:      c,
-		logger:    c.Logger.With("node", c.NodeID),
+		logger:    id.Logger.With("node", id.NodeID),
 		reqs:      make(chan *appendReq, 1024),
 		pending:   make(chan pendingEntry, c.MaxPendingEntries),
 		slots:     make(chan struct{}, c.MaxPendingEntries),
@@ -126,16 +132,18 @@ func New(c Config) (*Log, error) {
 	}()
 
 	var err error
-	scratch := filepath.Join(c.Dir, "scratch")
+	scratch := filepath.Join(id.Dir, "scratch")
 	if err := os.RemoveAll(scratch); err != nil {
 		return nil, fmt.Errorf("raftfsm: %w", err)
 	}
 	for _, d := range []string{"raft", "snapshots", "scratch"} {
-		if err := os.MkdirAll(filepath.Join(c.Dir, d), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(id.Dir, d), 0o755); err != nil {
 			return nil, fmt.Errorf("raftfsm: %w", err)
 		}
 	}
-	if l.store, err = logstore.Open(filepath.Join(c.Dir, "log"), c.Store); err != nil {
+	sc := c.Store
+	sc.Logger = l.logger
+	if l.store, err = logstore.Open(filepath.Join(id.Dir, "log"), sc); err != nil {
 		return nil, err
 	}
 	applied, err := appliedIndex(l.store.Meta())
@@ -146,7 +154,7 @@ func New(c Config) (*Log, error) {
 		stop: l.fsmStop, fault: c.applyFault}
 	l.fsm.setStatus(nil)
 
-	if l.stores, err = openRaftStores(filepath.Join(c.Dir, "raft"), c.RaftLogStore, c.walSegmentBytes, l.logger); err != nil {
+	if l.stores, err = openRaftStores(filepath.Join(id.Dir, "raft"), c.RaftLogStore, c.walSegmentBytes, l.logger); err != nil {
 		return nil, err
 	}
 	var logs raft.LogStore = l.stores
@@ -154,7 +162,7 @@ func New(c Config) (*Log, error) {
 		logs = newLogCache(l.stores, c.LogCacheBytes, logCacheMaxEntries)
 	}
 	l.metered = &meteredFSM{fsm: l.fsm, threshold: c.SnapshotBytes, kick: make(chan struct{}, 1)}
-	snaps, err := newSnapshotStore(filepath.Join(c.Dir, "snapshots"), c.SnapshotsRetained, l.logger)
+	snaps, err := newSnapshotStore(filepath.Join(id.Dir, "snapshots"), c.SnapshotsRetained, l.logger)
 	if err != nil {
 		return nil, err
 	}
@@ -162,23 +170,23 @@ func New(c Config) (*Log, error) {
 		return nil, err
 	}
 
-	rc := c.raftConfig()
+	rc := c.raftConfig(id.NodeID)
 	rc.Logger = newHCLogger(l.logger, "raft")
-	if c.Bootstrap {
+	if id.Bootstrap {
 		has, err := raft.HasExistingState(logs, l.stores, snaps)
 		if err != nil {
 			return nil, fmt.Errorf("raftfsm: %w", err)
 		}
 		if !has {
 			cfg := raft.Configuration{Servers: []raft.Server{{
-				Suffrage: raft.Voter, ID: rc.LocalID, Address: c.Transport.LocalAddr(),
+				Suffrage: raft.Voter, ID: rc.LocalID, Address: id.Transport.LocalAddr(),
 			}}}
-			if err := raft.BootstrapCluster(rc, logs, l.stores, snaps, c.Transport, cfg); err != nil {
+			if err := raft.BootstrapCluster(rc, logs, l.stores, snaps, id.Transport, cfg); err != nil {
 				return nil, fmt.Errorf("raftfsm: bootstrap: %w", err)
 			}
 		}
 	}
-	if l.raft, err = raft.NewRaft(rc, l.metered, logs, l.stores, snaps, c.Transport); err != nil {
+	if l.raft, err = raft.NewRaft(rc, l.metered, logs, l.stores, snaps, id.Transport); err != nil {
 		return nil, fmt.Errorf("raftfsm: start Raft: %w", err)
 	}
 	l.observer = raft.NewObserver(l.obsCh, false, func(o *raft.Observation) bool {
@@ -208,7 +216,7 @@ func (l *Log) closeStores() error {
 	if l.store != nil {
 		errs = append(errs, l.store.Close())
 	}
-	if c, ok := l.conf.Transport.(io.Closer); ok {
+	if c, ok := l.id.Transport.(io.Closer); ok {
 		errs = append(errs, c.Close())
 	}
 	return errors.Join(errs...)
@@ -296,95 +304,118 @@ func (l *Log) notLeader() error {
 func (l *Log) batchLoop() {
 	defer l.wg.Done()
 	defer close(l.pending)
-	var (
-		reqs      []*appendReq
-		starts    []int
-		recs      [][]byte
-		splitting *appendReq // the request being added, while records of it remain
-		size      = entrySize(nil)
-		haveSlot  bool
-	)
-	acquire := func() bool {
-		select {
-		case l.slots <- struct{}{}:
-			haveSlot = true
-			return true
-		case <-l.stop:
-			return false
+	b := &batcher{l: l, size: entrySize(nil)}
+	for {
+		req, ok := b.next()
+		// Waiting for a slot is what lets later requests join this entry.
+		if !ok || !b.acquire() || !b.add(req) || !b.addQueued() || !b.apply() {
+			return
 		}
 	}
-	apply := func() bool {
-		if len(recs) == 0 {
-			return true
-		}
-		if !haveSlot && !acquire() {
-			return false
-		}
-		haveSlot = false
-		ends := make([]bool, len(reqs))
-		for i, r := range reqs {
-			ends[i] = r != splitting
-		}
-		// Raft keeps the data until the entry is applied: a new slice each time.
-		data := appendEntry(make([]byte, 0, entrySize(recs)), recs)
-		p := pendingEntry{future: l.raft.Apply(data, l.conf.ApplyTimeout), reqs: reqs, starts: starts, ends: ends}
-		reqs, starts, recs, size = nil, nil, recs[:0], entrySize(nil)
-		select {
-		case l.pending <- p:
-			return true
-		case <-l.stop:
-			return false
-		}
+}
+
+// batcher is batchLoop's state: the entry being packed and the slot held for
+// it. Only batchLoop's goroutine uses it. Each method that may wait returns
+// false when the log is stopping, and batchLoop then returns.
+type batcher struct {
+	l *Log
+	// The entry being packed: reqs and starts as in pendingEntry, recs its
+	// records and size their entrySize.
+	reqs   []*appendReq
+	starts []int
+	recs   [][]byte
+	size   int
+	// splitting is the request being added while records of it remain, so
+	// the entry does not end it.
+	splitting *appendReq
+	haveSlot  bool // a slot in Raft is held for the entry
+}
+
+// next waits for the next request.
+func (b *batcher) next() (*appendReq, bool) {
+	select {
+	case req := <-b.l.reqs:
+		return req, true
+	case <-b.l.stop:
+		return nil, false
 	}
-	add := func(req *appendReq) bool {
-		// A request that fits in one entry is never split: it starts a new
-		// entry when the current one has no room left for all of it, so it
-		// commits whole or not at all.
-		if whole := entrySize(req.recs); len(recs) > 0 && whole <= l.conf.MaxEntryBytes && size+whole-entrySize(nil) > l.conf.MaxEntryBytes {
-			if !apply() {
+}
+
+// acquire waits for a slot in Raft for the entry.
+func (b *batcher) acquire() bool {
+	select {
+	case b.l.slots <- struct{}{}:
+		b.haveSlot = true
+		return true
+	case <-b.l.stop:
+		return false
+	}
+}
+
+// addQueued adds every request queued meanwhile, without waiting for more.
+func (b *batcher) addQueued() bool {
+	for {
+		select {
+		case req := <-b.l.reqs:
+			if !b.add(req) {
 				return false
 			}
+		default:
+			return true
 		}
-		reqs, starts = append(reqs, req), append(starts, len(recs))
-		splitting = req
-		defer func() { splitting = nil }()
-		for _, r := range req.recs {
-			n := uvarintLen(uint64(len(r))) + len(r)
-			if len(recs) > 0 && size+n > l.conf.MaxEntryBytes {
-				if !apply() {
-					return false
-				}
-				reqs, starts = append(reqs, req), append(starts, -1)
+	}
+}
+
+// add packs req's records into the entry, handing full entries to Raft on
+// the way. A request that fits in one entry is never split: it starts a new
+// entry when the current one has no room left for all of it, so it commits
+// whole or not at all.
+func (b *batcher) add(req *appendReq) bool {
+	limit := b.l.conf.MaxEntryBytes
+	if whole := entrySize(req.recs); len(b.recs) > 0 && whole <= limit && b.size+whole-entrySize(nil) > limit {
+		if !b.apply() {
+			return false
+		}
+	}
+	b.reqs, b.starts = append(b.reqs, req), append(b.starts, len(b.recs))
+	b.splitting = req
+	defer func() { b.splitting = nil }()
+	for _, r := range req.recs {
+		n := uvarintLen(uint64(len(r))) + len(r)
+		if len(b.recs) > 0 && b.size+n > limit {
+			if !b.apply() {
+				return false
 			}
-			recs, size = append(recs, r), size+n
+			b.reqs, b.starts = append(b.reqs, req), append(b.starts, -1)
 		}
+		b.recs, b.size = append(b.recs, r), b.size+n
+	}
+	return true
+}
+
+// apply hands the entry to Raft, and its future to completeLoop, and starts
+// an empty one. An empty entry is not sent.
+func (b *batcher) apply() bool {
+	if len(b.recs) == 0 {
 		return true
 	}
-	for {
-		var req *appendReq
-		select {
-		case req = <-l.reqs:
-		case <-l.stop:
-			return
-		}
-		// Waiting for a slot is what lets later requests join this entry.
-		if !acquire() || !add(req) {
-			return
-		}
-	drain:
-		for {
-			select {
-			case req = <-l.reqs:
-				if !add(req) {
-					return
-				}
-			default:
-				break drain
-			}
-		}
-		if !apply() {
-			return
-		}
+	if !b.haveSlot && !b.acquire() {
+		return false
+	}
+	b.haveSlot = false
+	ends := make([]bool, len(b.reqs))
+	for i, r := range b.reqs {
+		ends[i] = r != b.splitting
+	}
+	// Raft keeps the data until the entry is applied: a new slice each time.
+	data := appendEntry(make([]byte, 0, entrySize(b.recs)), b.recs)
+	p := pendingEntry{future: b.l.raft.Apply(data, b.l.conf.ApplyTimeout), reqs: b.reqs, starts: b.starts, ends: ends}
+	b.reqs, b.starts, b.recs, b.size = nil, nil, b.recs[:0], entrySize(nil)
+	select {
+	case b.l.pending <- p:
+		return true
+	case <-b.l.stop:
+		return false
 	}
 }
 

@@ -139,17 +139,14 @@ func TestCloseIsBoundedWhenRaftHangs(t *testing.T) {
 	t0.Connect(t1.LocalAddr(), t1)
 	t1.Connect(t0.LocalAddr(), t0)
 
-	c0 := testConfig(t, filepath.Join(t.TempDir(), nodeID(0)), 0)
-	c0.Transport, c0.Bootstrap = stuck, true
+	c0 := testConfig()
 	c0.ShutdownTransferTimeout = 500 * time.Millisecond
 	c0.ShutdownTimeout = time.Second
-	l0, err := New(c0)
+	l0, err := New(testIdentity(t, filepath.Join(t.TempDir(), nodeID(0)), 0, stuck, true), c0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c1 := testConfig(t, filepath.Join(t.TempDir(), nodeID(1)), 1)
-	c1.Transport = t1
-	l1, err := New(c1)
+	l1, err := New(testIdentity(t, filepath.Join(t.TempDir(), nodeID(1)), 1, t1, false), testConfig())
 	if err != nil {
 		l0.Close()
 		t.Fatal(err)

@@ -10,7 +10,7 @@ import (
 
 // retentionConfig is testConfig with small segments and a retention of
 // three of them.
-func retentionConfig(_ int, c *Config) {
+func retentionConfig(_ int, _ string, c *Config) {
 	c.Store.MaxStoreBytes = 16 << 10
 	c.Store.MaxRecordBytes = 4 << 10
 	c.MaxEntryBytes = 8 << 10

@@ -74,11 +74,11 @@ func (l *Log) Stats() Stats {
 	}
 	if l.raft.State() == raft.Leader {
 		s.LastContact = time.Now()
-		if t, ok := l.conf.Transport.(*Transport); ok {
+		if t, ok := l.id.Transport.(*Transport); ok {
 			if servers, err := l.Servers(); err == nil {
 				var ids []string
 				for _, srv := range servers {
-					if srv.ID != l.conf.NodeID {
+					if srv.ID != l.id.NodeID {
 						ids = append(ids, srv.ID)
 					}
 				}

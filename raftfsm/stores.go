@@ -28,7 +28,7 @@ const (
 	RaftLogStoreBolt = "bolt"
 )
 
-// On-disk layout of Raft's stores under Config.Dir/raft; never change.
+// On-disk layout of Raft's stores under Identity.Dir/raft; never change.
 const (
 	boltFile = "raft.db"
 	walDir   = "wal"
@@ -47,7 +47,7 @@ type raftStores interface {
 	Close() error
 }
 
-// openRaftStores opens Raft's stores in dir (Config.Dir/raft): of the kind
+// openRaftStores opens Raft's stores in dir (Identity.Dir/raft): of the kind
 // the directory already holds, else a new one of the given kind. So a data
 // directory keeps the store it was made with, and an upgrade that changes
 // the default does not strand an existing replica's Raft log.
@@ -106,7 +106,7 @@ type walStores struct {
 // Close closes the WAL, then its metadata database.
 func (w walStores) Close() error { return errors.Join(w.WAL.Close(), w.meta.Close()) }
 
-// HasRaftState reports whether dir, a replica's data directory (Config.Dir),
+// HasRaftState reports whether dir, a replica's data directory (Identity.Dir),
 // holds Raft's store of either kind.
 func HasRaftState(dir string) (bool, error) {
 	for _, p := range []string{filepath.Join(dir, raftDir, boltFile), filepath.Join(dir, raftDir, walDir, metadb.FileName)} {

@@ -14,26 +14,31 @@ import (
 // twice, with appends before and between: Raft replays its log every time,
 // and the FSM must apply nothing twice.
 func TestRestartOverEachStore(t *testing.T) {
+	forEachStore(t, func(t *testing.T, kind string) {
+		tc := newStoreCluster(t, kind)
+		appendValues(t, tc.leader(), 0, 300)
+		tc.stop(0)
+		tc.start(0, false)
+		tc.checkLog(0, 300)
+		appendValues(t, tc.leader(), 300, 200)
+		// A snapshot and compaction in between, then more entries that
+		// only the store's log holds.
+		if err := tc.nodes[0].raft.Snapshot().Error(); err != nil {
+			t.Fatal(err)
+		}
+		appendValues(t, tc.leader(), 500, 100)
+		tc.stop(0)
+		tc.start(0, true) // Bootstrap is ignored: the node has state
+		tc.checkLog(0, 600)
+		appendValues(t, tc.leader(), 600, 1)
+		tc.checkLog(0, 601)
+	})
+}
+
+// forEachStore runs test as a subtest on each kind of Raft store.
+func forEachStore(t *testing.T, test func(t *testing.T, kind string)) {
 	for _, kind := range []string{RaftLogStoreWAL, RaftLogStoreBolt} {
-		t.Run(kind, func(t *testing.T) {
-			tc := newStoreCluster(t, kind)
-			appendValues(t, tc.leader(), 0, 300)
-			tc.stop(0)
-			tc.start(0, false)
-			tc.checkLog(0, 300)
-			appendValues(t, tc.leader(), 300, 200)
-			// A snapshot and compaction in between, then more entries that
-			// only the store's log holds.
-			if err := tc.nodes[0].raft.Snapshot().Error(); err != nil {
-				t.Fatal(err)
-			}
-			appendValues(t, tc.leader(), 500, 100)
-			tc.stop(0)
-			tc.start(0, true) // Bootstrap is ignored: the node has state
-			tc.checkLog(0, 600)
-			appendValues(t, tc.leader(), 600, 1)
-			tc.checkLog(0, 601)
-		})
+		t.Run(kind, func(t *testing.T) { test(t, kind) })
 	}
 }
 
@@ -68,7 +73,7 @@ func newStoreCluster(t *testing.T, kind string) *testCluster {
 	tc.dirs = []string{t.TempDir()}
 	tc.nodes, tc.trans = make([]*Log, 1), make([]*raft.InmemTransport, 1)
 	tc.conf = func(i int) Config {
-		c := testConfig(t, tc.dirs[i], i)
+		c := testConfig()
 		c.RaftLogStore = kind
 		return c
 	}

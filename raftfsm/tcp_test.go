@@ -3,6 +3,7 @@ package raftfsm
 import (
 	"context"
 	"crypto/tls"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"testing"
@@ -25,28 +26,29 @@ func (n *tcpNode) close() {
 	n.mux.Close()
 }
 
-// startTCPNode starts replica i of a cluster on 127.0.0.1, bootstrapping it
-// when i is 0. peerTLS, when non-nil, is used for both sides of Raft's
+// startTCPNode starts the replica id (its Transport left to this function)
+// on 127.0.0.1. peerTLS, when non-nil, is used for both sides of Raft's
 // connections.
-func startTCPNode(t testing.TB, c Config, peerTLS *tls.Config) *tcpNode {
+func startTCPNode(t testing.TB, id Identity, c Config, peerTLS *tls.Config) *tcpNode {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux := NewMux(ln, c.Logger)
+	mux := NewMux(ln, id.Logger)
 	stream := NewStreamLayer(mux.Raft(), ln.Addr(), peerTLS, peerTLS)
-	c.Transport = NewTransport(stream, 10*time.Second, c.Logger)
-	l, err := New(c)
+	id.Transport = NewTransport(stream, 10*time.Second, id.Logger)
+	l, err := New(id, c)
 	if err != nil {
 		mux.Close()
-		t.Fatalf("New(%s): %v", c.NodeID, err)
+		t.Fatalf("New(%s): %v", id.NodeID, err)
 	}
 	return &tcpNode{log: l, mux: mux}
 }
 
-// startTCPCluster starts n replicas on loopback TCP and joins them.
-func startTCPCluster(t testing.TB, n int, conf func(i int) Config, peerTLS *tls.Config) []*tcpNode {
+// startTCPCluster starts n replicas on loopback TCP, in temporary
+// directories and logging to logger, and joins them; node 0 bootstraps.
+func startTCPCluster(t testing.TB, n int, logger *slog.Logger, conf func(i int) Config, peerTLS *tls.Config) []*tcpNode {
 	t.Helper()
 	var nodes []*tcpNode
 	t.Cleanup(func() {
@@ -54,10 +56,10 @@ func startTCPCluster(t testing.TB, n int, conf func(i int) Config, peerTLS *tls.
 			n.close()
 		}
 	})
+	dir := t.TempDir()
 	for i := 0; i < n; i++ {
-		c := conf(i)
-		c.Bootstrap = i == 0
-		nodes = append(nodes, startTCPNode(t, c, peerTLS))
+		id := Identity{Dir: filepath.Join(dir, nodeID(i)), NodeID: nodeID(i), Bootstrap: i == 0, Logger: logger}
+		nodes = append(nodes, startTCPNode(t, id, conf(i), peerTLS))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -100,9 +102,7 @@ func peerTLSConfig(t testing.TB, dir string) (*tls.Config, certs.TLSFiles) {
 
 func TestTCPClusterWithTLS(t *testing.T) {
 	peerTLS, clientFiles := peerTLSConfig(t, t.TempDir())
-	nodes := startTCPCluster(t, 3, func(i int) Config {
-		return testConfig(t, filepath.Join(t.TempDir(), nodeID(i)), i)
-	}, peerTLS)
+	nodes := startTCPCluster(t, 3, testLogger(t), func(int) Config { return testConfig() }, peerTLS)
 	leader := nodes[0].log
 	appendValues(t, leader, 0, 100)
 	for _, n := range nodes {

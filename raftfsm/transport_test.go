@@ -138,13 +138,16 @@ func write(t testing.TB, c net.Conn, p []byte) {
 	}
 }
 
-func readN(t testing.TB, c net.Conn, n int) []byte {
+// expectRead reads len(want) bytes from c and fails unless they are want.
+func expectRead(t testing.TB, c net.Conn, want string) {
 	t.Helper()
-	p := make([]byte, n)
+	p := make([]byte, len(want))
 	if _, err := io.ReadFull(c, p); err != nil {
-		t.Fatalf("read %d bytes: %v", n, err)
+		t.Fatalf("read %d bytes: %v", len(want), err)
 	}
-	return p
+	if string(p) != want {
+		t.Fatalf("read %q, want %q", p, want)
+	}
 }
 
 func TestMuxRoutesByFirstByte(t *testing.T) {
@@ -171,14 +174,10 @@ func TestMuxRoutesByFirstByte(t *testing.T) {
 			c := dialTCP(t, ln.Addr())
 			write(t, c, tc.send)
 			s := accept(t, ln)
-			if got := readN(t, s, len(tc.want)); !bytes.Equal(got, tc.want) {
-				t.Fatalf("accepted side read %q, want %q", got, tc.want)
-			}
+			expectRead(t, s, string(tc.want))
 			// The connection works both ways after routing.
 			write(t, s, []byte("ok"))
-			if got := readN(t, c, 2); string(got) != "ok" {
-				t.Fatalf("client read %q, want %q", got, "ok")
-			}
+			expectRead(t, c, "ok")
 		})
 	}
 }
@@ -193,9 +192,7 @@ func TestMuxRoutesMarkerAlone(t *testing.T) {
 
 	s := accept(t, m.Raft())
 	write(t, s, []byte("pong"))
-	if got := readN(t, c, 4); string(got) != "pong" {
-		t.Fatalf("client read %q, want %q", got, "pong")
-	}
+	expectRead(t, c, "pong")
 }
 
 func TestMuxSilentClientDoesNotBlockOthers(t *testing.T) {
@@ -206,9 +203,7 @@ func TestMuxSilentClientDoesNotBlockOthers(t *testing.T) {
 	c := dialTCP(t, m.Raft().Addr())
 	write(t, c, []byte{RaftRPC, 'h', 'i'})
 	s := accept(t, m.Raft())
-	if got := readN(t, s, 2); string(got) != "hi" {
-		t.Fatalf("read %q, want %q", got, "hi")
-	}
+	expectRead(t, s, "hi")
 }
 
 func TestMuxClosesSilentClientAfterTimeout(t *testing.T) {
@@ -289,9 +284,7 @@ func TestMuxChildCloseLeavesOtherChildServing(t *testing.T) {
 	c := dialTCP(t, m.Other().Addr())
 	write(t, c, []byte("PRI"))
 	s := accept(t, m.Other())
-	if got := readN(t, s, 3); string(got) != "PRI" {
-		t.Fatalf("read %q, want %q", got, "PRI")
-	}
+	expectRead(t, s, "PRI")
 }
 
 func TestMuxStopsWhenListenerClosedUnderIt(t *testing.T) {
@@ -615,9 +608,7 @@ func TestStreamLayerAcceptDoesNotWaitForHandshake(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(t, r.c, []byte("ping"))
-	if got := readN(t, r.c, 4); string(got) != "ping" {
-		t.Fatalf("echo = %q, want %q", got, "ping")
-	}
+	expectRead(t, r.c, "ping")
 	if err := <-echoed; err != nil {
 		t.Fatalf("server echo: %v", err)
 	}

@@ -48,10 +48,8 @@ func Config(t testing.TB, p *PKI, i int) node.Config {
 	r.SnapshotThreshold = 1 << 40
 	r.Store.MaxStoreBytes = 64 << 10
 	r.Store.MaxRecordBytes = 8 << 10
-	r.Store.Logger = c.Logger
 	r.MaxEntryBytes = 32 << 10
 	r.ShutdownTransferTimeout = 2 * time.Second
-	r.Logger = c.Logger
 	return c
 }
 
