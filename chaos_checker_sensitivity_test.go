@@ -257,6 +257,18 @@ func TestSoakProblems(t *testing.T) {
 	if p, _ := soakProblems(restarted, 2*time.Minute, 0.2); len(p) > 0 {
 		t.Fatalf("a node restarted near the end: %v", p)
 	}
+	// Leadership moved to node 1 at 3:30: its goroutines rose, node 0's fell.
+	moved := series(func(time.Duration) (int64, int64, int64) { return 40 << 20, 80, 8 << 20 })
+	for i := range moved {
+		moved[i].rss, moved[i].goroutines = append(moved[i].rss, 40<<20), append(moved[i].goroutines, 50)
+		moved[i].disk, moved[i].log, moved[i].raftDB = append(moved[i].disk, 4<<20), append(moved[i].log, 4<<20), append(moved[i].raftDB, 1<<20)
+		if moved[i].at >= 210*time.Second {
+			moved[i].goroutines = []int64{50, 80}
+		}
+	}
+	if p, _ := soakProblems(moved, 2*time.Minute, 0.2); len(p) > 0 {
+		t.Fatalf("leadership moved: %v", p)
+	}
 	// One high sample at the end decides nothing.
 	spike := series(func(at time.Duration) (int64, int64, int64) {
 		if at == 4*time.Minute {
