@@ -142,8 +142,8 @@ func New(c Config) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	l.fsm = &fsm{log: l.store, logger: l.logger, scratch: scratch, applied: applied,
-		stop: l.fsmStop, fault: c.applyFault}
+	l.fsm = &fsm{log: l.store, logger: l.logger, conf: c, scratch: scratch, applied: applied,
+		prod: newProducers(c), stop: l.fsmStop, fault: c.applyFault}
 	l.fsm.setStatus(nil)
 
 	if l.stores, err = openRaftStores(filepath.Join(c.Dir, "raft"), c.RaftLogStore, c.walSegmentBytes, l.logger); err != nil {
@@ -217,10 +217,16 @@ func (l *Log) closeStores() error {
 // appendReq is one Append call waiting for its records to commit.
 type appendReq struct {
 	recs [][]byte
-	// first and err are written by completeLoop only, before done is closed.
-	first uint64
-	err   error
-	done  chan struct{}
+	// producer and seq, when producer is set, make the request exactly
+	// once: it travels in an entry of its own (see batchLoop).
+	producer string
+	seq      uint64
+	// first, duplicate and err are written by completeLoop only, before
+	// done is closed.
+	first     uint64
+	duplicate bool
+	err       error
+	done      chan struct{}
 }
 
 // pendingEntry is an entry handed to Raft, waiting for its result.
@@ -258,7 +264,11 @@ func (l *Log) Append(ctx context.Context, recs ...[]byte) (uint64, error) {
 	if l.raft.State() != raft.Leader {
 		return 0, l.notLeader()
 	}
-	req := &appendReq{recs: recs, done: make(chan struct{})}
+	return l.enqueue(ctx, &appendReq{recs: recs, done: make(chan struct{})})
+}
+
+// enqueue hands req to batchLoop and waits for its answer.
+func (l *Log) enqueue(ctx context.Context, req *appendReq) (uint64, error) {
 	select {
 	case l.reqs <- req:
 	case <-l.stop:
@@ -293,6 +303,12 @@ func (l *Log) notLeader() error {
 // slot frees every queued request is packed into the next entries (up to
 // MaxEntryBytes each). So the busier the log, the larger the entries (group
 // commit), while a lone caller's record still goes out at once.
+//
+// A request with a producer id goes into an entry of its own, which carries
+// its producer id and sequence: the FSM decides per entry whether it is a
+// duplicate. Such entries still share Raft's disk writes with the others
+// (BatchApplyCh). Every entry is stamped with the leader's clock when it is
+// built.
 func (l *Log) batchLoop() {
 	defer l.wg.Done()
 	defer close(l.pending)
@@ -303,6 +319,7 @@ func (l *Log) batchLoop() {
 		splitting *appendReq // the request being added, while records of it remain
 		size      = entrySize(nil)
 		haveSlot  bool
+		producer  *appendReq // the request the entry is of, when it has a producer id
 	)
 	acquire := func() bool {
 		select {
@@ -325,10 +342,14 @@ func (l *Log) batchLoop() {
 		for i, r := range reqs {
 			ends[i] = r != splitting
 		}
+		e := entry{ts: time.Now().UnixNano(), recs: recs}
+		if producer != nil {
+			e.producer, e.seq = producer.producer, producer.seq
+		}
 		// Raft keeps the data until the entry is applied: a new slice each time.
-		data := appendEntry(make([]byte, 0, entrySize(recs)), recs)
+		data := appendEntry(make([]byte, 0, entrySize(recs)+producerSize(e.producer)), e)
 		p := pendingEntry{future: l.raft.Apply(data, l.conf.ApplyTimeout), reqs: reqs, starts: starts, ends: ends}
-		reqs, starts, recs, size = nil, nil, recs[:0], entrySize(nil)
+		reqs, starts, recs, size, producer = nil, nil, recs[:0], entrySize(nil), nil
 		select {
 		case l.pending <- p:
 			return true
@@ -337,6 +358,15 @@ func (l *Log) batchLoop() {
 		}
 	}
 	add := func(req *appendReq) bool {
+		if req.producer != "" {
+			// An entry of its own; AppendAs checked that it fits.
+			if !apply() {
+				return false
+			}
+			producer = req
+			reqs, starts, recs = append(reqs, req), append(starts, 0), append(recs, req.recs...)
+			return apply()
+		}
 		// A request that fits in one entry is never split: it starts a new
 		// entry when the current one has no room left for all of it, so it
 		// commits whole or not at all.
@@ -416,6 +446,7 @@ func (l *Log) completeLoop() {
 			if p.starts[i] >= 0 {
 				r.first = res.first + uint64(p.starts[i])
 			}
+			r.duplicate = res.duplicate
 			if p.ends[i] {
 				close(r.done)
 			}
