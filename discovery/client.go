@@ -369,10 +369,13 @@ func (c *Client) writeAgain(ctx context.Context, call func(ctx context.Context, 
 
 // outcomeUnknown reports whether a write that failed with err may be sent
 // again: refused without being appended, or failed without an answer while
-// ctx still runs (UNAVAILABLE, or an attempt's own deadline).
+// ctx still runs (UNAVAILABLE, or an attempt's own deadline), unless the
+// client has never reached a server (a *ConnectError: waiting would not
+// help).
 func outcomeUnknown(ctx context.Context, err error) bool {
-	if ctx.Err() != nil {
-		return false
+	var ce *ConnectError
+	if ctx.Err() != nil || errors.As(err, &ce) {
+		return false // a client that never reached the cluster fails fast
 	}
 	switch status.Code(err) {
 	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
