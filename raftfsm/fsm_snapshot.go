@@ -150,9 +150,10 @@ func (f *fsm) catchUpWithSnapshot(store *snapshotStore) error {
 			// A snapshot from before producer tables: the offsets of
 			// the entries replayed after it are unknown.
 			f.prod.reset(metas[0].Index, 0, false)
-		case f.prod.index < metas[0].Index:
-			return fmt.Errorf("raftfsm: the producer table of snapshot %s is at index %d, behind the snapshot's %d", metas[0].ID, f.prod.index, metas[0].Index)
 		}
+		// The table may be at an index below the snapshot's: Raft counts
+		// entries it never hands the FSM (barriers, no-ops), which leave
+		// the table as it is.
 		return nil
 	}
 	f.logger.Warn("the local log is behind the newest snapshot; restoring it", "applied_index", f.applied, "snapshot_index", metas[0].Index)
