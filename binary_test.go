@@ -514,9 +514,10 @@ func ackedProblems(acked map[uint64]string, recs []jsonRecord) []string {
 
 // producer runs `proglogctl produce` over and over from its own goroutine,
 // one distinct value ("r-0", "r-1", ...) a run, until halted. A run either
-// prints the value's offset, or exits 3 saying the record may or may not have
-// been produced (its outcome is unknown: a node died under it) or that it was
-// not produced (it never reached a server). Any other end stops the producer
+// prints the value's offset, or exits 3 saying that no server confirmed the
+// record within the timeout (its outcome is unknown: produce sent it again
+// with the same producer id and sequence, so it is in the log at most once)
+// or that it was not produced (it never reached a server). Any other end stops the producer
 // and fails the test.
 type producer struct {
 	stop chan struct{} // closed by halt
@@ -576,7 +577,7 @@ func (p *producer) produce(ctx context.Context, c *cluster, v string) bool {
 			return false
 		}
 		p.acked[off] = v
-	case code == commands.ExitUnavailable && strings.Contains(errOut, "may or may not have been produced"):
+	case code == commands.ExitUnavailable && strings.Contains(errOut, "no server confirmed them"):
 		p.unknown = append(p.unknown, v)
 	case code == commands.ExitUnavailable && strings.Contains(errOut, "were not produced"):
 		p.refused = append(p.refused, v)

@@ -28,7 +28,7 @@ func TestDevClusterCommands(t *testing.T) {
 	c := startDev(t, 3)
 
 	golden(t, "produce_args", mustRun(t, "", "produce", "alpha", "beta", "gamma", "\xff\xfe"))
-	golden(t, "produce_stdin_json", mustRun(t, "delta\nepsilon\n", "produce", "--json"))
+	golden(t, "produce_stdin_json", mustRun(t, "delta\nepsilon\n", "produce", "--json", "--producer-id", "golden")) // the profile's id is random
 	file := filepath.Join(t.TempDir(), "records.txt")
 	if err := os.WriteFile(file, []byte("zeta\neta\ntheta\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -100,7 +100,7 @@ func TestDevClusterCommands(t *testing.T) {
 				if r.IsLeader {
 					role, state = "leader", "Leader"
 				}
-				fmt.Fprintf(&b, "%s\t%s\t%s\tvoter\t%s\t10\t0\t0\n", r.ID, r.RPCAddr, role, state)
+				fmt.Fprintf(&b, "%s\t%s\t%s\tvoter\t%s\t10\t0\t0\tquorum-fsync\n", r.ID, r.RPCAddr, role, state)
 			}
 			want = b.String()
 			got = mustRun(t, "", "servers") // exits 0: there is a leader
@@ -243,7 +243,7 @@ func TestProduceConsumeRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("produce: %v\n%s", err, errOut)
 	}
-	if want := fmt.Sprintf("produced %d records at offsets 0..%d\n", n, n-1); out != want {
+	if want := fmt.Sprintf("produced %d records at offsets 0..%d, fsynced on a majority of voters' disks before the answer\n", n, n-1); out != want {
 		t.Fatalf("produce printed %q, want %q", out, want)
 	}
 	if !strings.Contains(errOut, fmt.Sprintf("produced %d records 100%%", n)) {

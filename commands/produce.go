@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	logv1 "github.com/proglogctl/proglogctl/api/v1"
 	"github.com/proglogctl/proglogctl/discovery"
 )
 
@@ -28,12 +29,22 @@ func produceCommand() *cli.Command {
 one, or each piece between --delimiter bytes (-0: NUL), so records may hold any
 bytes, newlines included. A trailing CR is part of the record unless --strip-cr.
 Output (-o): text or raw, the offset of each record a line; json one object a
-line with the offset and the input line; --quiet a summary.`,
+line with the offset, the input line, the producer id and sequence of its batch,
+whether an earlier attempt had appended it (duplicate) and what the
+acknowledgement guarantees (durability); --quiet a summary.
+
+Exactly once: produce numbers its batches as a producer whose id is kept per
+profile in the config directory (--producer-id names another), with sequences
+that never repeat for that id. After a timeout or a leader change it sends a
+batch again with the same id and sequence until the cluster says where it is
+(within --timeout): the cluster never appends a batch twice. A second produce
+running with the same profile at once uses a fresh id for its run.`,
 		Flags: append(append(clientFlags(),
 			&cli.StringFlag{Name: "file", Aliases: []string{"f"}, Usage: "read the records from `FILE` (- is stdin)", TakesFile: true},
 			&cli.IntFlag{Name: "batch", Usage: "at most this many records per request (and 1 MiB); what has arrived goes at once", Value: 5000, EnvVars: []string{"PROGLOG_PRODUCE_BATCH"}},
 			&cli.BoolFlag{Name: "strip-cr", Usage: "drop a CR before each delimiter (input from Windows); without it the CR is part of the record", EnvVars: []string{"PROGLOG_STRIP_CR"}},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only a summary", EnvVars: []string{"PROGLOG_QUIET"}},
+			&cli.StringFlag{Name: "producer-id", Usage: "produce as producer `ID` (at most 256 bytes; default: the profile's own, made on first use)", EnvVars: []string{"PROGLOG_PRODUCER_ID"}},
 			&cli.StringFlag{Name: "progress", Usage: "a progress bar on stderr: `auto` (when stderr is a terminal that offsets are not printed to, for input that takes over a second), always or never", Value: "auto", EnvVars: []string{"PROGLOG_PROGRESS"}},
 		), append(outputFlags(), delimiterFlags("the bytes that end each record of the input")...)...),
 		Action: runProduce,
@@ -41,143 +52,279 @@ line with the offset and the input line; --quiet a summary.`,
 }
 
 func runProduce(c *cli.Context) error {
-	batchSize, maxBytes := c.Int("batch"), c.Int("max-record-bytes")
-	if batchSize < 1 || maxBytes < 1 {
-		return UsageError{Err: fmt.Errorf("produce: --batch and --max-record-bytes must be positive")}
-	}
-	format, err := outputFormat(c, "text", "text", "json", "raw")
+	o, err := produceOptionsOf(c)
 	if err != nil {
 		return err
 	}
-	in, err := produceInput(c, maxBytes)
+	r, err := startProduce(c, o)
 	if err != nil {
 		return err
 	}
-	defer in.close()
-	bar, err := newProgress(c, in.size)
+	defer r.close() // on an error, before it is printed
+	interrupted, err := r.produceAll()
 	if err != nil {
 		return err
 	}
-	defer bar.stop() // on an error, before it is printed
-	cl, err := dial(c)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
+	return r.finish(interrupted)
+}
 
-	out := bufio.NewWriter(c.App.Writer)
-	enc := json.NewEncoder(out)
-	var batch [][]byte
-	var lines []int
-	batchBytes := 0
-	produced, first, end := 0, uint64(0), uint64(0)
-	contiguous := true // every batch landed right after the one before
-	send := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		ctx, cancel := callCtx(c)
-		off, err := cl.ProduceBatch(ctx, batch)
-		cancel()
-		if err != nil {
-			out.Flush()
-			var notSent *discovery.NotSentError
-			switch status.Code(err) {
-			case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled, codes.Unknown:
-				if !errors.As(err, &notSent) {
-					return fmt.Errorf("records from line %d on may or may not have been produced (%d before them were): %w", lines[0], produced, callError(c, err))
-				}
-			}
-			return fmt.Errorf("records from line %d on were not produced (%d before them were): %w", lines[0], produced, callError(c, err))
-		}
-		if produced == 0 {
-			first = off
-		} else if off != end {
-			contiguous = false
-		}
-		end = off + uint64(len(batch))
-		for i := range batch {
-			var err error
-			switch {
-			case c.Bool("quiet"):
-			case format == "json":
-				err = enc.Encode(struct {
-					Offset uint64 `json:"offset"`
-					Line   int    `json:"line"`
-				}{off + uint64(i), lines[i]})
-			default:
-				_, err = fmt.Fprintln(out, off+uint64(i))
-			}
-			if err != nil {
-				return err
-			}
-		}
-		produced += len(batch)
-		bar.add(int64(batchBytes+len(batch)), produced) // each line with its newline
-		batch, lines, batchBytes = batch[:0], lines[:0], 0
-		if err := out.Flush(); err != nil { // offsets as their records commit
-			return fmt.Errorf("writing the offsets (%d records were produced): %w", produced, err)
-		}
-		return nil
+// produceOptions are produce's settings from its flags.
+type produceOptions struct {
+	batchSize, maxBytes int
+	format              string // text, json or raw
+	quiet               bool
+}
+
+func produceOptionsOf(c *cli.Context) (produceOptions, error) {
+	o := produceOptions{batchSize: c.Int("batch"), maxBytes: c.Int("max-record-bytes"), quiet: c.Bool("quiet")}
+	if o.batchSize < 1 || o.maxBytes < 1 {
+		return o, UsageError{Err: fmt.Errorf("produce: --batch and --max-record-bytes must be positive")}
 	}
-	ra := readInput(in.next, batchSize)
+	var err error
+	o.format, err = outputFormat(c, "text", "text", "json", "raw")
+	return o, err
+}
+
+// produceRun is one run of produce: its input, the cluster, the producer
+// that numbers its batches, and what was produced so far. Only the
+// goroutine running produce uses it.
+type produceRun struct {
+	c    *cli.Context
+	o    produceOptions
+	in   produceSource
+	bar  *progress
+	cl   *discovery.Client
+	prod *producer
+	out  *bufio.Writer
+	enc  *json.Encoder
+
+	produced   int
+	first, end uint64 // offsets of the first record produced and after the last
+	contiguous bool   // every batch landed right after the one before
+	durability logv1.Durability
+}
+
+// startProduce opens the input, the progress bar, the connection and the
+// producer.
+func startProduce(c *cli.Context, o produceOptions) (*produceRun, error) {
+	in, err := produceInput(c, o.maxBytes)
+	if err != nil {
+		return nil, err
+	}
+	r := &produceRun{c: c, o: o, in: in, contiguous: true, out: bufio.NewWriter(c.App.Writer)}
+	r.enc = json.NewEncoder(r.out)
+	ok := false
+	defer func() {
+		if !ok {
+			r.close()
+		}
+	}()
+	if r.bar, err = newProgress(c, in.size); err != nil {
+		return nil, err
+	}
+	if r.cl, err = dial(c); err != nil {
+		return nil, err
+	}
+	if r.prod, err = openProducer(c); err != nil {
+		return nil, err
+	}
+	ok = true
+	return r, nil
+}
+
+// close releases what startProduce opened; an unfinished bar is left as it
+// is, ending its line.
+func (r *produceRun) close() {
+	r.bar.stop()
+	if r.prod != nil {
+		r.prod.close()
+	}
+	if r.cl != nil {
+		r.cl.Close()
+	}
+	r.in.close()
+}
+
+// produceAll sends the input in batches, each what has arrived while the one
+// before was in flight, until the input ends, a batch fails, or produce is
+// interrupted while waiting for input (then interrupted is true).
+func (r *produceRun) produceAll() (interrupted bool, err error) {
+	ra := readInput(r.in.next, r.o.batchSize)
 	defer ra.stop()
 	var next inputRecord // read, not yet in a batch, when held
-	held, interrupted := false, false
-	for !interrupted {
+	held := false
+	for {
 		if !held {
-			select {
-			case next, held = <-ra.recs: // the first record of a batch (recs is never closed)
-				ra.took(next)
-			case <-c.Context.Done():
-				select {
-				case next, held = <-ra.recs:
-					// Read before the interrupt: the batch fails as not
-					// sent, and produce says from which line.
-					ra.took(next)
-				default:
-					// Interrupted while waiting for input: what was read
-					// has been produced.
-					interrupted = true
-				}
+			if next, held = r.waitInput(ra); !held {
+				return true, nil
 			}
 		}
-		// Add what has arrived, without waiting, while it fits. A batch is
-		// one atomic request, and a request must fit in one Raft entry:
-		// keep it well under that.
-		for held && next.err == nil && len(batch) < batchSize && (len(batch) == 0 || batchBytes+len(next.rec) <= maxBatchBytes) {
-			batch, lines, batchBytes = append(batch, next.rec), append(lines, next.line), batchBytes+len(next.rec)
-			select {
-			case next = <-ra.recs:
-				ra.took(next)
-			default:
-				held = false
-			}
+		var b inputBatch
+		b, next, held = r.gather(ra, next)
+		if err := r.send(b); err != nil {
+			return false, err
 		}
-		if err := send(); err != nil {
+		switch {
+		case held && next.err == io.EOF:
+			return false, nil
+		case held && next.err != nil:
+			return false, fmt.Errorf("%w; %d records before it were produced", next.err, r.produced)
+		}
+	}
+}
+
+// waitInput waits for the first record of the next batch; held is false
+// when produce was interrupted while waiting for input.
+func (r *produceRun) waitInput(ra *readAhead) (next inputRecord, held bool) {
+	select {
+	case next = <-ra.recs: // recs is never closed
+		ra.took(next)
+		return next, true
+	case <-r.c.Context.Done():
+		select {
+		case next = <-ra.recs:
+			// Read before the interrupt: the batch fails as not sent,
+			// and produce says from which line.
+			ra.took(next)
+			return next, true
+		default:
+			// Interrupted while waiting for input: what was read has
+			// been produced.
+			return inputRecord{}, false
+		}
+	}
+}
+
+// inputBatch is records to produce in one request, with their line numbers
+// and size.
+type inputBatch struct {
+	recs  [][]byte
+	lines []int
+	bytes int
+}
+
+// gather starts a batch with next and adds what has arrived behind it,
+// without waiting, while it fits. A batch is one atomic request, and a
+// request must fit in one Raft entry: it is kept well under that. It
+// returns the record that did not fit or ended the input (held), if any.
+func (r *produceRun) gather(ra *readAhead, next inputRecord) (b inputBatch, _ inputRecord, held bool) {
+	held = true
+	for held && next.err == nil && len(b.recs) < r.o.batchSize && (len(b.recs) == 0 || b.bytes+len(next.rec) <= maxBatchBytes) {
+		b.recs, b.lines, b.bytes = append(b.recs, next.rec), append(b.lines, next.line), b.bytes+len(next.rec)
+		select {
+		case next = <-ra.recs:
+			ra.took(next)
+		default:
+			held = false
+		}
+	}
+	return b, next, held
+}
+
+// send produces b as the producer's next batch, sent again after a timeout
+// or a leader change until the cluster says where it is (ProduceBatchAs),
+// and prints its offsets as they commit.
+func (r *produceRun) send(b inputBatch) error {
+	if len(b.recs) == 0 {
+		return nil
+	}
+	seq, err := r.prod.nextSequence()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := callCtx(r.c)
+	res, err := r.cl.ProduceBatchAs(ctx, r.prod.id, seq, b.recs)
+	cancel()
+	if err != nil {
+		r.out.Flush()
+		return r.sendError(b, seq, err)
+	}
+	if r.produced == 0 {
+		r.first = res.First
+	} else if res.First != r.end {
+		r.contiguous = false
+	}
+	r.end, r.durability = res.First+uint64(len(b.recs)), res.Durability
+	if err := r.print(b, seq, res); err != nil {
+		return err
+	}
+	r.produced += len(b.recs)
+	r.bar.add(int64(b.bytes+len(b.recs)), r.produced) // each line with its newline
+	// Offsets are printed as their records commit.
+	if err := r.out.Flush(); err != nil {
+		return fmt.Errorf("writing the offsets (%d records were produced): %w", r.produced, err)
+	}
+	return nil
+}
+
+// sendError explains a batch that failed: refused, never sent, or sent with
+// no answer that told its outcome before --timeout (then it is in the log at
+// most once: the cluster never appends a producer's sequence twice).
+func (r *produceRun) sendError(b inputBatch, seq uint64, err error) error {
+	var notSent *discovery.NotSentError
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled, codes.Unknown:
+		if !errors.As(err, &notSent) {
+			return fmt.Errorf("records from line %d on were sent (%s, sequence %d) and no server confirmed them within --timeout %v; they are in the log at most once (%d before them were produced): %w",
+				b.lines[0], r.prod.describe(), seq, r.c.Duration("timeout"), r.produced, callError(r.c, err))
+		}
+	}
+	return fmt.Errorf("records from line %d on were not produced (%d before them were): %w", b.lines[0], r.produced, callError(r.c, err))
+}
+
+// producedRecord is one line of produce -o json.
+type producedRecord struct {
+	Offset     uint64 `json:"offset"`
+	Line       int    `json:"line"`
+	ProducerID string `json:"producer_id"`
+	Sequence   uint64 `json:"sequence"`
+	// Duplicate: an earlier attempt had appended the batch; the offset is
+	// where, and nothing was appended again.
+	Duplicate  bool   `json:"duplicate"`
+	Durability string `json:"durability"`
+}
+
+// print prints the offsets of b, produced as sequence seq.
+func (r *produceRun) print(b inputBatch, seq uint64, res discovery.Produced) error {
+	if res.Duplicate && r.o.format != "json" {
+		fmt.Fprintf(r.c.App.ErrWriter, "produce: records from line %d on were appended by an earlier attempt (%s, sequence %d), not again: offsets %d..%d\n",
+			b.lines[0], r.prod.describe(), seq, res.First, res.First+uint64(len(b.recs))-1)
+	}
+	for i := range b.recs {
+		var err error
+		off := res.First + uint64(i)
+		switch {
+		case r.o.quiet:
+		case r.o.format == "json":
+			err = r.enc.Encode(producedRecord{Offset: off, Line: b.lines[i], ProducerID: r.prod.id, Sequence: seq,
+				Duplicate: res.Duplicate, Durability: orDash(durabilityName(res.Durability))})
+		default:
+			_, err = fmt.Fprintln(r.out, off)
+		}
+		if err != nil {
 			return err
 		}
-		if held && next.err == io.EOF {
-			break
-		}
-		if held && next.err != nil {
-			return fmt.Errorf("%w; %d records before it were produced", next.err, produced)
-		}
 	}
+	return nil
+}
+
+// finish completes the bar and prints the summary of --quiet.
+func (r *produceRun) finish(interrupted bool) error {
 	if !interrupted {
-		bar.finish()
+		r.bar.finish()
 	}
-	if c.Bool("quiet") {
+	if r.o.quiet {
 		switch {
-		case produced == 0:
-			fmt.Fprintln(out, "produced 0 records")
-		case contiguous:
-			fmt.Fprintf(out, "produced %d records at offsets %d..%d\n", produced, first, end-1)
+		case r.produced == 0:
+			fmt.Fprintln(r.out, "produced 0 records")
+		case r.contiguous:
+			fmt.Fprintf(r.out, "produced %d records at offsets %d..%d, %s\n", r.produced, r.first, r.end-1, durabilityText(r.durability))
 		default:
-			fmt.Fprintf(out, "produced %d records between offsets %d and %d (other producers' records in between)\n", produced, first, end-1)
+			fmt.Fprintf(r.out, "produced %d records between offsets %d and %d (other producers' records in between), %s\n",
+				r.produced, r.first, r.end-1, durabilityText(r.durability))
 		}
 	}
-	return out.Flush()
+	return r.out.Flush()
 }
 
 // readAhead reads produce's input on a goroutine of its own, so that a batch

@@ -199,8 +199,9 @@ func serveUntilDone(c *cli.Context, logger *slog.Logger, nodes ...*node.Node) {
 }
 
 // entryOverheadBytes is more than a Raft entry of one record takes besides
-// the record (raftfsm's entry encoding: a kind byte and two varints).
-const entryOverheadBytes = 64
+// the record (raftfsm's entry encoding: a kind byte, a timestamp, a producer
+// id of up to raftfsm.MaxProducerIDBytes, a sequence and two varints).
+const entryOverheadBytes = raftfsm.MaxProducerIDBytes + 64
 
 // serveConfig maps the flags onto node.Config, loading certificates and the
 // ACL: a missing or unreadable one is an error, never a fallback to open.

@@ -19,8 +19,10 @@ func serversCommand() *cli.Command {
 		Name:  "servers",
 		Usage: "show the servers of the cluster; exits non-zero when it has no leader",
 		Description: `Output (-o): table (the default on a terminal), text (tab-separated columns id,
-address, role, suffrage, state, next offset, lag; the default elsewhere; raw is the
-same), or json.`,
+address, role, suffrage, state, next offset, lag, lowest offset, durability; the
+default elsewhere; raw is the same), or json. Durability is what an acknowledged
+write survives: quorum-fsync means it was fsynced to disk on a majority of voters
+before the answer.`,
 		Flags:  append(clientFlags(), outputFlags()...),
 		Action: runServers,
 	}
@@ -76,7 +78,7 @@ func writeServers(w io.Writer, servers []*logv1.Server, asJSON, terminal bool) e
 	leads := leader != nil && leader.State == stateLeader
 	rows := make([]serverRow, len(servers))
 	for i, s := range servers {
-		rows[i] = serverRow{ID: s.Id, RPCAddr: s.RpcAddr, IsLeader: s.IsLeader, IsVoter: s.IsVoter, State: s.State}
+		rows[i] = serverRow{ID: s.Id, RPCAddr: s.RpcAddr, IsLeader: s.IsLeader, IsVoter: s.IsVoter, State: s.State, Durability: durabilityName(s.Durability)}
 		if known(s) {
 			next, lowest := s.NextOffset, s.LowestOffset
 			rows[i].NextOffset, rows[i].LowestOffset = &next, &lowest
@@ -134,12 +136,15 @@ type serverRow struct {
 	State      string  `json:"state,omitempty"`
 	NextOffset *uint64 `json:"next_offset,omitempty"`
 	Lag        *uint64 `json:"lag,omitempty"`
-	// LowestOffset is last: plain output's columns are appended to, never
-	// reordered.
+	// LowestOffset and Durability are last: plain output's columns are
+	// appended to, never reordered.
 	LowestOffset *uint64 `json:"lowest_offset,omitempty"`
+	// Durability is what an acknowledgement from the server guarantees
+	// (durabilityName), as it reports it; empty when unknown.
+	Durability string `json:"durability,omitempty"`
 }
 
-var serverColumns = []string{"ID", "RPC ADDRESS", "ROLE", "SUFFRAGE", "STATE", "NEXT OFFSET", "LAG", "LOWEST OFFSET"}
+var serverColumns = []string{"ID", "RPC ADDRESS", "ROLE", "SUFFRAGE", "STATE", "NEXT OFFSET", "LAG", "LOWEST OFFSET", "DURABILITY"}
 
 func (r serverRow) cells() []string {
 	role, suffrage := "follower", "nonvoter"
@@ -155,7 +160,7 @@ func (r serverRow) cells() []string {
 		}
 		return strconv.FormatUint(*v, 10)
 	}
-	return []string{r.ID, r.RPCAddr, role, suffrage, orDash(r.State), offset(r.NextOffset), offset(r.Lag), offset(r.LowestOffset)}
+	return []string{r.ID, r.RPCAddr, role, suffrage, orDash(r.State), offset(r.NextOffset), offset(r.Lag), offset(r.LowestOffset), orDash(r.Durability)}
 }
 
 func serversTable(rows []serverRow) string {
@@ -169,6 +174,30 @@ func serversTable(rows []serverRow) string {
 		}
 		return ""
 	})
+}
+
+// durabilityName is d as commands print it ("quorum-fsync"); empty when
+// unspecified.
+func durabilityName(d logv1.Durability) string {
+	if d == logv1.Durability_DURABILITY_UNSPECIFIED {
+		return ""
+	}
+	name, ok := logv1.Durability_name[int32(d)]
+	if !ok {
+		return fmt.Sprintf("durability-%d", d)
+	}
+	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(name, "DURABILITY_")), "_", "-")
+}
+
+// durabilityText says in words what durability d guarantees.
+func durabilityText(d logv1.Durability) string {
+	switch d {
+	case logv1.Durability_DURABILITY_QUORUM_FSYNC:
+		return "fsynced on a majority of voters' disks before the answer"
+	case logv1.Durability_DURABILITY_UNSPECIFIED:
+		return "durability not reported by the server"
+	}
+	return durabilityName(d)
 }
 
 func orDash(s string) string {

@@ -245,9 +245,9 @@ func (c *Client) write(ctx context.Context, call func(p *peer.Peer) error) error
 
 // Produce appends value and returns its offset once committed. A refusal
 // that appended nothing is retried (see write); a write whose outcome is
-// unknown (UNAVAILABLE, the leader changed while committing) is not: the
-// record may or may not be in the log. One certainly not appended is a
-// *NotSentError.
+// unknown (UNAVAILABLE, the leader changed while committing) is not, as it
+// carries no producer id: the record may be in the log. One certainly not
+// appended is a *NotSentError. ProduceBatchAs retries every unknown outcome.
 func (c *Client) Produce(ctx context.Context, value []byte) (uint64, error) {
 	var res *logv1.ProduceResponse
 	err := c.write(ctx, func(p *peer.Peer) (err error) {
@@ -278,6 +278,110 @@ func (c *Client) ProduceBatch(ctx context.Context, values [][]byte) (first uint6
 		return 0, err
 	}
 	return res.FirstOffset, nil
+}
+
+// Produced is what a produce with a producer id learned.
+type Produced struct {
+	// First is the offset of the batch's first record; its records are at
+	// First, First+1, ... in order.
+	First uint64
+	// Duplicate: an earlier attempt (this call's, or an earlier call's with
+	// the same producer and sequence) had appended the batch, and First is
+	// where; nothing was appended again.
+	Duplicate bool
+	// Durability is what the acknowledgement guarantees.
+	Durability logv1.Durability
+	// Attempts is how many times the request was sent (1 without retries).
+	Attempts int
+}
+
+// ProduceBatchAs appends values atomically as batch seq of producer (see
+// log.proto: the cluster appends a producer's batch once, whatever the
+// number of times it is sent). So it sends the same request again, asking
+// the cluster for its servers afresh, not only after a refusal that appended
+// nothing but after any failure that leaves the outcome unknown (the leader
+// changed, the server went away, no answer in time: each attempt gets half
+// of what is left of ctx's deadline), until an answer tells the outcome or
+// ctx ends. Then the error is a *NotSentError when no attempt reached a
+// server, else the last attempt's: the batch is in the log at most once, and
+// sending it again with the same producer and sequence tells whether it is.
+func (c *Client) ProduceBatchAs(ctx context.Context, producer string, seq uint64, values [][]byte) (Produced, error) {
+	req := &logv1.ProduceBatchRequest{Records: make([]*logv1.Record, len(values)), ProducerId: producer, Sequence: seq}
+	for i, v := range values {
+		req.Records[i] = &logv1.Record{Value: v}
+	}
+	var res *logv1.ProduceBatchResponse
+	attempts, err := c.writeAgain(ctx, func(ctx context.Context, p *peer.Peer) (err error) {
+		res, err = c.log.ProduceBatch(ctx, req, waitReady, grpc.Peer(p))
+		return err
+	})
+	if err != nil {
+		return Produced{Attempts: attempts}, err
+	}
+	return Produced{First: res.FirstOffset, Duplicate: res.Duplicate, Durability: res.Durability, Attempts: attempts}, nil
+}
+
+// attemptMin is the least time an attempt of writeAgain gets, unless less
+// than that is left.
+const attemptMin = 500 * time.Millisecond
+
+// writeAgain makes an idempotent write call until it gets an answer that
+// tells the outcome or ctx ends (see ProduceBatchAs), and returns the number
+// of attempts with the error.
+func (c *Client) writeAgain(ctx context.Context, call func(ctx context.Context, p *peer.Peer) error) (int, error) {
+	wait, sent := rewriteMin, false
+	for attempt := 1; ; attempt++ {
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if dl, ok := ctx.Deadline(); ok {
+			if d := time.Until(dl) / 2; d >= attemptMin {
+				actx, cancel = context.WithTimeout(ctx, d)
+			}
+		}
+		var p peer.Peer
+		err := call(actx, &p)
+		cancel()
+		if err == nil {
+			return attempt, nil
+		}
+		if p.Addr != nil && !notAppended(err) {
+			sent = true
+		}
+		if !outcomeUnknown(ctx, err) {
+			if !sent {
+				return attempt, &NotSentError{Err: err}
+			}
+			return attempt, err
+		}
+		c.rb.resolveNow()
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			if !sent {
+				return attempt, &NotSentError{Err: err}
+			}
+			return attempt, err
+		case <-t.C:
+		}
+		wait = min(2*wait, rewriteMax)
+	}
+}
+
+// outcomeUnknown reports whether a write that failed with err may be sent
+// again: refused without being appended, or failed without an answer while
+// ctx still runs (UNAVAILABLE, or an attempt's own deadline), unless the
+// client has never reached a server (a *ConnectError: waiting would not
+// help).
+func outcomeUnknown(ctx context.Context, err error) bool {
+	var ce *ConnectError
+	if ctx.Err() != nil || errors.As(err, &ce) {
+		return false // a client that never reached the cluster fails fast
+	}
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+		return true
+	}
+	return false
 }
 
 // Consume returns the record at off, read from a follower when one is ready.
@@ -334,7 +438,7 @@ func (c *Client) Servers(ctx context.Context) ([]*logv1.Server, error) {
 	var wg sync.WaitGroup
 	for _, s := range res.Servers {
 		if self := res.Self; self != nil && s.Id == self.Id {
-			s.State, s.NextOffset, s.LowestOffset = self.State, self.NextOffset, self.LowestOffset
+			s.State, s.NextOffset, s.LowestOffset, s.Durability = self.State, self.NextOffset, self.LowestOffset, self.Durability
 			continue
 		}
 		wg.Go(func() { c.askSelf(ctx, s) })
@@ -343,10 +447,10 @@ func (c *Client) Servers(ctx context.Context) ([]*logv1.Server, error) {
 	return res.Servers, nil
 }
 
-// askSelf sets s's State, NextOffset and LowestOffset to what the server at s.RpcAddr
-// reports of itself, if it is s.
+// askSelf sets s's State, NextOffset, LowestOffset and Durability to what the
+// server at s.RpcAddr reports of itself, if it is s.
 func (c *Client) askSelf(ctx context.Context, s *logv1.Server) {
-	s.State, s.NextOffset, s.LowestOffset = StateUnreachable, 0, 0
+	s.State, s.NextOffset, s.LowestOffset, s.Durability = StateUnreachable, 0, 0, logv1.Durability_DURABILITY_UNSPECIFIED
 	conn, err := dialServer(s.RpcAddr, c.creds, c.opts...)
 	if err != nil {
 		return
@@ -356,7 +460,7 @@ func (c *Client) askSelf(ctx context.Context, s *logv1.Server) {
 	defer cancel()
 	res, err := logv1.NewLogClient(conn).GetServers(ctx, &logv1.GetServersRequest{})
 	if err == nil && res.Self.GetId() == s.Id {
-		s.State, s.NextOffset, s.LowestOffset = res.Self.State, res.Self.NextOffset, res.Self.LowestOffset
+		s.State, s.NextOffset, s.LowestOffset, s.Durability = res.Self.State, res.Self.NextOffset, res.Self.LowestOffset, res.Self.Durability
 	}
 }
 

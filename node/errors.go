@@ -57,8 +57,11 @@ func (n *Node) status(err error) error {
 		code = codes.Unauthenticated
 	case errors.Is(err, authz.ErrPermissionDenied), errors.Is(err, errUnknownMethod):
 		code = codes.PermissionDenied
-	case errors.Is(err, raftfsm.ErrRecordTooLarge), errors.Is(err, raftfsm.ErrBatchTooLarge), errors.Is(err, errInvalid):
+	case errors.Is(err, raftfsm.ErrRecordTooLarge), errors.Is(err, raftfsm.ErrBatchTooLarge), errors.Is(err, raftfsm.ErrBadProducer), errors.Is(err, errInvalid):
 		code = codes.InvalidArgument
+	case errors.Is(err, raftfsm.ErrSequence):
+		// Nothing was appended; the same request will be refused again.
+		code = codes.FailedPrecondition
 	case errors.As(err, &nl):
 		msg = "not the leader, and the write could not be forwarded; the leader is " + nl.LeaderID + " at " + nl.LeaderAddr
 		if nl.LeaderAddr == "" {

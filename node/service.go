@@ -29,42 +29,63 @@ var _ logv1.LogServer = (*service)(nil)
 // limit.
 const maxForwardBytes = 1 << 20
 
-// append appends recs as one batch on the leader: here, or forwarded to the
-// leader when this node follows (then forwarded is true, and the records may
-// not be applied here yet: see awaitApplied). A write that arrived forwarded
-// is not forwarded again; the caller gets Unavailable and retries.
-func (n *Node) append(ctx context.Context, recs [][]byte) (first uint64, forwarded bool, err error) {
-	first, err = n.log.AppendAtomic(ctx, recs...)
-	var nl *raftfsm.NotLeaderError
-	if !errors.As(err, &nl) || nl.LeaderAddr == "" || nl.LeaderAddr == n.advertise || callerFrom(ctx).peer {
-		return first, false, err
-	}
-	first, err = n.forwardAppend(ctx, nl.LeaderAddr, recs)
-	return first, err == nil, err
+// durability is what an acknowledged write survives here: raftfsm's Raft
+// log stores (raft-boltdb and raft-wal, neither with fsync turned off) fsync
+// an entry before the server counts it stored, Raft acknowledges an entry
+// once a quorum of voters stored it, and the local log is fsynced before
+// Raft compacts its copy (raftfsm's snapshots).
+const durability = logv1.Durability_DURABILITY_QUORUM_FSYNC
+
+// batch is one produce request's records with its producer id and sequence
+// (an empty producer: no deduplication).
+type batch struct {
+	producer string
+	seq      uint64
+	recs     [][]byte
 }
 
-// forwardAppend appends recs on the leader at addr with a ProduceBatch.
-func (n *Node) forwardAppend(ctx context.Context, addr string, recs [][]byte) (uint64, error) {
+// appended is the outcome of an append.
+type appended struct {
+	first     uint64
+	duplicate bool // an earlier append of the same producer and sequence
+	forwarded bool // appended by the leader; maybe not applied here yet
+}
+
+// append appends b as one batch on the leader: here, or forwarded to the
+// leader when this node follows (then forwarded is set, and the records may
+// not be applied here yet: see awaitApplied). A write that arrived forwarded
+// is not forwarded again; the caller gets Unavailable and retries.
+func (n *Node) append(ctx context.Context, b batch) (appended, error) {
+	first, dup, err := n.log.AppendAs(ctx, b.producer, b.seq, b.recs...)
+	var nl *raftfsm.NotLeaderError
+	if !errors.As(err, &nl) || nl.LeaderAddr == "" || nl.LeaderAddr == n.advertise || callerFrom(ctx).peer {
+		return appended{first: first, duplicate: dup}, err
+	}
+	return n.forwardAppend(ctx, nl.LeaderAddr, b)
+}
+
+// forwardAppend appends b on the leader at addr with a ProduceBatch.
+func (n *Node) forwardAppend(ctx context.Context, addr string, b batch) (appended, error) {
 	client, err := n.forwardClient(addr)
 	if err != nil {
-		return 0, err
+		return appended{}, err
 	}
-	req := &logv1.ProduceBatchRequest{Records: make([]*logv1.Record, len(recs))}
-	for i, r := range recs {
+	req := &logv1.ProduceBatchRequest{Records: make([]*logv1.Record, len(b.recs)), ProducerId: b.producer, Sequence: b.seq}
+	for i, r := range b.recs {
 		req.Records[i] = &logv1.Record{Value: r}
 	}
 	res, err := client.ProduceBatch(ctx, req)
 	if status.Code(err) == codes.Canceled && ctx.Err() == nil {
 		// The connection was replaced under the call: the leader changed.
-		return 0, raftfsm.ErrLeadershipLost
+		return appended{}, raftfsm.ErrLeadershipLost
 	}
 	if err != nil {
-		return 0, err
+		return appended{}, err
 	}
-	if int(res.Count) != len(recs) {
-		return 0, fmt.Errorf("node: leader %s appended %d records of %d", addr, res.Count, len(recs))
+	if int(res.Count) != len(b.recs) {
+		return appended{}, fmt.Errorf("node: leader %s appended %d records of %d", addr, res.Count, len(b.recs))
 	}
-	return res.FirstOffset, nil
+	return appended{first: res.FirstOffset, duplicate: res.Duplicate, forwarded: true}, nil
 }
 
 // awaitApplied waits until this node has applied the offsets below end, which
@@ -197,14 +218,14 @@ func (s *service) Produce(ctx context.Context, req *logv1.ProduceRequest) (*logv
 	if req.GetRecord() == nil {
 		return nil, s.n.status(fmt.Errorf("%w: no record", errInvalid))
 	}
-	off, forwarded, err := s.n.append(ctx, [][]byte{req.Record.Value})
+	a, err := s.n.append(ctx, batch{producer: req.ProducerId, seq: req.Sequence, recs: [][]byte{req.Record.Value}})
 	if err != nil {
 		return nil, s.n.status(err)
 	}
-	if forwarded {
-		s.n.awaitApplied(ctx, off+1)
+	if a.forwarded {
+		s.n.awaitApplied(ctx, a.first+1)
 	}
-	return &logv1.ProduceResponse{Offset: off}, nil
+	return &logv1.ProduceResponse{Offset: a.first, Durability: durability, Duplicate: a.duplicate}, nil
 }
 
 func (s *service) ProduceBatch(ctx context.Context, req *logv1.ProduceBatchRequest) (*logv1.ProduceBatchResponse, error) {
@@ -219,29 +240,30 @@ func (s *service) ProduceBatch(ctx context.Context, req *logv1.ProduceBatchReque
 		recs[i] = r.Value
 	}
 	// A ProduceBatch is atomic: one larger than a Raft entry is refused.
-	first, forwarded, err := s.n.append(ctx, recs)
+	a, err := s.n.append(ctx, batch{producer: req.ProducerId, seq: req.Sequence, recs: recs})
 	if err != nil {
 		return nil, s.n.status(err)
 	}
-	if forwarded {
-		s.n.awaitApplied(ctx, first+uint64(len(recs)))
+	if a.forwarded {
+		s.n.awaitApplied(ctx, a.first+uint64(len(recs)))
 	}
-	return &logv1.ProduceBatchResponse{FirstOffset: first, Count: uint32(len(recs))}, nil
+	return &logv1.ProduceBatchResponse{FirstOffset: a.first, Count: uint32(len(recs)), Durability: durability, Duplicate: a.duplicate}, nil
 }
 
 // streamItem is one ProduceStream request read, or the error that ended
 // reading.
 type streamItem struct {
-	value []byte
-	err   error
+	value    []byte
+	producer string // with seq, when the request has a producer id
+	seq      uint64
+	err      error
 }
 
 // streamResult answers count consecutive requests of a ProduceStream.
 type streamResult struct {
-	first     uint64
-	count     int
-	forwarded bool // appended on the leader; maybe not applied here yet
-	err       error
+	appended
+	count int
+	err   error
 }
 
 // ProduceStream reads requests on one goroutine, appends on a second and
@@ -250,7 +272,8 @@ type streamResult struct {
 // ProduceStreamWindow) and go out together as the next append. One append
 // per stream is in flight at a time, so a stream's records get offsets in
 // request order; concurrent streams and calls still share Raft entries
-// (group commit in raftfsm).
+// (group commit in raftfsm). A request with a producer id is a batch of its
+// own, deduplicated by its producer id and sequence as a ProduceBatch is.
 func (s *service) ProduceStream(stream logv1.Log_ProduceStreamServer) error {
 	n := s.n
 	in := make(chan streamItem, n.conf.ProduceStreamWindow)
@@ -279,7 +302,7 @@ func (n *Node) readStream(stream logv1.Log_ProduceStreamServer, in chan<- stream
 		}
 		item := streamItem{err: err}
 		if err == nil {
-			item.value = req.Record.Value
+			item.value, item.producer, item.seq = req.Record.Value, req.ProducerId, req.Sequence
 		}
 		select {
 		case in <- item:
@@ -329,10 +352,10 @@ func (n *Node) appendStream(ctx context.Context, in <-chan streamItem, out chan<
 			emit(streamResult{err: item.err})
 			return
 		}
-		var batch *raftfsm.Batch
-		batch, pending = n.nextBatch(item, in)
-		first, forwarded, err := n.append(ctx, batch.Records())
-		if !emit(streamResult{first: first, count: batch.Len(), forwarded: forwarded, err: err}) {
+		var b batch
+		b, pending = n.nextBatch(item, in)
+		a, err := n.append(ctx, b)
+		if !emit(streamResult{appended: a, count: len(b.recs), err: err}) {
 			return
 		}
 	}
@@ -340,25 +363,29 @@ func (n *Node) appendStream(ctx context.Context, in <-chan streamItem, out chan<
 
 // nextBatch starts a batch with first and adds the requests already waiting
 // in in while they fit one Raft entry (so the batch is never split) and one
-// forwarded message, without waiting for more. The request that did not fit,
-// or an error read, is returned as pending for the next batch.
-func (n *Node) nextBatch(first streamItem, in <-chan streamItem) (*raftfsm.Batch, *streamItem) {
-	batch := n.log.NewBatch(maxForwardBytes)
-	batch.Add(first.value)
-	for batch.Len() < n.conf.ProduceStreamWindow {
+// forwarded message, without waiting for more. A request with a producer id
+// is a batch of its own. The request that did not fit, or an error read, is
+// returned as pending for the next batch.
+func (n *Node) nextBatch(first streamItem, in <-chan streamItem) (batch, *streamItem) {
+	if first.producer != "" {
+		return batch{producer: first.producer, seq: first.seq, recs: [][]byte{first.value}}, nil
+	}
+	b := n.log.NewBatch(maxForwardBytes)
+	b.Add(first.value)
+	for b.Len() < n.conf.ProduceStreamWindow {
 		select {
 		case next, ok := <-in:
 			if !ok {
-				return batch, nil
+				return batch{recs: b.Records()}, nil
 			}
-			if next.err != nil || !batch.Add(next.value) {
-				return batch, &next
+			if next.err != nil || next.producer != "" || !b.Add(next.value) {
+				return batch{recs: b.Records()}, &next
 			}
 		default:
-			return batch, nil
+			return batch{recs: b.Records()}, nil
 		}
 	}
-	return batch, nil
+	return batch{recs: b.Records()}, nil
 }
 
 // answerStream sends an answer per record of each result, in order, and
@@ -375,7 +402,7 @@ func (n *Node) answerStream(stream logv1.Log_ProduceStreamServer, out <-chan str
 			n.awaitApplied(ctx, r.first+uint64(r.count))
 		}
 		for i := range r.count {
-			if err := stream.Send(&logv1.ProduceResponse{Offset: r.first + uint64(i)}); err != nil {
+			if err := stream.Send(&logv1.ProduceResponse{Offset: r.first + uint64(i), Durability: durability, Duplicate: r.duplicate}); err != nil {
 				return err
 			}
 		}
@@ -521,13 +548,14 @@ func (s *service) GetServers(ctx context.Context, req *logv1.GetServersRequest) 
 	}
 	res := &logv1.GetServersResponse{
 		Servers: make([]*logv1.Server, 0, len(servers)),
-		Self:    &logv1.Server{Id: n.conf.NodeID, RpcAddr: n.Addr(), IsLeader: n.log.IsLeader(), State: n.log.State(), NextOffset: n.log.NextOffset(), LowestOffset: n.log.LowestOffset()},
+		Self: &logv1.Server{Id: n.conf.NodeID, RpcAddr: n.Addr(), IsLeader: n.log.IsLeader(), State: n.log.State(),
+			NextOffset: n.log.NextOffset(), LowestOffset: n.log.LowestOffset(), Durability: durability},
 	}
 	for _, sv := range servers {
 		out := &logv1.Server{Id: sv.ID, RpcAddr: sv.Address, IsLeader: sv.IsLeader, IsVoter: sv.IsVoter}
 		switch {
 		case sv.ID == n.conf.NodeID:
-			out.State, out.NextOffset, out.LowestOffset = res.Self.State, res.Self.NextOffset, res.Self.LowestOffset
+			out.State, out.NextOffset, out.LowestOffset, out.Durability = res.Self.State, res.Self.NextOffset, res.Self.LowestOffset, durability
 			res.Self.IsVoter = sv.IsVoter
 		case sv.IsLeader:
 			out.State = "Leader"

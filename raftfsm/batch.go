@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/proglogctl/proglogctl/logstore"
 )
 
@@ -77,6 +79,43 @@ func (l *Log) AppendAtomic(ctx context.Context, recs ...[]byte) (uint64, error) 
 		return 0, &BatchTooLargeError{Size: size, Max: l.conf.MaxEntryBytes}
 	}
 	return l.Append(ctx, recs...)
+}
+
+// AppendAs is AppendAtomic for a batch of a producer: producer (at most
+// MaxProducerIDBytes; empty: none, and then it is AppendAtomic) numbers its
+// batches with increasing sequences from 1. A batch whose producer and
+// sequence were appended before is not appended again: AppendAs returns the
+// first offset it got then, with duplicate set. A sequence the producer
+// table cannot check is refused with a *SequenceError (see producers.go).
+func (l *Log) AppendAs(ctx context.Context, producer string, seq uint64, recs ...[]byte) (first uint64, duplicate bool, err error) {
+	if producer == "" {
+		first, err = l.AppendAtomic(ctx, recs...)
+		return first, false, err
+	}
+	if err := checkProducer(producer, seq); err != nil {
+		return 0, false, err
+	}
+	if len(recs) == 0 {
+		return 0, false, fmt.Errorf("%w: producer %q: a batch needs at least one record", ErrBadProducer, producer)
+	}
+	if err := l.checkRecords(recs); err != nil {
+		return 0, false, err
+	}
+	if size := entrySize(recs) + producerSize(producer); size > l.conf.MaxEntryBytes {
+		return 0, false, &BatchTooLargeError{Size: size, Max: l.conf.MaxEntryBytes}
+	}
+	if l.closed.Load() {
+		return 0, false, ErrClosed
+	}
+	if l.raft.State() != raft.Leader {
+		return 0, false, l.notLeader()
+	}
+	req := &appendReq{recs: recs, producer: producer, seq: seq, done: make(chan struct{})}
+	first, err = l.enqueue(ctx, req)
+	if err != nil {
+		return 0, false, err
+	}
+	return first, req.duplicate, nil
 }
 
 // Batch gathers records for one AppendAtomic: Add takes records while they

@@ -98,6 +98,16 @@ type Config struct {
 	// ShutdownTimeout bounds how long Close waits for Raft to stop.
 	ShutdownTimeout time.Duration
 
+	// Exactly-once produce (producers.go): per producer id, the last
+	// ProducerWindow batches are remembered (a retry of any of them is
+	// answered with its original offsets), for at most MaxProducers
+	// producers, each until it has not appended for ProducerMaxAge by the
+	// leaders' clocks. Every server of a cluster must have the same
+	// values: the table is part of the replicated state.
+	ProducerWindow int
+	MaxProducers   int
+	ProducerMaxAge time.Duration
+
 	// Store configures the local log the records are applied to. It logs
 	// to Identity.Logger.
 	Store logstore.Config
@@ -130,6 +140,9 @@ func DefaultConfig() Config {
 		ApplyTimeout:            10 * time.Second,
 		ShutdownTransferTimeout: 5 * time.Second,
 		ShutdownTimeout:         3 * time.Second,
+		ProducerWindow:          32,
+		MaxProducers:            100_000,
+		ProducerMaxAge:          7 * 24 * time.Hour,
 		Store:                   logstore.DefaultConfig(),
 	}
 }
@@ -151,6 +164,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("raftfsm: RaftLogStore %q: want %q or %q", c.RaftLogStore, RaftLogStoreWAL, RaftLogStoreBolt)
 	case c.MaxPendingEntries < 1:
 		return fmt.Errorf("raftfsm: MaxPendingEntries %d must be at least 1", c.MaxPendingEntries)
+	case c.ProducerWindow < 1 || c.MaxProducers < 1 || c.ProducerMaxAge <= 0:
+		return errors.New("raftfsm: ProducerWindow, MaxProducers and ProducerMaxAge must be positive")
 	case c.ApplyTimeout <= 0 || c.ShutdownTransferTimeout <= 0 || c.ShutdownTimeout <= 0:
 		return errors.New("raftfsm: ApplyTimeout, ShutdownTransferTimeout and ShutdownTimeout must be positive")
 	}

@@ -14,7 +14,11 @@
 //	                                         every replica)
 //
 // An entry's data is `kind u8 | count uvarint | (len uvarint | value)*`
-// (entry.go). The FSM is persistent and idempotent: the applied Raft index is
+// (kind 1), or, for every entry written now, kind 2 with the leader's
+// timestamp, a producer id and a sequence before the count (entry.go). An
+// entry with a producer id holds that producer's one batch: the FSM answers
+// a retried sequence with its original offsets instead of appending it again
+// (producers.go), and the producer table is part of every snapshot. The FSM is persistent and idempotent: the applied Raft index is
 // stored with the records (logstore metadata), and replayed entries at or below
 // it are skipped, so a record is never appended twice whatever is killed when.
 // Nor is an entry ever skipped: an append that fails (a full disk) is retried,

@@ -26,15 +26,22 @@ import (
 // replica closes. Raft waits meanwhile (it counts nothing applied), and
 // ApplyStatus reports the failure so the node says it is not serving.
 //
+// It also keeps the exactly-once table of producers (producers.go), which
+// decides whether an entry with a producer id is appended, answered as a
+// duplicate or refused; entries replayed at or below the applied index are
+// not appended again but still update the table.
+//
 // Raft calls ApplyBatch, Apply, Snapshot and Restore from one goroutine, which
-// owns applied, recs and gaveUp; Persist and Release of a snapshot run
+// owns applied, recs, prod and gaveUp; Persist and Release of a snapshot run
 // concurrently with it. status is read by any goroutine.
 type fsm struct {
 	log     *logstore.Log
 	logger  *slog.Logger
+	conf    Config // the producer table's limits
 	scratch string // directory for checkpoints and restores
 	applied uint64 // Raft index of the last entry applied
 	recs    [][]byte
+	prod    *producers
 
 	// stop is closed by Log.Close before Raft shuts down: an append that
 	// keeps failing gives up, so Raft's shutdown does not wait for a disk.
@@ -74,10 +81,12 @@ var ErrLostApplied = errors.New("raftfsm: the local log lost applied entries whi
 var _ raft.BatchingFSM = (*fsm)(nil)
 
 // applyResult is the response of an applied entry: the offset of its first
-// record, or why it could not be applied.
+// record (for a duplicate, the first offset the batch got when it was
+// appended), or why it could not be applied.
 type applyResult struct {
-	first uint64
-	err   error
+	first     uint64
+	duplicate bool
+	err       error
 }
 
 // appliedIndex decodes the Raft index stored as the log's metadata.
@@ -106,26 +115,29 @@ func (f *fsm) Apply(l *raft.Log) interface{} { return f.ApplyBatch([]*raft.Log{l
 func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 	resp := make([]interface{}, len(logs))
 	for i, l := range logs {
+		e, derr := f.decode(l)
 		if l.Index <= f.applied {
+			if !f.prod.replay(l.Index, e) {
+				f.logger.Warn("a replayed batch of a producer could not be remembered (the snapshot has no producer table); a retry of it would be appended again",
+					"index", l.Index, "producer", e.producer, "sequence", e.seq)
+			}
+			clear(e.recs)
 			resp[i] = applyResult{err: errReplayed}
 			continue
 		}
 		if f.gaveUp {
 			// Given up: Raft is shutting down, or only a restart helps.
+			clear(e.recs)
 			resp[i] = applyResult{err: ErrClosed}
 			continue
 		}
-		f.recs = f.recs[:0]
-		var derr error
-		if l.Type == raft.LogCommand {
-			if f.recs, derr = decodeEntry(f.recs, l.Data); derr != nil {
-				// Every replica decodes the same bytes the same way, so all skip it.
-				f.logger.Error("skipping a malformed entry", "index", l.Index, "err", derr)
-				f.recs = f.recs[:0]
-			}
+		dup, serr := f.prod.check(e.producer, e.seq, len(e.recs))
+		recs := e.recs
+		if dup != nil || serr != nil {
+			recs = nil // the entry still advances the applied index
 		}
-		first, err := f.append(l.Index, f.recs)
-		clear(f.recs) // do not pin entry data
+		first, err := f.append(l.Index, e.ts, recs)
+		clear(e.recs) // do not pin entry data
 		switch {
 		case err != nil:
 			f.gaveUp = true
@@ -133,12 +145,34 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 			continue
 		case derr != nil:
 			resp[i] = applyResult{err: derr}
+		case serr != nil:
+			resp[i] = applyResult{err: serr}
+		case dup != nil:
+			resp[i] = applyResult{first: dup.first, duplicate: true}
 		case l.Type == raft.LogCommand:
 			resp[i] = applyResult{first: first}
 		}
+		f.prod.applied(l.Index, e, first, len(recs), f.log.NextOffset())
 		f.applied = l.Index
 	}
 	return resp
+}
+
+// decode decodes a command entry's data (with f.recs as the records'
+// storage); other entries, and a malformed one, decode as an entry without
+// records.
+func (f *fsm) decode(l *raft.Log) (entry, error) {
+	if l.Type != raft.LogCommand {
+		return entry{recs: f.recs[:0]}, nil
+	}
+	e, err := decodeEntry(f.recs[:0], l.Data)
+	f.recs = e.recs[:0]
+	if err != nil {
+		// Every replica decodes the same bytes the same way, so all skip it.
+		f.logger.Error("skipping a malformed entry", "index", l.Index, "err", err)
+		return entry{recs: f.recs[:0]}, err
+	}
+	return e, nil
 }
 
 // append appends recs to the log as the entries up to index, and does not
@@ -149,9 +183,11 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 // not appended again. It returns an error only when it gives up: ErrClosed
 // once the replica closes, ErrLostApplied (after waiting for Close) when
 // recovery lost entries applied before.
-func (f *fsm) append(index uint64, recs [][]byte) (uint64, error) {
+//
+// ts is the entry's leader timestamp (unix nanoseconds, 0: none).
+func (f *fsm) append(index uint64, ts int64, recs [][]byte) (uint64, error) {
 	want := f.log.NextOffset()
-	first, err := f.appendOnce(index, recs)
+	first, err := f.appendOnce(index, ts, recs)
 	if err == nil {
 		return first, nil
 	}
@@ -183,7 +219,7 @@ func (f *fsm) append(index uint64, recs [][]byte) (uint64, error) {
 		case merr == nil && applied == index && next == want+uint64(len(recs)):
 			first, err = want, nil // the failed append had reached the log whole
 		case merr == nil && applied == f.applied && next == want:
-			first, err = f.appendOnce(index, recs)
+			first, err = f.appendOnce(index, ts, recs)
 		default:
 			err = fmt.Errorf("%w: it holds entries up to index %d (next offset %d), it had applied up to %d (next offset %d); meta: %v",
 				ErrLostApplied, applied, next, f.applied, want, merr)
@@ -203,8 +239,10 @@ func (f *fsm) append(index uint64, recs [][]byte) (uint64, error) {
 }
 
 // appendOnce appends recs with index as the log's metadata, through the
-// test's fault when one is set.
-func (f *fsm) appendOnce(index uint64, recs [][]byte) (uint64, error) {
+// test's fault when one is set. ts, the entry's leader timestamp, is not
+// stored with the records yet.
+func (f *fsm) appendOnce(index uint64, ts int64, recs [][]byte) (uint64, error) {
+	_ = ts
 	if f.fault != nil {
 		if err, written := f.fault(); err != nil {
 			if written {

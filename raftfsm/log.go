@@ -150,8 +150,8 @@ func New(id Identity, c Config) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	l.fsm = &fsm{log: l.store, logger: l.logger, scratch: scratch, applied: applied,
-		stop: l.fsmStop, fault: c.applyFault}
+	l.fsm = &fsm{log: l.store, logger: l.logger, conf: c, scratch: scratch, applied: applied,
+		prod: newProducers(c), stop: l.fsmStop, fault: c.applyFault}
 	l.fsm.setStatus(nil)
 
 	if l.stores, err = openRaftStores(filepath.Join(id.Dir, "raft"), c.RaftLogStore, c.walSegmentBytes, l.logger); err != nil {
@@ -225,10 +225,16 @@ func (l *Log) closeStores() error {
 // appendReq is one Append call waiting for its records to commit.
 type appendReq struct {
 	recs [][]byte
-	// first and err are written by completeLoop only, before done is closed.
-	first uint64
-	err   error
-	done  chan struct{}
+	// producer and seq, when producer is set, make the request exactly
+	// once: it travels in an entry of its own (see batchLoop).
+	producer string
+	seq      uint64
+	// first, duplicate and err are written by completeLoop only, before
+	// done is closed.
+	first     uint64
+	duplicate bool
+	err       error
+	done      chan struct{}
 }
 
 // pendingEntry is an entry handed to Raft, waiting for its result.
@@ -266,7 +272,11 @@ func (l *Log) Append(ctx context.Context, recs ...[]byte) (uint64, error) {
 	if l.raft.State() != raft.Leader {
 		return 0, l.notLeader()
 	}
-	req := &appendReq{recs: recs, done: make(chan struct{})}
+	return l.enqueue(ctx, &appendReq{recs: recs, done: make(chan struct{})})
+}
+
+// enqueue hands req to batchLoop and waits for its answer.
+func (l *Log) enqueue(ctx context.Context, req *appendReq) (uint64, error) {
 	select {
 	case l.reqs <- req:
 	case <-l.stop:
@@ -301,6 +311,12 @@ func (l *Log) notLeader() error {
 // slot frees every queued request is packed into the next entries (up to
 // MaxEntryBytes each). So the busier the log, the larger the entries (group
 // commit), while a lone caller's record still goes out at once.
+//
+// A request with a producer id goes into an entry of its own, which carries
+// its producer id and sequence: the FSM decides per entry whether it is a
+// duplicate. Such entries still share Raft's disk writes with the others
+// (BatchApplyCh). Every entry is stamped with the leader's clock when it is
+// built.
 func (l *Log) batchLoop() {
 	defer l.wg.Done()
 	defer close(l.pending)
@@ -328,7 +344,8 @@ type batcher struct {
 	// splitting is the request being added while records of it remain, so
 	// the entry does not end it.
 	splitting *appendReq
-	haveSlot  bool // a slot in Raft is held for the entry
+	haveSlot  bool       // a slot in Raft is held for the entry
+	producer  *appendReq // the request the entry is of, when it has a producer id
 }
 
 // next waits for the next request.
@@ -371,6 +388,9 @@ func (b *batcher) addQueued() bool {
 // entry when the current one has no room left for all of it, so it commits
 // whole or not at all.
 func (b *batcher) add(req *appendReq) bool {
+	if req.producer != "" {
+		return b.addProduced(req)
+	}
 	limit := b.l.conf.MaxEntryBytes
 	if whole := entrySize(req.recs); len(b.recs) > 0 && whole <= limit && b.size+whole-entrySize(nil) > limit {
 		if !b.apply() {
@@ -393,6 +413,17 @@ func (b *batcher) add(req *appendReq) bool {
 	return true
 }
 
+// addProduced gives a request with a producer id an entry of its own, which
+// carries the producer id and sequence (AppendAs checked that it fits).
+func (b *batcher) addProduced(req *appendReq) bool {
+	if !b.apply() {
+		return false
+	}
+	b.producer = req
+	b.reqs, b.starts, b.recs = append(b.reqs, req), append(b.starts, 0), append(b.recs, req.recs...)
+	return b.apply()
+}
+
 // apply hands the entry to Raft, and its future to completeLoop, and starts
 // an empty one. An empty entry is not sent.
 func (b *batcher) apply() bool {
@@ -407,10 +438,14 @@ func (b *batcher) apply() bool {
 	for i, r := range b.reqs {
 		ends[i] = r != b.splitting
 	}
+	e := entry{ts: time.Now().UnixNano(), recs: b.recs}
+	if b.producer != nil {
+		e.producer, e.seq = b.producer.producer, b.producer.seq
+	}
 	// Raft keeps the data until the entry is applied: a new slice each time.
-	data := appendEntry(make([]byte, 0, entrySize(b.recs)), b.recs)
+	data := appendEntry(make([]byte, 0, entrySize(b.recs)+producerSize(e.producer)), e)
 	p := pendingEntry{future: b.l.raft.Apply(data, b.l.conf.ApplyTimeout), reqs: b.reqs, starts: b.starts, ends: ends}
-	b.reqs, b.starts, b.recs, b.size = nil, nil, b.recs[:0], entrySize(nil)
+	b.reqs, b.starts, b.recs, b.size, b.producer = nil, nil, b.recs[:0], entrySize(nil), nil
 	select {
 	case b.l.pending <- p:
 		return true
@@ -447,6 +482,7 @@ func (l *Log) completeLoop() {
 			if p.starts[i] >= 0 {
 				r.first = res.first + uint64(p.starts[i])
 			}
+			r.duplicate = res.duplicate
 			if p.ends[i] {
 				close(r.done)
 			}

@@ -116,6 +116,11 @@ func newSnapshotStore(dir string, retain int, logger *slog.Logger) (*snapshotSto
 	}, nil
 }
 
+// filesDir is the directory of the files of the snapshot id.
+func (s *snapshotStore) filesDir(id string) string {
+	return filepath.Join(s.dir, id, snapshotFilesDir)
+}
+
 // Create starts a snapshot of the state at index and term. Only
 // raft.SnapshotVersion 1 is supported. The returned sink is a *snapshotSink.
 //

@@ -60,6 +60,59 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Durability is what an acknowledged write survives.
+type Durability int32
+
+const (
+	// Not reported (a server from before this field).
+	Durability_DURABILITY_UNSPECIFIED Durability = 0
+	// The records are in the Raft log of a quorum of voters, each of which
+	// fsynced it to disk before answering: they survive the loss of power of
+	// every server and the loss of any minority of servers' disks. The copy a
+	// server serves reads from is written to the OS at once and fsynced before
+	// Raft compacts its own copy, so it is never the only one.
+	Durability_DURABILITY_QUORUM_FSYNC Durability = 1
+)
+
+// Enum value maps for Durability.
+var (
+	Durability_name = map[int32]string{
+		0: "DURABILITY_UNSPECIFIED",
+		1: "DURABILITY_QUORUM_FSYNC",
+	}
+	Durability_value = map[string]int32{
+		"DURABILITY_UNSPECIFIED":  0,
+		"DURABILITY_QUORUM_FSYNC": 1,
+	}
+)
+
+func (x Durability) Enum() *Durability {
+	p := new(Durability)
+	*p = x
+	return p
+}
+
+func (x Durability) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Durability) Descriptor() protoreflect.EnumDescriptor {
+	return file_api_v1_log_proto_enumTypes[0].Descriptor()
+}
+
+func (Durability) Type() protoreflect.EnumType {
+	return &file_api_v1_log_proto_enumTypes[0]
+}
+
+func (x Durability) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Durability.Descriptor instead.
+func (Durability) EnumDescriptor() ([]byte, []int) {
+	return file_api_v1_log_proto_rawDescGZIP(), []int{0}
+}
+
 // Record is one entry of the log.
 type Record struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -144,7 +197,13 @@ func (x *Record) GetType() uint32 {
 type ProduceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The record to append. Required; its offset, term and type are ignored.
-	Record        *Record `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"`
+	Record *Record `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"`
+	// Exactly-once produce: a producer's own stable id (at most 256 bytes;
+	// empty: no deduplication) and the number of this request among that
+	// producer's requests (at least 1 with an id, increasing with each new
+	// request; a retry sends the same number). See ProduceBatchRequest.
+	ProducerId    string `protobuf:"bytes,2,opt,name=producer_id,json=producerId,proto3" json:"producer_id,omitempty"`
+	Sequence      uint64 `protobuf:"varint,3,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -186,11 +245,30 @@ func (x *ProduceRequest) GetRecord() *Record {
 	return nil
 }
 
+func (x *ProduceRequest) GetProducerId() string {
+	if x != nil {
+		return x.ProducerId
+	}
+	return ""
+}
+
+func (x *ProduceRequest) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
 // ProduceResponse answers a ProduceRequest.
 type ProduceResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The offset the record was committed at.
-	Offset        uint64 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	Offset uint64 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	// What the acknowledgement guarantees about the record's survival.
+	Durability Durability `protobuf:"varint,2,opt,name=durability,proto3,enum=log.v1.Durability" json:"durability,omitempty"`
+	// The request's producer_id and sequence had been appended before: this
+	// is the offset it got then, and nothing was appended again.
+	Duplicate     bool `protobuf:"varint,3,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -230,6 +308,20 @@ func (x *ProduceResponse) GetOffset() uint64 {
 		return x.Offset
 	}
 	return 0
+}
+
+func (x *ProduceResponse) GetDurability() Durability {
+	if x != nil {
+		return x.Durability
+	}
+	return Durability_DURABILITY_UNSPECIFIED
+}
+
+func (x *ProduceResponse) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
 }
 
 // ConsumeRequest asks for the record at an offset, or (in ConsumeStream) for
@@ -349,7 +441,10 @@ type Server struct {
 	// The offset of the oldest record this server's log retains (retention
 	// drops whole segments from the front); equal to next_offset when it holds
 	// none, 0 when unknown. Reported, like next_offset, by the server itself.
-	LowestOffset  uint64 `protobuf:"varint,7,opt,name=lowest_offset,json=lowestOffset,proto3" json:"lowest_offset,omitempty"`
+	LowestOffset uint64 `protobuf:"varint,7,opt,name=lowest_offset,json=lowestOffset,proto3" json:"lowest_offset,omitempty"`
+	// What an acknowledgement from this cluster guarantees, as the server
+	// reports it of itself; DURABILITY_UNSPECIFIED when unknown.
+	Durability    Durability `protobuf:"varint,8,opt,name=durability,proto3,enum=log.v1.Durability" json:"durability,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -431,6 +526,13 @@ func (x *Server) GetLowestOffset() uint64 {
 		return x.LowestOffset
 	}
 	return 0
+}
+
+func (x *Server) GetDurability() Durability {
+	if x != nil {
+		return x.Durability
+	}
+	return Durability_DURABILITY_UNSPECIFIED
 }
 
 // GetServersRequest asks for the cluster's servers. It has no fields.
@@ -532,7 +634,21 @@ type ProduceBatchRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The records to append, in the order they get offsets. At least one is
 	// required; their offset, term and type are ignored.
-	Records       []*Record `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	Records []*Record `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	// Exactly-once produce. A producer names itself with a stable id (at most
+	// 256 bytes; empty: no deduplication) and numbers its requests with
+	// increasing sequence numbers from 1 (gaps allowed). A request whose
+	// producer_id and sequence were appended before is not appended again: the
+	// answer is the original first_offset and count with duplicate set, so a
+	// client retries a request whose outcome it does not know (a timeout, a
+	// leader change) with the same id and sequence and learns the outcome.
+	// The cluster remembers a producer's last 32 requests (by default) for 7
+	// days after its last request (by the leader's clock); a sequence below
+	// the last one appended and no longer remembered is refused with
+	// FAILED_PRECONDITION, as is a remembered sequence sent with a different
+	// number of records.
+	ProducerId    string `protobuf:"bytes,2,opt,name=producer_id,json=producerId,proto3" json:"producer_id,omitempty"`
+	Sequence      uint64 `protobuf:"varint,3,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -574,6 +690,20 @@ func (x *ProduceBatchRequest) GetRecords() []*Record {
 	return nil
 }
 
+func (x *ProduceBatchRequest) GetProducerId() string {
+	if x != nil {
+		return x.ProducerId
+	}
+	return ""
+}
+
+func (x *ProduceBatchRequest) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
 // ProduceBatchResponse answers a ProduceBatchRequest.
 type ProduceBatchResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -581,7 +711,12 @@ type ProduceBatchResponse struct {
 	// committed at first_offset+i.
 	FirstOffset uint64 `protobuf:"varint,1,opt,name=first_offset,json=firstOffset,proto3" json:"first_offset,omitempty"`
 	// The number of records appended, equal to the number sent.
-	Count         uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	Count uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	// What the acknowledgement guarantees about the records' survival.
+	Durability Durability `protobuf:"varint,3,opt,name=durability,proto3,enum=log.v1.Durability" json:"durability,omitempty"`
+	// The request's producer_id and sequence had been appended before: the
+	// offsets are the ones they got then, and nothing was appended again.
+	Duplicate     bool `protobuf:"varint,4,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -628,6 +763,20 @@ func (x *ProduceBatchResponse) GetCount() uint32 {
 		return x.Count
 	}
 	return 0
+}
+
+func (x *ProduceBatchResponse) GetDurability() Durability {
+	if x != nil {
+		return x.Durability
+	}
+	return Durability_DURABILITY_UNSPECIFIED
+}
+
+func (x *ProduceBatchResponse) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
 }
 
 // ConsumeBatchRequest asks for the records from an offset on, in batches.
@@ -865,15 +1014,22 @@ const file_api_v1_log_proto_rawDesc = "" +
 	"\x05value\x18\x01 \x01(\fR\x05value\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x12\n" +
 	"\x04term\x18\x03 \x01(\x04R\x04term\x12\x12\n" +
-	"\x04type\x18\x04 \x01(\rR\x04type\"8\n" +
+	"\x04type\x18\x04 \x01(\rR\x04type\"u\n" +
 	"\x0eProduceRequest\x12&\n" +
-	"\x06record\x18\x01 \x01(\v2\x0e.log.v1.RecordR\x06record\")\n" +
+	"\x06record\x18\x01 \x01(\v2\x0e.log.v1.RecordR\x06record\x12\x1f\n" +
+	"\vproducer_id\x18\x02 \x01(\tR\n" +
+	"producerId\x12\x1a\n" +
+	"\bsequence\x18\x03 \x01(\x04R\bsequence\"{\n" +
 	"\x0fProduceResponse\x12\x16\n" +
-	"\x06offset\x18\x01 \x01(\x04R\x06offset\"(\n" +
+	"\x06offset\x18\x01 \x01(\x04R\x06offset\x122\n" +
+	"\n" +
+	"durability\x18\x02 \x01(\x0e2\x12.log.v1.DurabilityR\n" +
+	"durability\x12\x1c\n" +
+	"\tduplicate\x18\x03 \x01(\bR\tduplicate\"(\n" +
 	"\x0eConsumeRequest\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x04R\x06offset\"?\n" +
 	"\x0fConsumeResponse\x12&\n" +
-	"\x06record\x18\x02 \x01(\v2\x0e.log.v1.RecordR\x06recordJ\x04\b\x01\x10\x02\"\xc7\x01\n" +
+	"\x06record\x18\x02 \x01(\v2\x0e.log.v1.RecordR\x06recordJ\x04\b\x01\x10\x02\"\xfb\x01\n" +
 	"\x06Server\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\brpc_addr\x18\x02 \x01(\tR\arpcAddr\x12\x1b\n" +
@@ -882,16 +1038,26 @@ const file_api_v1_log_proto_rawDesc = "" +
 	"\x05state\x18\x05 \x01(\tR\x05state\x12\x1f\n" +
 	"\vnext_offset\x18\x06 \x01(\x04R\n" +
 	"nextOffset\x12#\n" +
-	"\rlowest_offset\x18\a \x01(\x04R\flowestOffset\"\x13\n" +
+	"\rlowest_offset\x18\a \x01(\x04R\flowestOffset\x122\n" +
+	"\n" +
+	"durability\x18\b \x01(\x0e2\x12.log.v1.DurabilityR\n" +
+	"durability\"\x13\n" +
 	"\x11GetServersRequest\"b\n" +
 	"\x12GetServersResponse\x12(\n" +
 	"\aservers\x18\x01 \x03(\v2\x0e.log.v1.ServerR\aservers\x12\"\n" +
-	"\x04self\x18\x02 \x01(\v2\x0e.log.v1.ServerR\x04self\"?\n" +
+	"\x04self\x18\x02 \x01(\v2\x0e.log.v1.ServerR\x04self\"|\n" +
 	"\x13ProduceBatchRequest\x12(\n" +
-	"\arecords\x18\x01 \x03(\v2\x0e.log.v1.RecordR\arecords\"O\n" +
+	"\arecords\x18\x01 \x03(\v2\x0e.log.v1.RecordR\arecords\x12\x1f\n" +
+	"\vproducer_id\x18\x02 \x01(\tR\n" +
+	"producerId\x12\x1a\n" +
+	"\bsequence\x18\x03 \x01(\x04R\bsequence\"\xa1\x01\n" +
 	"\x14ProduceBatchResponse\x12!\n" +
 	"\ffirst_offset\x18\x01 \x01(\x04R\vfirstOffset\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\rR\x05count\"\x81\x01\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\x122\n" +
+	"\n" +
+	"durability\x18\x03 \x01(\x0e2\x12.log.v1.DurabilityR\n" +
+	"durability\x12\x1c\n" +
+	"\tduplicate\x18\x04 \x01(\bR\tduplicate\"\x81\x01\n" +
 	"\x13ConsumeBatchRequest\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x1b\n" +
 	"\tmax_bytes\x18\x02 \x01(\rR\bmaxBytes\x12\x16\n" +
@@ -904,7 +1070,11 @@ const file_api_v1_log_proto_rawDesc = "" +
 	"\x12GetOffsetsResponse\x12#\n" +
 	"\rlowest_offset\x18\x01 \x01(\x04R\flowestOffset\x12\x1f\n" +
 	"\vnext_offset\x18\x02 \x01(\x04R\n" +
-	"nextOffset2\xbf\x04\n" +
+	"nextOffset*E\n" +
+	"\n" +
+	"Durability\x12\x1a\n" +
+	"\x16DURABILITY_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17DURABILITY_QUORUM_FSYNC\x10\x012\xbf\x04\n" +
 	"\x03Log\x12<\n" +
 	"\aProduce\x12\x16.log.v1.ProduceRequest\x1a\x17.log.v1.ProduceResponse\"\x00\x12<\n" +
 	"\aConsume\x12\x16.log.v1.ConsumeRequest\x1a\x17.log.v1.ConsumeResponse\"\x00\x12D\n" +
@@ -929,51 +1099,56 @@ func file_api_v1_log_proto_rawDescGZIP() []byte {
 	return file_api_v1_log_proto_rawDescData
 }
 
+var file_api_v1_log_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_api_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_api_v1_log_proto_goTypes = []any{
-	(*Record)(nil),               // 0: log.v1.Record
-	(*ProduceRequest)(nil),       // 1: log.v1.ProduceRequest
-	(*ProduceResponse)(nil),      // 2: log.v1.ProduceResponse
-	(*ConsumeRequest)(nil),       // 3: log.v1.ConsumeRequest
-	(*ConsumeResponse)(nil),      // 4: log.v1.ConsumeResponse
-	(*Server)(nil),               // 5: log.v1.Server
-	(*GetServersRequest)(nil),    // 6: log.v1.GetServersRequest
-	(*GetServersResponse)(nil),   // 7: log.v1.GetServersResponse
-	(*ProduceBatchRequest)(nil),  // 8: log.v1.ProduceBatchRequest
-	(*ProduceBatchResponse)(nil), // 9: log.v1.ProduceBatchResponse
-	(*ConsumeBatchRequest)(nil),  // 10: log.v1.ConsumeBatchRequest
-	(*ConsumeBatchResponse)(nil), // 11: log.v1.ConsumeBatchResponse
-	(*GetOffsetsRequest)(nil),    // 12: log.v1.GetOffsetsRequest
-	(*GetOffsetsResponse)(nil),   // 13: log.v1.GetOffsetsResponse
+	(Durability)(0),              // 0: log.v1.Durability
+	(*Record)(nil),               // 1: log.v1.Record
+	(*ProduceRequest)(nil),       // 2: log.v1.ProduceRequest
+	(*ProduceResponse)(nil),      // 3: log.v1.ProduceResponse
+	(*ConsumeRequest)(nil),       // 4: log.v1.ConsumeRequest
+	(*ConsumeResponse)(nil),      // 5: log.v1.ConsumeResponse
+	(*Server)(nil),               // 6: log.v1.Server
+	(*GetServersRequest)(nil),    // 7: log.v1.GetServersRequest
+	(*GetServersResponse)(nil),   // 8: log.v1.GetServersResponse
+	(*ProduceBatchRequest)(nil),  // 9: log.v1.ProduceBatchRequest
+	(*ProduceBatchResponse)(nil), // 10: log.v1.ProduceBatchResponse
+	(*ConsumeBatchRequest)(nil),  // 11: log.v1.ConsumeBatchRequest
+	(*ConsumeBatchResponse)(nil), // 12: log.v1.ConsumeBatchResponse
+	(*GetOffsetsRequest)(nil),    // 13: log.v1.GetOffsetsRequest
+	(*GetOffsetsResponse)(nil),   // 14: log.v1.GetOffsetsResponse
 }
 var file_api_v1_log_proto_depIdxs = []int32{
-	0,  // 0: log.v1.ProduceRequest.record:type_name -> log.v1.Record
-	0,  // 1: log.v1.ConsumeResponse.record:type_name -> log.v1.Record
-	5,  // 2: log.v1.GetServersResponse.servers:type_name -> log.v1.Server
-	5,  // 3: log.v1.GetServersResponse.self:type_name -> log.v1.Server
-	0,  // 4: log.v1.ProduceBatchRequest.records:type_name -> log.v1.Record
-	0,  // 5: log.v1.ConsumeBatchResponse.records:type_name -> log.v1.Record
-	1,  // 6: log.v1.Log.Produce:input_type -> log.v1.ProduceRequest
-	3,  // 7: log.v1.Log.Consume:input_type -> log.v1.ConsumeRequest
-	3,  // 8: log.v1.Log.ConsumeStream:input_type -> log.v1.ConsumeRequest
-	1,  // 9: log.v1.Log.ProduceStream:input_type -> log.v1.ProduceRequest
-	6,  // 10: log.v1.Log.GetServers:input_type -> log.v1.GetServersRequest
-	8,  // 11: log.v1.Log.ProduceBatch:input_type -> log.v1.ProduceBatchRequest
-	10, // 12: log.v1.Log.ConsumeBatchStream:input_type -> log.v1.ConsumeBatchRequest
-	12, // 13: log.v1.Log.GetOffsets:input_type -> log.v1.GetOffsetsRequest
-	2,  // 14: log.v1.Log.Produce:output_type -> log.v1.ProduceResponse
-	4,  // 15: log.v1.Log.Consume:output_type -> log.v1.ConsumeResponse
-	4,  // 16: log.v1.Log.ConsumeStream:output_type -> log.v1.ConsumeResponse
-	2,  // 17: log.v1.Log.ProduceStream:output_type -> log.v1.ProduceResponse
-	7,  // 18: log.v1.Log.GetServers:output_type -> log.v1.GetServersResponse
-	9,  // 19: log.v1.Log.ProduceBatch:output_type -> log.v1.ProduceBatchResponse
-	11, // 20: log.v1.Log.ConsumeBatchStream:output_type -> log.v1.ConsumeBatchResponse
-	13, // 21: log.v1.Log.GetOffsets:output_type -> log.v1.GetOffsetsResponse
-	14, // [14:22] is the sub-list for method output_type
-	6,  // [6:14] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	1,  // 0: log.v1.ProduceRequest.record:type_name -> log.v1.Record
+	0,  // 1: log.v1.ProduceResponse.durability:type_name -> log.v1.Durability
+	1,  // 2: log.v1.ConsumeResponse.record:type_name -> log.v1.Record
+	0,  // 3: log.v1.Server.durability:type_name -> log.v1.Durability
+	6,  // 4: log.v1.GetServersResponse.servers:type_name -> log.v1.Server
+	6,  // 5: log.v1.GetServersResponse.self:type_name -> log.v1.Server
+	1,  // 6: log.v1.ProduceBatchRequest.records:type_name -> log.v1.Record
+	0,  // 7: log.v1.ProduceBatchResponse.durability:type_name -> log.v1.Durability
+	1,  // 8: log.v1.ConsumeBatchResponse.records:type_name -> log.v1.Record
+	2,  // 9: log.v1.Log.Produce:input_type -> log.v1.ProduceRequest
+	4,  // 10: log.v1.Log.Consume:input_type -> log.v1.ConsumeRequest
+	4,  // 11: log.v1.Log.ConsumeStream:input_type -> log.v1.ConsumeRequest
+	2,  // 12: log.v1.Log.ProduceStream:input_type -> log.v1.ProduceRequest
+	7,  // 13: log.v1.Log.GetServers:input_type -> log.v1.GetServersRequest
+	9,  // 14: log.v1.Log.ProduceBatch:input_type -> log.v1.ProduceBatchRequest
+	11, // 15: log.v1.Log.ConsumeBatchStream:input_type -> log.v1.ConsumeBatchRequest
+	13, // 16: log.v1.Log.GetOffsets:input_type -> log.v1.GetOffsetsRequest
+	3,  // 17: log.v1.Log.Produce:output_type -> log.v1.ProduceResponse
+	5,  // 18: log.v1.Log.Consume:output_type -> log.v1.ConsumeResponse
+	5,  // 19: log.v1.Log.ConsumeStream:output_type -> log.v1.ConsumeResponse
+	3,  // 20: log.v1.Log.ProduceStream:output_type -> log.v1.ProduceResponse
+	8,  // 21: log.v1.Log.GetServers:output_type -> log.v1.GetServersResponse
+	10, // 22: log.v1.Log.ProduceBatch:output_type -> log.v1.ProduceBatchResponse
+	12, // 23: log.v1.Log.ConsumeBatchStream:output_type -> log.v1.ConsumeBatchResponse
+	14, // 24: log.v1.Log.GetOffsets:output_type -> log.v1.GetOffsetsResponse
+	17, // [17:25] is the sub-list for method output_type
+	9,  // [9:17] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_api_v1_log_proto_init() }
@@ -986,13 +1161,14 @@ func file_api_v1_log_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_v1_log_proto_rawDesc), len(file_api_v1_log_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_api_v1_log_proto_goTypes,
 		DependencyIndexes: file_api_v1_log_proto_depIdxs,
+		EnumInfos:         file_api_v1_log_proto_enumTypes,
 		MessageInfos:      file_api_v1_log_proto_msgTypes,
 	}.Build()
 	File_api_v1_log_proto = out.File

@@ -80,8 +80,9 @@ type LogClient interface {
 	// Produce appends one record and returns its offset once the record is
 	// committed (replicated to a quorum). Errors: INVALID_ARGUMENT (record too
 	// large or missing), UNAVAILABLE (no leader), PERMISSION_DENIED,
-	// UNAUTHENTICATED. A retry after a lost response may append the record a
-	// second time.
+	// UNAUTHENTICATED, FAILED_PRECONDITION (a sequence too old to check; see
+	// ProduceBatchRequest). A retry after a lost response appends the record a
+	// second time unless the request carries a producer_id and sequence.
 	Produce(ctx context.Context, in *ProduceRequest, opts ...grpc.CallOption) (*ProduceResponse, error)
 	// Consume returns the record at request.offset. An offset past this
 	// server's end but written before or during the call is waited for (up to
@@ -114,8 +115,10 @@ type LogClient interface {
 	// ProduceBatch appends all the records of the request as one atomic unit:
 	// either all are committed, at dense offsets first_offset ..
 	// first_offset+count-1 in request order, or none is. Errors:
-	// INVALID_ARGUMENT (no records, a record too large, or the batch too
-	// large), UNAVAILABLE (no leader), PERMISSION_DENIED, UNAUTHENTICATED.
+	// INVALID_ARGUMENT (no records, a record too large, the batch too large,
+	// a producer_id too long or without a sequence), UNAVAILABLE (no leader),
+	// FAILED_PRECONDITION (a sequence too old to check, or reused for a
+	// different batch), PERMISSION_DENIED, UNAUTHENTICATED.
 	ProduceBatch(ctx context.Context, in *ProduceBatchRequest, opts ...grpc.CallOption) (*ProduceBatchResponse, error)
 	// ConsumeBatchStream sends the records from request.offset on, several per
 	// message, in offset order with no gaps. Without follow it ends (with
@@ -262,8 +265,9 @@ type LogServer interface {
 	// Produce appends one record and returns its offset once the record is
 	// committed (replicated to a quorum). Errors: INVALID_ARGUMENT (record too
 	// large or missing), UNAVAILABLE (no leader), PERMISSION_DENIED,
-	// UNAUTHENTICATED. A retry after a lost response may append the record a
-	// second time.
+	// UNAUTHENTICATED, FAILED_PRECONDITION (a sequence too old to check; see
+	// ProduceBatchRequest). A retry after a lost response appends the record a
+	// second time unless the request carries a producer_id and sequence.
 	Produce(context.Context, *ProduceRequest) (*ProduceResponse, error)
 	// Consume returns the record at request.offset. An offset past this
 	// server's end but written before or during the call is waited for (up to
@@ -296,8 +300,10 @@ type LogServer interface {
 	// ProduceBatch appends all the records of the request as one atomic unit:
 	// either all are committed, at dense offsets first_offset ..
 	// first_offset+count-1 in request order, or none is. Errors:
-	// INVALID_ARGUMENT (no records, a record too large, or the batch too
-	// large), UNAVAILABLE (no leader), PERMISSION_DENIED, UNAUTHENTICATED.
+	// INVALID_ARGUMENT (no records, a record too large, the batch too large,
+	// a producer_id too long or without a sequence), UNAVAILABLE (no leader),
+	// FAILED_PRECONDITION (a sequence too old to check, or reused for a
+	// different batch), PERMISSION_DENIED, UNAUTHENTICATED.
 	ProduceBatch(context.Context, *ProduceBatchRequest) (*ProduceBatchResponse, error)
 	// ConsumeBatchStream sends the records from request.offset on, several per
 	// message, in offset order with no gaps. Without follow it ends (with
