@@ -95,7 +95,7 @@ func runScenarios(c *cli.Context, name string) error {
 	}
 	var b bytes.Buffer
 	writeScenarioTable(&b, scenarioReport{
-		set: set, samples: samples, runs: runs, store: store, version: c.App.Version,
+		name: name, set: set, samples: samples, runs: runs, store: store, version: c.App.Version,
 		began: began, took: time.Since(began), loadBefore: loadBefore, loadAfter: loadAverage(),
 		cpus: runtime.NumCPU(), model: cpuModel(),
 	})
@@ -150,6 +150,7 @@ func median(ss []benchSample, f func(benchSample) float64) float64 {
 
 // scenarioReport is what the markdown table is written from.
 type scenarioReport struct {
+	name                  string // of the scenario set
 	set                   []benchScenario
 	samples               [][]benchSample // per scenario, per run
 	runs                  int
@@ -162,8 +163,8 @@ type scenarioReport struct {
 
 func writeScenarioTable(w io.Writer, r scenarioReport) {
 	fmt.Fprintf(w, "# Benchmarks\n\n")
-	fmt.Fprintf(w, "Written by `make bench` (`proglogctl bench --scenarios standard --runs %d --markdown FILE`), proglogctl %s, on %s (%s).\n\n",
-		r.runs, r.version, r.began.Format("2006-01-02 15:04 MST"), r.took.Round(time.Second))
+	fmt.Fprintf(w, "Written by `proglogctl bench --scenarios %s --runs %d --markdown FILE` (which `make bench` runs), proglogctl %s, on %s (took %s).\n\n",
+		r.name, r.runs, r.version, r.began.Format("2006-01-02 15:04 MST"), r.took.Round(time.Second))
 	fmt.Fprintf(w, "- Machine: %d CPUs (`nproc`), %s, %s/%s, %s.\n", r.cpus, r.model, runtime.GOOS, runtime.GOARCH, runtime.Version())
 	fmt.Fprintf(w, "- Load average (1, 5, 15 min) before: %s; after: %s. Other work shares these CPUs, so the figures are noisy; compare the ratios, measured back to back.\n", r.loadBefore, r.loadAfter)
 	fmt.Fprintf(w, "- proglogctl: `bench --local N`, a fresh in-process cluster per run (mTLS, fsync on, Raft log store %s), 256-byte records, one client, loopback.\n", r.store)
