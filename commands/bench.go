@@ -233,7 +233,7 @@ func runBench(c *cli.Context) (err error) {
 	case floor:
 		res, err = benchFloor(c, o)
 	case local > 0:
-		res, err = benchLocal(c, o, local, c.String("raft-log-store"))
+		res, err = benchLocal(c, o, local, c.String("raft-log-store"), c.App.ErrWriter)
 	default:
 		files := certs.TLSFiles{CertFile: c.String("cert-file"), KeyFile: c.String("key-file"), CAFile: c.String("ca-file")}
 		res, err = benchAt(c, o, c.String("addr"), files)
@@ -253,8 +253,9 @@ func runBench(c *cli.Context) (err error) {
 
 // benchLocal runs the load against a local cluster of n nodes with Raft log
 // store store, closed before it returns, and reports this process's memory.
-func benchLocal(c *cli.Context, o benchOptions, n int, store string) (res BenchResult, err error) {
-	lc, err := startLocal(c.Context, n, func(nc *node.Config) { nc.Replica.RaftLogStore = store }, c.App.ErrWriter, 30*time.Second)
+// logs receives the nodes' errors.
+func benchLocal(c *cli.Context, o benchOptions, n int, store string, logs io.Writer) (res BenchResult, err error) {
+	lc, err := startLocal(c.Context, n, func(nc *node.Config) { nc.Replica.RaftLogStore = store }, logs, 30*time.Second)
 	if err != nil {
 		return res, err
 	}

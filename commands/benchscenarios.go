@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -75,12 +76,15 @@ func runScenarios(c *cli.Context, name string) error {
 		return UsageError{Err: fmt.Errorf("bench: --runs %d: want 1 to 9", runs)}
 	}
 	store := c.String("raft-log-store")
+	// Progress lines and the nodes' error logs share stderr, and a closed
+	// node's transport may still log from a goroutine Raft does not join.
+	stderr := &lockedWriter{w: c.App.ErrWriter}
 	loadBefore := loadAverage()
 	began := time.Now().UTC()
 	samples := make([][]benchSample, len(set))
 	for run := range runs {
 		for i, sc := range set {
-			res, err := benchLocal(c, sc.o, sc.nodes, store)
+			res, err := benchLocal(c, sc.o, sc.nodes, store, stderr)
 			if err != nil {
 				return fmt.Errorf("bench: %s, run %d: %w", sc.name, run+1, err)
 			}
@@ -90,7 +94,7 @@ func runScenarios(c *cli.Context, name string) error {
 			}
 			s := sampleOf(sc, res, fl)
 			samples[i] = append(samples[i], s)
-			fmt.Fprintf(c.App.ErrWriter, "run %d/%d: %s: %.0f records/s, floor %.0f records/s\n", run+1, runs, sc.name, s.rate, s.floorRate)
+			fmt.Fprintf(stderr, "run %d/%d: %s: %.0f records/s, floor %.0f records/s\n", run+1, runs, sc.name, s.rate, s.floorRate)
 		}
 	}
 	var b bytes.Buffer
@@ -108,6 +112,18 @@ func runScenarios(c *cli.Context, name string) error {
 		}
 	}
 	return nil
+}
+
+// lockedWriter serializes writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 func sampleOf(sc benchScenario, res, fl BenchResult) benchSample {
