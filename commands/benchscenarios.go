@@ -36,8 +36,10 @@ var benchScenarioSets = map[string][]benchScenario{
 			o: benchOptions{mode: benchStream, recordSize: 256, count: 200_000, duration: 5 * time.Second, concurrency: 1, batch: 1024}},
 		{name: "ProduceBatch of 2000, 3 nodes", nodes: 3,
 			o: benchOptions{mode: benchBatch, recordSize: 256, count: 300_000, duration: 5 * time.Second, concurrency: 1, batch: 2000}},
-		{name: "ConsumeBatchStream of 200k records, 3 nodes", nodes: 3, consume: true,
-			o: benchOptions{mode: benchBatch, recordSize: 256, count: 200_000, duration: 5 * time.Second, concurrency: 1, batch: 2000, consume: true}},
+		// Read back at several times the rate it was written: records
+		// enough that reading them takes about a second.
+		{name: "ConsumeBatchStream of 500k records, 3 nodes", nodes: 3, consume: true,
+			o: benchOptions{mode: benchBatch, recordSize: 256, count: 500_000, duration: 15 * time.Second, concurrency: 1, batch: 2000, consume: true}},
 	},
 }
 
