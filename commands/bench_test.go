@@ -221,3 +221,26 @@ func TestMedianAndThousands(t *testing.T) {
 		}
 	}
 }
+
+func TestScenarioTable_failedRuns(t *testing.T) {
+	set := []benchScenario{{name: "half"}, {name: "none", consume: true}}
+	var b strings.Builder
+	writeScenarioTable(&b, scenarioReport{
+		name: "standard", set: set, runs: 2, store: "bolt", version: "test", cpus: 2, model: "cpu",
+		samples: [][]benchSample{
+			{{rate: 100, p50: 2, floorRate: 400, floorP50: 0.5}, {err: "leadership lost | again\nline"}},
+			{{err: "boom"}, {err: "boom"}},
+		},
+	})
+	out := b.String()
+	for _, want := range []string{
+		"| half (1 of 2 runs) | 100 records/s, p50 2.00 ms | 400 records/s, p50 0.50 ms | 0.25 |",
+		"| none (0 of 2 runs) | failed | — | — |",
+		"| half | 100 / 400; failed: leadership lost \\| again line |",
+		"| none | failed: boom; failed: boom |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}

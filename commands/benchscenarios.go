@@ -55,9 +55,11 @@ func init() {
 }
 
 // benchSample is one scenario's figures from one run: records/s and the
-// p50 latency in ms (0 for consume), on the cluster and on the floor.
+// p50 latency in ms (0 for consume), on the cluster and on the floor; err
+// says why the run failed.
 type benchSample struct {
 	rate, p50, floorRate, floorP50 float64
+	err                            string
 }
 
 // runScenarios runs the scenario set name --runs times, each scenario on a
@@ -86,17 +88,28 @@ func runScenarios(c *cli.Context, name string) error {
 	samples := make([][]benchSample, len(set))
 	for run := range runs {
 		for i, sc := range set {
+			// A run that fails (a leadership change under load, say) is
+			// listed and left out of the medians; the set goes on.
+			var s benchSample
 			res, err := benchLocal(c, sc.o, sc.nodes, store, stderr)
-			if err != nil {
-				return fmt.Errorf("bench: %s, run %d: %w", sc.name, run+1, err)
+			if err == nil {
+				var fl BenchResult
+				if fl, err = benchFloor(c, sc.o); err == nil {
+					s = sampleOf(sc, res, fl)
+				} else {
+					err = fmt.Errorf("on the floor: %w", err)
+				}
 			}
-			fl, err := benchFloor(c, sc.o)
-			if err != nil {
-				return fmt.Errorf("bench: %s, run %d on the floor: %w", sc.name, run+1, err)
+			if c.Context.Err() != nil {
+				return c.Context.Err()
 			}
-			s := sampleOf(sc, res, fl)
+			if err != nil {
+				s.err = err.Error()
+				fmt.Fprintf(stderr, "run %d/%d: %s: failed: %v\n", run+1, runs, sc.name, err)
+			} else {
+				fmt.Fprintf(stderr, "run %d/%d: %s: %.0f records/s, floor %.0f records/s\n", run+1, runs, sc.name, s.rate, s.floorRate)
+			}
 			samples[i] = append(samples[i], s)
-			fmt.Fprintf(stderr, "run %d/%d: %s: %.0f records/s, floor %.0f records/s\n", run+1, runs, sc.name, s.rate, s.floorRate)
 		}
 	}
 	var b bytes.Buffer
@@ -113,7 +126,23 @@ func runScenarios(c *cli.Context, name string) error {
 			return fmt.Errorf("bench: --markdown: %w", err)
 		}
 	}
+	for i, sc := range set {
+		if len(succeeded(samples[i])) == 0 {
+			return fmt.Errorf("bench: every run of %q failed; the last: %s", sc.name, samples[i][len(samples[i])-1].err)
+		}
+	}
 	return nil
+}
+
+// succeeded returns the samples of the runs that did not fail.
+func succeeded(ss []benchSample) []benchSample {
+	var ok []benchSample
+	for _, s := range ss {
+		if s.err == "" {
+			ok = append(ok, s)
+		}
+	}
+	return ok
 }
 
 // lockedWriter serializes writes to w.
@@ -187,10 +216,18 @@ func writeScenarioTable(w io.Writer, r scenarioReport) {
 	fmt.Fprintf(w, "- Load average (1, 5, 15 min) before: %s; after: %s. Other work shares these CPUs, so the figures are noisy; compare the ratios, measured back to back.\n", r.loadBefore, r.loadAfter)
 	fmt.Fprintf(w, "- proglogctl: `bench --local N`, a fresh in-process cluster per run (mTLS, fsync on, Raft log store %s), 256-byte records, one client, loopback.\n", r.store)
 	fmt.Fprintf(w, "- floor: `bench --floor`, the same load against an in-memory log.v1 server with a node's TLS (no Raft, no disk, no ACL), run right after: what gRPC and TLS cost here.\n")
-	fmt.Fprintf(w, "- Figures are medians of %d runs; ratio is proglogctl's records/s over the floor's (per run, then the median).\n\n", r.runs)
+	fmt.Fprintf(w, "- Figures are medians of %d runs; ratio is proglogctl's records/s over the floor's (per run, then the median). A run that failed is listed below and left out.\n\n", r.runs)
 	fmt.Fprintf(w, "| workload | proglogctl | floor | ratio |\n|---|---|---|---|\n")
 	for i, sc := range r.set {
-		ss := r.samples[i]
+		ss := succeeded(r.samples[i])
+		name := sc.name
+		if len(ss) < len(r.samples[i]) {
+			name = fmt.Sprintf("%s (%d of %d runs)", name, len(ss), len(r.samples[i]))
+		}
+		if len(ss) == 0 {
+			fmt.Fprintf(w, "| %s | failed | — | — |\n", name)
+			continue
+		}
 		rate, floorRate := median(ss, func(s benchSample) float64 { return s.rate }), median(ss, func(s benchSample) float64 { return s.floorRate })
 		ratio := median(ss, func(s benchSample) float64 {
 			if s.floorRate == 0 {
@@ -204,7 +241,7 @@ func writeScenarioTable(w io.Writer, r scenarioReport) {
 			}
 			return fmt.Sprintf("%s records/s, p50 %.2f ms", thousands(rate), p50)
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %.2f |\n", sc.name,
+		fmt.Fprintf(w, "| %s | %s | %s | %.2f |\n", name,
 			cell(rate, median(ss, func(s benchSample) float64 { return s.p50 })),
 			cell(floorRate, median(ss, func(s benchSample) float64 { return s.floorP50 })), ratio)
 	}
@@ -212,10 +249,19 @@ func writeScenarioTable(w io.Writer, r scenarioReport) {
 	for i, sc := range r.set {
 		var runs []string
 		for _, s := range r.samples[i] {
+			if s.err != "" {
+				runs = append(runs, "failed: "+markdownCell(s.err))
+				continue
+			}
 			runs = append(runs, fmt.Sprintf("%s / %s", thousands(s.rate), thousands(s.floorRate)))
 		}
 		fmt.Fprintf(w, "| %s | %s |\n", sc.name, strings.Join(runs, "; "))
 	}
+}
+
+// markdownCell makes s fit in a table cell: one line, no column bars.
+func markdownCell(s string) string {
+	return strings.NewReplacer("|", `\|`, "\n", " ").Replace(s)
 }
 
 // thousands formats v rounded to an integer with commas between thousands.
