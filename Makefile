@@ -49,8 +49,13 @@ soak:
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 3h -run '^TestChaosSoak$$' -v . \
 		-chaos.soak $(if $(filter command line environment,$(origin DURATION)),$(DURATION),10m) -chaos.seed $(SEED) -chaos.faults '$(FAULTS)'
 
-bench:
+# The Go benchmarks, then the load command's standard scenarios (medians of
+# BENCH_RUNS runs, each beside the in-memory floor) into BENCH_MD.
+BENCH_RUNS ?= 3
+BENCH_MD   ?= docs/BENCH.md
+bench: build
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(COUNT) ./...
+	./$(BIN) bench --scenarios standard --runs $(BENCH_RUNS) --markdown $(BENCH_MD)
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

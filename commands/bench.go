@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -49,7 +50,22 @@ batch) or of each record from send to acknowledgement (stream).
 --local N runs the load against a throwaway in-process cluster of N nodes on free
 loopback ports (certificates and ACL generated in a temporary directory, removed
 afterwards), so one command reproduces a figure; the nodes share this process, so
-its RSS, reported with --json, includes the client.`,
+its RSS, reported with --json, includes the client.
+
+--floor runs the same load against the floor instead: an in-memory log.v1
+server (no Raft, no disk, no ACL) in this process, served by gRPC with the TLS
+setup of a node (certificates made as for --local). Its figures are what gRPC
+and TLS cost on this machine. --compare-floor runs the load against the
+cluster (--local N or --addr) and then against the floor, and prints the
+floor's figures and the ratio of the cluster's to them (records/s: cluster
+over floor; latency: cluster over floor).
+
+--scenarios standard runs the standard scenarios instead of one load (unary
+produce on 1 and 3 nodes, ProduceStream with 1024 in flight, ProduceBatch,
+ConsumeBatchStream, each on a fresh --local cluster and then on a fresh floor),
+--runs times, and prints a markdown table of the medians (workload |
+proglogctl | floor | ratio) with the machine it ran on; --markdown FILE writes
+it to FILE too. Every run is bounded in count and time.`,
 		Flags: append(clientFlags(),
 			&cli.IntFlag{Name: "record-size", Usage: "bytes per record", Value: 256, EnvVars: []string{"PROGLOG_BENCH_RECORD_SIZE"}},
 			&cli.IntFlag{Name: "count", Usage: "stop after this many records (0: only --duration bounds the run)", Value: 0, EnvVars: []string{"PROGLOG_BENCH_COUNT"}},
@@ -59,6 +75,11 @@ its RSS, reported with --json, includes the client.`,
 			&cli.StringFlag{Name: "mode", Usage: "`unary` (Produce), batch (ProduceBatch) or stream (ProduceStream)", Value: benchUnary, EnvVars: []string{"PROGLOG_BENCH_MODE"}},
 			&cli.BoolFlag{Name: "consume", Usage: "read back what was produced (ConsumeBatchStream) and report that too", EnvVars: []string{"PROGLOG_BENCH_CONSUME"}},
 			&cli.IntFlag{Name: "local", Usage: "run against an in-process cluster of `N` nodes in a temporary directory (0: the cluster of --addr)", EnvVars: []string{"PROGLOG_BENCH_LOCAL"}},
+			&cli.BoolFlag{Name: "floor", Usage: "run against an in-memory log.v1 server with a node's TLS (what gRPC and TLS cost here) instead of a cluster", EnvVars: []string{"PROGLOG_BENCH_FLOOR"}},
+			&cli.BoolFlag{Name: "compare-floor", Usage: "run against the cluster (--local or --addr), then against the floor, and print the ratios", EnvVars: []string{"PROGLOG_BENCH_COMPARE_FLOOR"}},
+			&cli.StringFlag{Name: "scenarios", Usage: "run a set of scenarios (`standard`) with --local clusters and the floor, and print a markdown table", EnvVars: []string{"PROGLOG_BENCH_SCENARIOS"}},
+			&cli.IntFlag{Name: "runs", Usage: "with --scenarios: runs of each scenario, the table shows medians", Value: 3, EnvVars: []string{"PROGLOG_BENCH_RUNS"}},
+			&cli.StringFlag{Name: "markdown", Usage: "with --scenarios: write the table to `FILE` as well", EnvVars: []string{"PROGLOG_BENCH_MARKDOWN"}},
 			&cli.StringFlag{Name: "raft-log-store", Usage: "with --local: Raft's log store of the nodes, wal or bolt", Value: raftfsm.DefaultConfig().RaftLogStore, EnvVars: []string{"PROGLOG_RAFT_LOG_STORE"}},
 			&cli.StringFlag{Name: "pprof-addr", Usage: "serve net/http/pprof on this loopback `host:port` while running (with --local, the nodes' profiles)", EnvVars: []string{"PROGLOG_BENCH_PPROF_ADDR"}},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as one JSON object", EnvVars: []string{"PROGLOG_JSON"}},
@@ -97,14 +118,50 @@ func (o benchOptions) validate() error {
 
 // BenchResult is what bench prints with --json.
 type BenchResult struct {
-	Mode        string       `json:"mode"`
-	RecordSize  int          `json:"record_size"`
-	Concurrency int          `json:"concurrency"`
-	Batch       int          `json:"batch"`
-	LocalNodes  int          `json:"local_nodes,omitempty"`
-	Produce     BenchPhase   `json:"produce"`
-	Consume     *BenchPhase  `json:"consume,omitempty"`
-	Process     *BenchMemory `json:"process,omitempty"`
+	Mode        string `json:"mode"`
+	RecordSize  int    `json:"record_size"`
+	Concurrency int    `json:"concurrency"`
+	Batch       int    `json:"batch"`
+	LocalNodes  int    `json:"local_nodes,omitempty"`
+	// Floor says the run was against the floor (--floor).
+	Floor   bool         `json:"floor,omitempty"`
+	Produce BenchPhase   `json:"produce"`
+	Consume *BenchPhase  `json:"consume,omitempty"`
+	Process *BenchMemory `json:"process,omitempty"`
+	// FloorRun is the same load against the floor, and RatioToFloor the
+	// ratios of this run's figures to its (--compare-floor).
+	FloorRun     *BenchResult `json:"floor_run,omitempty"`
+	RatioToFloor *BenchRatio  `json:"ratio_to_floor,omitempty"`
+}
+
+// BenchRatio compares a run with the same load against the floor: each
+// field is the run's figure divided by the floor's (0 when either is
+// missing). Throughput below 1 and latency above 1 are what the cluster
+// costs over gRPC and TLS.
+type BenchRatio struct {
+	ProduceRecordsPerSec float64 `json:"produce_records_per_sec"`
+	ProduceP50           float64 `json:"produce_p50"`
+	ProduceP99           float64 `json:"produce_p99"`
+	ConsumeRecordsPerSec float64 `json:"consume_records_per_sec,omitempty"`
+}
+
+// ratioTo compares r with fl, the same load against the floor.
+func ratioTo(r, fl BenchResult) *BenchRatio {
+	div := func(a, b float64) float64 {
+		if a <= 0 || b <= 0 {
+			return 0
+		}
+		return a / b
+	}
+	q := &BenchRatio{ProduceRecordsPerSec: div(r.Produce.RecordsPerSec, fl.Produce.RecordsPerSec)}
+	if r.Produce.Latency != nil && fl.Produce.Latency != nil {
+		q.ProduceP50 = div(r.Produce.Latency.P50, fl.Produce.Latency.P50)
+		q.ProduceP99 = div(r.Produce.Latency.P99, fl.Produce.Latency.P99)
+	}
+	if r.Consume != nil && fl.Consume != nil {
+		q.ConsumeRecordsPerSec = div(r.Consume.RecordsPerSec, fl.Consume.RecordsPerSec)
+	}
+	return q
 }
 
 // BenchPhase is the outcome of producing or consuming.
@@ -147,9 +204,22 @@ func runBench(c *cli.Context) (err error) {
 	if err := o.validate(); err != nil {
 		return UsageError{Err: err}
 	}
-	local := c.Int("local")
-	if local < 0 || local > 9 {
+	local, floor, compare := c.Int("local"), c.Bool("floor"), c.Bool("compare-floor")
+	switch {
+	case local < 0 || local > 9:
 		return UsageError{Err: fmt.Errorf("bench: --local %d: want 0 to 9", local)}
+	case floor && compare:
+		return UsageError{Err: errors.New("bench: --floor runs against the floor alone, --compare-floor against a cluster and the floor: give one")}
+	case floor && local > 0:
+		return UsageError{Err: errors.New("bench: --floor runs against the floor, not a cluster; for both, use --compare-floor with --local")}
+	}
+	if sc := c.String("scenarios"); sc != "" {
+		return runScenarios(c, sc)
+	}
+	for _, f := range []string{"runs", "markdown"} {
+		if c.IsSet(f) {
+			return UsageError{Err: fmt.Errorf("bench: --%s goes with --scenarios", f)}
+		}
 	}
 	if a := c.String("pprof-addr"); a != "" {
 		stop, err := servePprof(a)
@@ -158,61 +228,103 @@ func runBench(c *cli.Context) (err error) {
 		}
 		defer stop()
 	}
-
-	target, files := c.String("addr"), certs.TLSFiles{
-		CertFile: c.String("cert-file"), KeyFile: c.String("key-file"), CAFile: c.String("ca-file"),
+	var res BenchResult
+	switch {
+	case floor:
+		res, err = benchFloor(c, o)
+	case local > 0:
+		res, err = benchLocal(c, o, local, c.String("raft-log-store"), c.App.ErrWriter)
+	default:
+		files := certs.TLSFiles{CertFile: c.String("cert-file"), KeyFile: c.String("key-file"), CAFile: c.String("ca-file")}
+		res, err = benchAt(c, o, c.String("addr"), files)
 	}
-	if local > 0 {
-		store := c.String("raft-log-store")
-		lc, err := startLocal(c.Context, local, func(nc *node.Config) { nc.Replica.RaftLogStore = store }, c.App.ErrWriter, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	if compare {
+		fl, err := benchFloor(c, o)
 		if err != nil {
-			return err
+			return fmt.Errorf("bench: floor: %w", err)
 		}
-		defer func() {
-			if cerr := lc.Close(); err == nil {
-				err = cerr
-			}
-		}()
-		target, files = lc.target, lc.client
+		res.FloorRun, res.RatioToFloor = &fl, ratioTo(res, fl)
 	}
-	tlsConf, err := certs.ClientTLSConfig(files)
-	if err != nil {
-		return fmt.Errorf("client credentials: %w", err)
-	}
-	cl, err := discovery.Dial(target, tlsConf)
-	if err != nil {
-		return fmt.Errorf("cannot dial %s: %w", target, err)
-	}
-	defer cl.Close()
+	return printBench(c.App.Writer, res, c.Bool("json"))
+}
 
-	res := BenchResult{Mode: o.mode, RecordSize: o.recordSize, Concurrency: o.concurrency, Batch: o.batch, LocalNodes: local}
+// benchLocal runs the load against a local cluster of n nodes with Raft log
+// store store, closed before it returns, and reports this process's memory.
+// logs receives the nodes' errors.
+func benchLocal(c *cli.Context, o benchOptions, n int, store string, logs io.Writer) (res BenchResult, err error) {
+	lc, err := startLocal(c.Context, n, func(nc *node.Config) { nc.Replica.RaftLogStore = store }, logs, 30*time.Second)
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		if cerr := lc.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	if res, err = benchAt(c, o, lc.target, lc.client); err != nil {
+		return res, err
+	}
+	res.LocalNodes, res.Process = n, readMemory()
+	return res, nil
+}
+
+// benchFloor runs the load against a floor, stopped before it returns.
+func benchFloor(c *cli.Context, o benchOptions) (res BenchResult, err error) {
+	lc, err := startFloor()
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		if cerr := lc.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	res, err = benchAt(c, o, lc.target, lc.client)
+	res.Floor = true
+	return res, err
+}
+
+// benchAt runs the load against the servers of target with the client
+// credentials in files: one unmeasured record, the produce load, and with
+// o.consume the read back.
+func benchAt(c *cli.Context, o benchOptions, target string, files certs.TLSFiles) (BenchResult, error) {
+	res := BenchResult{Mode: o.mode, RecordSize: o.recordSize, Concurrency: o.concurrency, Batch: o.batch}
 	if o.mode == benchUnary {
 		res.Batch = 1
 	}
+	tlsConf, err := certs.ClientTLSConfig(files)
+	if err != nil {
+		return res, fmt.Errorf("client credentials: %w", err)
+	}
+	cl, err := discovery.Dial(target, tlsConf)
+	if err != nil {
+		return res, fmt.Errorf("cannot dial %s: %w", target, err)
+	}
+	defer cl.Close()
 	// One record first, unmeasured, so the timing does not include finding
 	// the leader and the TLS handshake.
 	wctx, cancel := callCtx(c)
 	_, err = cl.Produce(wctx, make([]byte, o.recordSize))
 	cancel()
 	if err != nil {
-		return fmt.Errorf("bench: warm-up: %w", callError(c, err))
+		return res, fmt.Errorf("bench: warm-up: %w", callError(c, err))
 	}
 	prod, first, end, err := benchProduce(c.Context, cl, o, c.Duration("timeout"))
 	res.Produce = prod
 	if err != nil {
-		return fmt.Errorf("bench: produce (%d records acknowledged): %w", prod.Records, callError(c, err))
+		return res, fmt.Errorf("bench: produce (%d records acknowledged): %w", prod.Records, callError(c, err))
 	}
 	if o.consume && prod.Records > 0 {
 		cons, err := benchConsume(c.Context, cl, first, end, o.recordSize, o.duration+c.Duration("timeout"))
 		res.Consume = &cons
 		if err != nil {
-			return fmt.Errorf("bench: consume (%d records read): %w", cons.Records, callError(c, err))
+			return res, fmt.Errorf("bench: consume (%d records read): %w", cons.Records, callError(c, err))
 		}
 	}
-	if local > 0 {
-		res.Process = readMemory()
-	}
-	return printBench(c.App.Writer, res, c.Bool("json"))
+	return res, nil
 }
 
 // benchProduce runs the produce load and returns its outcome and the range
@@ -457,8 +569,26 @@ func printBench(w io.Writer, r BenchResult, asJSON bool) error {
 		return enc.Encode(r)
 	}
 	out := bufio.NewWriter(w)
+	printRun(out, r)
+	if fl := r.FloorRun; fl != nil {
+		printRun(out, *fl)
+	}
+	if q := r.RatioToFloor; q != nil {
+		fmt.Fprintf(out, "ratio to the floor: produce %.2f× records/s, %.2f× p50 latency, %.2f× p99 latency", q.ProduceRecordsPerSec, q.ProduceP50, q.ProduceP99)
+		if q.ConsumeRecordsPerSec > 0 {
+			fmt.Fprintf(out, "; consume %.2f× records/s", q.ConsumeRecordsPerSec)
+		}
+		fmt.Fprintln(out)
+	}
+	return out.Flush()
+}
+
+func printRun(out io.Writer, r BenchResult) {
 	where := "cluster"
-	if r.LocalNodes > 0 {
+	switch {
+	case r.Floor:
+		where = "floor (in-memory log.v1 server, TLS as a node's)"
+	case r.LocalNodes > 0:
 		where = fmt.Sprintf("local cluster of %d nodes", r.LocalNodes)
 	}
 	fmt.Fprintf(out, "produce: %s, %d B records, concurrency %d, batch %d, %s\n", r.Mode, r.RecordSize, r.Concurrency, r.Batch, where)
@@ -470,7 +600,6 @@ func printBench(w io.Writer, r BenchResult, asJSON bool) error {
 	if r.Process != nil {
 		fmt.Fprintf(out, "process: rss %.1f MB, peak %.1f MB\n", float64(r.Process.RSSBytes)/1e6, float64(r.Process.PeakRSSBytes)/1e6)
 	}
-	return out.Flush()
 }
 
 func printPhase(w io.Writer, p BenchPhase) {

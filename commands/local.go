@@ -67,12 +67,46 @@ func closeNodes(nodes []*node.Node) error {
 
 // localCluster is a throwaway cluster of in-process nodes on free loopback
 // ports, with its own CA, certificates and ACL, all in a temporary
-// directory that Close removes. `bench --local` runs on it.
+// directory that Close removes. `bench --local` runs on it, and `bench
+// --floor` on a floorServer in its place (nodes empty).
 type localCluster struct {
 	dir    string
 	nodes  []*node.Node
+	floor  *floorServer   // set instead of nodes by startFloor
 	target string         // proglog://addr,addr,...
 	client certs.TLSFiles // the root client's credentials
+}
+
+// localPKI is what gencert and genacl would write for a local cluster: a CA,
+// the node certificate, the root client's certificate and the ACL, in cfgDir.
+type localPKI struct {
+	cfgDir string
+	node   certs.TLSFiles // the node certificate (servers and peers)
+	client certs.TLSFiles // the root client's credentials
+}
+
+// newLocalPKI writes a local cluster's certificates and ACL into dir/config.
+func newLocalPKI(dir string) (localPKI, error) {
+	p := localPKI{cfgDir: filepath.Join(dir, "config")}
+	cc := certs.DefaultConfig()
+	cc.Dir = p.cfgDir
+	if _, err := certs.Generate(cc); err != nil {
+		return p, fmt.Errorf("local cluster: certificates: %w", err)
+	}
+	if _, err := authz.WriteFiles(p.cfgDir, authz.DefaultGrants(), false); err != nil {
+		return p, fmt.Errorf("local cluster: ACL: %w", err)
+	}
+	p.node = certs.TLSFiles{
+		CertFile: filepath.Join(p.cfgDir, certs.NodeCertFileName),
+		KeyFile:  filepath.Join(p.cfgDir, certs.NodeKeyFileName),
+		CAFile:   filepath.Join(p.cfgDir, certs.CACertFileName),
+	}
+	p.client = certs.TLSFiles{
+		CertFile: filepath.Join(p.cfgDir, certs.ClientCertFileName(certs.RootSubject)),
+		KeyFile:  filepath.Join(p.cfgDir, certs.ClientKeyFileName(certs.RootSubject)),
+		CAFile:   p.node.CAFile,
+	}
+	return p, nil
 }
 
 // startLocal starts a local cluster of n nodes with replica settings from
@@ -89,25 +123,12 @@ func startLocal(ctx context.Context, n int, replica func(*node.Config), logs io.
 			err = errors.Join(err, lc.Close())
 		}
 	}()
-	cfgDir := filepath.Join(dir, "config")
-	cc := certs.DefaultConfig()
-	cc.Dir = cfgDir
-	if _, err := certs.Generate(cc); err != nil {
-		return nil, fmt.Errorf("local cluster: certificates: %w", err)
+	pki, err := newLocalPKI(dir)
+	if err != nil {
+		return nil, err
 	}
-	if _, err := authz.WriteFiles(cfgDir, authz.DefaultGrants(), false); err != nil {
-		return nil, fmt.Errorf("local cluster: ACL: %w", err)
-	}
-	nodeFiles := certs.TLSFiles{
-		CertFile: filepath.Join(cfgDir, certs.NodeCertFileName),
-		KeyFile:  filepath.Join(cfgDir, certs.NodeKeyFileName),
-		CAFile:   filepath.Join(cfgDir, certs.CACertFileName),
-	}
-	lc.client = certs.TLSFiles{
-		CertFile: filepath.Join(cfgDir, certs.ClientCertFileName(certs.RootSubject)),
-		KeyFile:  filepath.Join(cfgDir, certs.ClientKeyFileName(certs.RootSubject)),
-		CAFile:   nodeFiles.CAFile,
-	}
+	cfgDir, nodeFiles := pki.cfgDir, pki.node
+	lc.client = pki.client
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelError}))
 	base := func(int) (node.Config, error) {
 		cfg := node.DefaultConfig()
@@ -179,8 +200,11 @@ func (lc *localCluster) waitVoters(ctx context.Context, n int, timeout time.Dura
 	}
 }
 
-// Close stops the nodes and removes the directory.
+// Close stops the nodes (or the floor) and removes the directory.
 func (lc *localCluster) Close() error {
 	err := closeNodes(lc.nodes)
+	if lc.floor != nil {
+		lc.floor.Close()
+	}
 	return errors.Join(err, os.RemoveAll(lc.dir))
 }

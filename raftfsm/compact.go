@@ -83,6 +83,16 @@ func (l *Log) compactLoop() {
 	}
 }
 
+// reloadTrailingLogs sets Raft's TrailingLogs, keeping its other reloadable
+// settings (a fast election may have lowered the timeouts).
+func (l *Log) reloadTrailingLogs(n uint64) error {
+	l.tuning.mu.Lock()
+	defer l.tuning.mu.Unlock()
+	rc := l.raft.ReloadableConfig()
+	rc.TrailingLogs = n
+	return l.raft.ReloadConfig(rc)
+}
+
 // snapshotByBytes sets TrailingLogs for TrailingBytes and takes a snapshot.
 func (l *Log) snapshotByBytes() error {
 	bytes, entries := l.metered.bytes.Load(), l.metered.entries.Load()
@@ -90,14 +100,7 @@ func (l *Log) snapshotByBytes() error {
 	if avg := bytes / max(entries, 1); avg > 0 {
 		trailing = min(trailing, max(1, uint64(l.conf.TrailingBytes/avg)))
 	}
-	rc := l.conf.raftConfig(l.id.NodeID)
-	if err := l.raft.ReloadConfig(raft.ReloadableConfig{
-		TrailingLogs:      trailing,
-		SnapshotInterval:  rc.SnapshotInterval,
-		SnapshotThreshold: rc.SnapshotThreshold,
-		HeartbeatTimeout:  rc.HeartbeatTimeout,
-		ElectionTimeout:   rc.ElectionTimeout,
-	}); err != nil {
+	if err := l.reloadTrailingLogs(trailing); err != nil {
 		return err
 	}
 	f := l.raft.Snapshot()

@@ -82,6 +82,7 @@ type Log struct {
 	obsCh    chan raft.Observation
 	leader   atomic.Pointer[leaderState]
 	readMark atomic.Pointer[readMark] // the last barrier ReadIndex completed
+	tuning   raftTuning               // run-time changes to Raft's settings (fastelect.go)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -203,6 +204,7 @@ func New(id Identity, c Config) (*Log, error) {
 		go l.compactLoop()
 	}
 	l.noteLeader()
+	l.startFastElection()
 	ok = true
 	return l, nil
 }
