@@ -37,6 +37,9 @@ type Client struct {
 	// served, when set, is told the address that served each unary call
 	// and each stream; tests use it.
 	served func(method, addr string)
+	// rewriting, when set, is called as write starts waiting to send a
+	// refused write again; tests use it.
+	rewriting func()
 	// answerTimeout is Read's bound on waiting for a server (nanoseconds).
 	answerTimeout atomic.Int64
 
@@ -232,6 +235,9 @@ func (c *Client) write(ctx context.Context, call func(p *peer.Peer) error) error
 			return sentTo(&p, err)
 		}
 		c.rb.resolveNow()
+		if c.rewriting != nil {
+			c.rewriting()
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -353,6 +359,9 @@ func (c *Client) writeAgain(ctx context.Context, call func(ctx context.Context, 
 			return attempt, err
 		}
 		c.rb.resolveNow()
+		if c.rewriting != nil {
+			c.rewriting()
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():

@@ -16,6 +16,10 @@ func DialForTest(target string, tlsConf *tls.Config, refresh time.Duration, serv
 	return dial(target, tlsConf, refresh, served, opts...)
 }
 
+// SetRewriting makes c call f each time it starts waiting to send a refused
+// write again.
+func SetRewriting(c *Client, f func()) { c.rewriting = f }
+
 // RequireLeader marks ctx so that reads made with it go to the leader.
 var RequireLeader = requireLeader
 
