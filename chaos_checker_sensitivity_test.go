@@ -160,6 +160,18 @@ func TestChaosCheckersCatchBrokenHistories(t *testing.T) {
 		final: threeLogs([]string{"p0-0", "p1-0", "p2-0", "p0-1", "p2-0"}),
 		want:  verdicts{unique: true, linearizable: true},
 	}, {
+		// An exactly-once produce whose first attempt timed out after
+		// appending was sent again and appended again instead of being
+		// answered with its first offset.
+		name: "retried exactly-once produce appended twice",
+		hist: append(slices.Clone(good), func() chaosOp {
+			op := produced(0, 2, "p0-2", 5, 70, 2100)
+			op.Retries = 1
+			return op
+		}()),
+		final: threeLogs([]string{"p0-0", "p1-0", "p2-0", "p0-1", "p0-2", "p0-2"}),
+		want:  verdicts{unique: true, linearizable: true},
+	}, {
 		// Offset 3 read as one value during the run and another at the end.
 		name:  "offset with two values",
 		hist:  append(slices.Clone(good), consumed(5, 0, 3, "p1-1", 62, 63)),

@@ -51,6 +51,10 @@ type chaosOp struct {
 	Call    time.Duration
 	Return  time.Duration
 	Err     string // why an operation failed (its gRPC code and message), for the run's report
+	// Retries is how many times an exactly-once produce was sent again;
+	// Duplicate says the answer was that an earlier attempt had appended it.
+	Retries   int
+	Duplicate bool
 }
 
 func (op chaosOp) String() string {
@@ -149,8 +153,10 @@ func checkLost(hist []chaosOp, final finalLogs) []string {
 
 // checkUnique (2): no value at two offsets and no offset with two values,
 // over everything seen: acknowledgements, reads during the run and the final
-// logs of every node. Every produce sends a distinct value and none is
-// retried, so a value at two offsets is a duplicate append.
+// logs of every node. Every produce sends a distinct value, and only
+// exactly-once produces (with a producer id and sequence) are sent again, so
+// a value at two offsets is a duplicate append: of a retried exactly-once
+// produce, or of a plain one.
 func checkUnique(hist []chaosOp, final finalLogs) []string {
 	var p problems
 	type seen struct {

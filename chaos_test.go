@@ -191,8 +191,8 @@ func chaosRun(t *testing.T, rc runConfig) runResult {
 	res.runTime = time.Since(began)
 
 	cnt := res.counts
-	t.Logf("history: %d ops: %d produces (%d acknowledged, %d unknown), %d consumes (%d ok, %d out of range, %d dropped by retention, %d failed); final offsets %v",
-		cnt.ops, cnt.produces, cnt.acked, cnt.unknownProduces, cnt.reads, cnt.readOK, cnt.readOOR, cnt.readDropped, cnt.readFailed, finalRanges(final))
+	t.Logf("history: %d ops: %d produces (%d acknowledged, %d of them after retries, %d answered as duplicates; %d unknown), %d consumes (%d ok, %d out of range, %d dropped by retention, %d failed); final offsets %v",
+		cnt.ops, cnt.produces, cnt.acked, cnt.retried, cnt.duplicates, cnt.unknownProduces, cnt.reads, cnt.readOK, cnt.readOOR, cnt.readDropped, cnt.readFailed, finalRanges(final))
 	if errs := topErrors(hist, 5); len(errs) > 0 {
 		t.Logf("most frequent failures:\n\t%s", strings.Join(errs, "\n\t"))
 	}
@@ -456,7 +456,7 @@ func soakProblems(samples []soakSample, from time.Duration, frac float64) (probs
 	}
 	for _, m := range []struct {
 		name string
-		get  func(soakSample) []int64
+		get  func(soakSample) []int64 // one value per node, or one for the cluster
 	}{
 		{"RSS", func(s soakSample) []int64 { return s.rss }},
 		// The leader runs more goroutines than a follower (replication,
@@ -487,15 +487,19 @@ func soakProblems(samples []soakSample, from time.Duration, frac float64) (probs
 		}
 		line := m.name + ":"
 		for i := range m.get(samples[0]) {
+			who := fmt.Sprintf("node-%d", i)
+			if len(m.get(samples[0])) != len(samples[0].rss) {
+				who = "cluster"
+			}
 			a, b := median(from, from+time.Minute, m.get, i), median(end-time.Minute, end, m.get, i)
 			if a <= 0 || b <= 0 {
-				probs = append(probs, fmt.Sprintf("node-%d %s not measured in the minute from %v or in the last one", i, m.name, from))
+				probs = append(probs, fmt.Sprintf("%s %s not measured in the minute from %v or in the last one", who, m.name, from))
 				continue
 			}
-			line += fmt.Sprintf(" node-%d %s → %s (×%.2f)", i, show(a), show(b), float64(b)/float64(a))
+			line += fmt.Sprintf(" %s %s → %s (×%.2f)", who, show(a), show(b), float64(b)/float64(a))
 			if float64(b) > float64(a)*(1+frac) {
-				probs = append(probs, fmt.Sprintf("node-%d %s grew from %s (median of the minute from %v) to %s (median of the last minute, to %v): more than %.0f %%",
-					i, m.name, show(a), from, show(b), end.Round(time.Second), frac*100))
+				probs = append(probs, fmt.Sprintf("%s %s grew from %s (median of the minute from %v) to %s (median of the last minute, to %v): more than %.0f %%",
+					who, m.name, show(a), from, show(b), end.Round(time.Second), frac*100))
 			}
 		}
 		ratios = append(ratios, line)

@@ -32,7 +32,12 @@ func defaultWorkload(d time.Duration) workloadConfig {
 
 // workload runs producers and consumers against every node over the log.v1
 // API and records each operation. Producers send Produce with values
-// "p<id>-<seq>" round-robin to the nodes (so followers forward writes);
+// "p<id>-<seq>" round-robin to the nodes (so followers forward writes). All
+// but the last are exactly-once producers: each request carries producer id
+// "p<id>" and sequence seq+1, and a request whose outcome is unknown is sent
+// again, to the next node, until it is answered or the workload ends (the
+// operation spans every attempt). The last producer sends plain records and
+// never retries, so unknown outcomes stay in the history too;
 // consumers read, round-robin over the nodes, mostly the newest
 // acknowledged offset (the one a lagging follower is most likely not to
 // have), else an older one, else one just past it.
@@ -90,21 +95,37 @@ func (w *workload) now() time.Duration { return time.Since(w.start) }
 func (w *workload) produce(ctx context.Context, id, seq int) chaosOp {
 	node := (id + seq) % len(w.conns)
 	op := chaosOp{Client: id, Node: node, Kind: opProduce, Value: fmt.Sprintf("p%d-%d", id, seq)}
-	// The request gets its own deadline, not the workload's: a produce in
-	// flight when the workload ends is not abandoned half way.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.conf.opTimeout)
-	defer cancel()
-	op.Call = w.now()
-	resp, err := logv1.NewLogClient(w.conns[node]).Produce(rctx, &logv1.ProduceRequest{Record: &logv1.Record{Value: []byte(op.Value)}})
-	op.Return = w.now()
-	if err != nil {
-		op.Outcome, op.Err = outUnknown, errText(err)
-		return op
+	req := &logv1.ProduceRequest{Record: &logv1.Record{Value: []byte(op.Value)}}
+	exactlyOnce := id < w.conf.producers-1
+	if exactlyOnce {
+		req.ProducerId, req.Sequence = fmt.Sprintf("p%d", id), uint64(seq)+1
 	}
-	op.Outcome, op.Off = outOK, resp.Offset
+	op.Call = w.now()
+	for attempt := 0; ; attempt++ {
+		// Each attempt gets its own deadline, not the workload's: a
+		// produce in flight when the workload ends is not abandoned half
+		// way.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.conf.opTimeout)
+		resp, err := logv1.NewLogClient(w.conns[(node+attempt)%len(w.conns)]).Produce(rctx, req)
+		cancel()
+		op.Return = w.now()
+		if err == nil {
+			op.Outcome, op.Off, op.Retries, op.Duplicate = outOK, resp.Offset, attempt, resp.Duplicate
+			break
+		}
+		op.Outcome, op.Err, op.Retries = outUnknown, errText(err), attempt
+		if !exactlyOnce || ctx.Err() != nil {
+			return op
+		}
+		select {
+		case <-ctx.Done():
+			return op
+		case <-time.After(w.conf.backoff):
+		}
+	}
 	for {
 		n := w.next.Load()
-		if int64(resp.Offset)+1 <= n || w.next.CompareAndSwap(n, int64(resp.Offset)+1) {
+		if int64(op.Off)+1 <= n || w.next.CompareAndSwap(n, int64(op.Off)+1) {
 			break
 		}
 	}
@@ -170,6 +191,9 @@ func (w *workload) stop() []chaosOp {
 // historyCounts summarises a history.
 type historyCounts struct {
 	ops, produces, acked, unknownProduces, reads, readOK, readOOR, readDropped, readFailed int
+	// retried: exactly-once produces sent more than once and answered;
+	// duplicates: of those, answered as appended by an earlier attempt.
+	retried, duplicates int
 }
 
 func countHistory(hist []chaosOp) historyCounts {
@@ -181,6 +205,12 @@ func countHistory(hist []chaosOp) historyCounts {
 			c.produces++
 			if op.Outcome == outOK {
 				c.acked++
+				if op.Retries > 0 {
+					c.retried++
+				}
+				if op.Duplicate {
+					c.duplicates++
+				}
 			} else {
 				c.unknownProduces++
 			}
