@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -61,20 +60,15 @@ const floorID = "floor"
 // startFloor serves a floor on a free loopback port with a local cluster's
 // certificates, made in a temporary directory that Close removes.
 func startFloor() (_ *localCluster, err error) {
-	dir, err := os.MkdirTemp("", "proglog-floor-")
+	lc, pki, err := newLocalDir("proglog-floor-")
 	if err != nil {
 		return nil, err
 	}
-	lc := &localCluster{dir: dir}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, lc.Close())
 		}
 	}()
-	pki, err := newLocalPKI(dir)
-	if err != nil {
-		return nil, err
-	}
 	serverTLS, err := certs.ServerTLSConfig(pki.node)
 	if err != nil {
 		return nil, err

@@ -86,6 +86,21 @@ type localPKI struct {
 }
 
 // newLocalPKI writes a local cluster's certificates and ACL into dir/config.
+// newLocalDir makes a temporary directory holding a local cluster's
+// certificates; the cluster's Close removes it.
+func newLocalDir(prefix string) (*localCluster, localPKI, error) {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return nil, localPKI{}, err
+	}
+	lc := &localCluster{dir: dir}
+	pki, err := newLocalPKI(dir)
+	if err != nil {
+		return nil, localPKI{}, errors.Join(err, lc.Close())
+	}
+	return lc, pki, nil
+}
+
 func newLocalPKI(dir string) (localPKI, error) {
 	p := localPKI{cfgDir: filepath.Join(dir, "config")}
 	cc := certs.DefaultConfig()
@@ -113,20 +128,15 @@ func newLocalPKI(dir string) (localPKI, error) {
 // replica, and waits (up to timeout) until the leader counts n voters.
 // logs receives the nodes' errors.
 func startLocal(ctx context.Context, n int, replica func(*node.Config), logs io.Writer, timeout time.Duration) (_ *localCluster, err error) {
-	dir, err := os.MkdirTemp("", "proglog-local-")
+	lc, pki, err := newLocalDir("proglog-local-")
 	if err != nil {
 		return nil, err
 	}
-	lc := &localCluster{dir: dir}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, lc.Close())
 		}
 	}()
-	pki, err := newLocalPKI(dir)
-	if err != nil {
-		return nil, err
-	}
 	cfgDir, nodeFiles := pki.cfgDir, pki.node
 	lc.client = pki.client
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelError}))
@@ -153,7 +163,7 @@ func startLocal(ctx context.Context, n int, replica func(*node.Config), logs io.
 	for i := range listen {
 		listen[i] = devNodeAddrs{devAddr(0, 0), devAddr(0, 0)}
 	}
-	if lc.nodes, err = startNodes(filepath.Join(dir, "data"), listen, base); err != nil {
+	if lc.nodes, err = startNodes(filepath.Join(lc.dir, "data"), listen, base); err != nil {
 		return nil, fmt.Errorf("local cluster: %w", err)
 	}
 	var addrs []string

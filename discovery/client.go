@@ -234,19 +234,29 @@ func (c *Client) write(ctx context.Context, call func(p *peer.Peer) error) error
 		if err == nil || !notAppended(err) {
 			return sentTo(&p, err)
 		}
-		c.rb.resolveNow()
-		if c.rewriting != nil {
-			c.rewriting()
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !c.waitToResend(ctx, &wait) {
 			return &NotSentError{Err: err}
-		case <-t.C:
 		}
-		wait = min(2*wait, rewriteMax)
 	}
+}
+
+// waitToResend asks the cluster for its servers afresh and waits *wait
+// before a write is sent again, doubling *wait up to rewriteMax. It returns
+// false when ctx ends first.
+func (c *Client) waitToResend(ctx context.Context, wait *time.Duration) bool {
+	c.rb.resolveNow()
+	if c.rewriting != nil {
+		c.rewriting()
+	}
+	t := time.NewTimer(*wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	}
+	*wait = min(2**wait, rewriteMax)
+	return true
 }
 
 // Produce appends value and returns its offset once committed. A refusal
@@ -358,21 +368,12 @@ func (c *Client) writeAgain(ctx context.Context, call func(ctx context.Context, 
 			}
 			return attempt, err
 		}
-		c.rb.resolveNow()
-		if c.rewriting != nil {
-			c.rewriting()
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !c.waitToResend(ctx, &wait) {
 			if !sent {
 				return attempt, &NotSentError{Err: err}
 			}
 			return attempt, err
-		case <-t.C:
 		}
-		wait = min(2*wait, rewriteMax)
 	}
 }
 
