@@ -461,25 +461,15 @@ func (l *Log) rollLocked(st *state) (*state, error) {
 	return l.retainLocked(nst)
 }
 
-// syncSegment is syncSegment reported to Config.OnSync.
+// syncSegment is s.sync reported to Config.OnSync.
 func (l *Log) syncSegment(s *segment) error {
 	if l.conf.OnSync == nil {
-		return syncSegment(s)
+		return s.sync()
 	}
 	start := time.Now()
-	err := syncSegment(s)
+	err := s.sync()
 	l.conf.OnSync(time.Since(start), err)
 	return err
-}
-
-func syncSegment(s *segment) error {
-	if err := s.store.Sync(); err != nil {
-		return fmt.Errorf("logstore: sync %s: %w", s.storePath, err)
-	}
-	if err := s.index.Sync(); err != nil {
-		return fmt.Errorf("logstore: sync %s: %w", s.indexPath, err)
-	}
-	return nil
 }
 
 // Retain drops the oldest sealed segments that Config.RetainBytes and

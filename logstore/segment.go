@@ -86,6 +86,17 @@ func (s *segment) release() {
 	}
 }
 
+// sync makes the segment's files durable (fsync).
+func (s *segment) sync() error {
+	if err := s.store.Sync(); err != nil {
+		return fmt.Errorf("logstore: sync %s: %w", s.storePath, err)
+	}
+	if err := s.index.Sync(); err != nil {
+		return fmt.Errorf("logstore: sync %s: %w", s.indexPath, err)
+	}
+	return nil
+}
+
 func (s *segment) closeFiles() error {
 	var errs []error
 	for _, f := range []*os.File{s.store, s.index} {
@@ -183,44 +194,71 @@ func openSegment(dir string, base uint64, sealed bool) (*segment, recovery, erro
 	return s, rec, nil
 }
 
+// recover checks the segment's files against each other and repairs what a
+// crash can leave, in four steps: the store's header, the index's last good
+// entry, a scan of the store after it, and the cut of whatever does not hold
+// whole batches.
 func (s *segment) recover(sealed bool) (recovery, error) {
 	var rec recovery
-	fi, err := s.store.Stat()
+	storeSize, err := s.checkStoreHeader(sealed, &rec)
 	if err != nil {
-		return rec, fmt.Errorf("logstore: %w", err)
+		return rec, err
 	}
-	storeSize := fi.Size()
-	s.modTime = fi.ModTime()
-
-	hdr := make([]byte, headerSize)
-	if storeSize < headerSize {
-		// A crash while the segment was being created: it never held data.
-		if sealed {
-			return rec, &CorruptError{Path: s.storePath, Reason: fmt.Sprintf("sealed store file is %d bytes, shorter than its header", storeSize)}
-		}
-		rec.recreated = true
-		if err := s.rewrite(s.store, s.storePath, appendHeader(nil, storeMagic, s.base)); err != nil {
-			return rec, err
-		}
-		storeSize = headerSize
-	} else {
-		if _, err := s.store.ReadAt(hdr, 0); err != nil {
-			return rec, fmt.Errorf("logstore: read %s: %w", s.storePath, err)
-		}
-		if err := checkHeader(hdr, storeMagic, s.base); err != nil {
-			return rec, &CorruptError{Path: s.storePath, Reason: err.Error()}
-		}
-	}
-
 	nEntries, err := s.openIndex(&rec)
 	if err != nil {
 		return rec, err
 	}
+	scanFrom, kept, err := s.lastGoodEntry(nEntries, storeSize, &rec)
+	if err != nil {
+		return rec, err
+	}
+	good, records, scanErr, err := s.scanTail(scanFrom, kept, storeSize, &rec)
+	if err != nil {
+		return rec, err
+	}
+	if err := s.cutTail(sealed, storeSize, good, records, scanErr, &rec); err != nil {
+		return rec, err
+	}
+	s.size, s.records = good, records
+	return rec, nil
+}
 
-	// Walk back from the last index entry to one that points at a valid frame
-	// ending a batch: everything up to it is known good. Entries are read from
-	// the end in chunks; usually only the last one is looked at.
-	scanFrom, kept := int64(headerSize), uint32(0)
+// checkStoreHeader verifies the store's header and returns the store's size.
+// An active store shorter than its header (a crash while the segment was
+// created) is made anew, empty.
+func (s *segment) checkStoreHeader(sealed bool, rec *recovery) (int64, error) {
+	fi, err := s.store.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("logstore: %w", err)
+	}
+	storeSize := fi.Size()
+	s.modTime = fi.ModTime()
+	if storeSize < headerSize {
+		// A crash while the segment was being created: it never held data.
+		if sealed {
+			return 0, &CorruptError{Path: s.storePath, Reason: fmt.Sprintf("sealed store file is %d bytes, shorter than its header", storeSize)}
+		}
+		rec.recreated = true
+		return headerSize, s.rewrite(s.store, s.storePath, appendHeader(nil, storeMagic, s.base))
+	}
+	hdr := make([]byte, headerSize)
+	if _, err := s.store.ReadAt(hdr, 0); err != nil {
+		return 0, fmt.Errorf("logstore: read %s: %w", s.storePath, err)
+	}
+	if err := checkHeader(hdr, storeMagic, s.base); err != nil {
+		return 0, &CorruptError{Path: s.storePath, Reason: err.Error()}
+	}
+	return storeSize, nil
+}
+
+// lastGoodEntry walks back from the last of the index's nEntries entries to
+// one that points at a valid frame ending a batch: everything up to it is
+// known good. It returns the store position after that batch and the number
+// of records up to it (headerSize and 0 when no entry is good), and counts
+// the entries after it as dropped. Entries are read from the end in chunks;
+// usually only the last one is looked at.
+func (s *segment) lastGoodEntry(nEntries int, storeSize int64, rec *recovery) (scanFrom int64, kept uint32, err error) {
+	scanFrom = headerSize
 	var chunk []byte
 	chunkFrom := nEntries
 	for i := nEntries - 1; i >= 0; i-- {
@@ -228,7 +266,7 @@ func (s *segment) recover(sealed bool) (recovery, error) {
 			chunkFrom = max(0, i+1-512)
 			chunk = make([]byte, (i+1-chunkFrom)*indexEntrySize)
 			if _, err := s.index.ReadAt(chunk, headerSize+int64(chunkFrom)*indexEntrySize); err != nil {
-				return rec, fmt.Errorf("logstore: read %s: %w", s.indexPath, err)
+				return 0, 0, fmt.Errorf("logstore: read %s: %w", s.indexPath, err)
 			}
 		}
 		e := decodeIndexEntry(chunk[(i-chunkFrom)*indexEntrySize:])
@@ -244,68 +282,74 @@ func (s *segment) recover(sealed bool) (recovery, error) {
 		break
 	}
 	rec.droppedEntries += nEntries - int(kept) // openIndex counted a partial entry
+	return scanFrom, kept, nil
+}
 
-	// Scan forward, keeping whole batches only.
+// scanTail scans the store from scanFrom, where the records before kept end,
+// keeping whole batches only, and writes the index entries of their records.
+// It returns the store position after the last whole batch, the records up to
+// it, and why the scan stopped before the end of the store (nil at a clean end).
+func (s *segment) scanTail(scanFrom int64, kept uint32, storeSize int64, rec *recovery) (good int64, records uint32, scanErr, err error) {
 	sc := newScanner(s.store, scanFrom, storeSize)
-	good, records := scanFrom, kept
+	good, records = scanFrom, kept
 	var pending []byte // index entries of the batch being read
-	var scanErr error
 	for {
 		f, pos, err := sc.next()
 		if err != nil {
 			if err != io.EOF {
 				scanErr = err
 			}
-			break
+			return good, records, scanErr, nil
 		}
 		if want := s.base + uint64(records) + uint64(len(pending)/indexEntrySize); f.off != want {
-			scanErr = fmt.Errorf("frame offset %d, want %d", f.off, want)
-			break
+			return good, records, fmt.Errorf("frame offset %d, want %d", f.off, want), nil
 		}
 		if f.isRecord() {
 			pending = appendIndexEntry(pending, records+uint32(len(pending)/indexEntrySize), uint32(pos))
 		}
-		if f.flags&flagBatchEnd != 0 {
-			if len(pending) > 0 {
-				if _, err := s.index.WriteAt(pending, headerSize+int64(records)*indexEntrySize); err != nil {
-					return rec, fmt.Errorf("logstore: write %s: %w", s.indexPath, err)
-				}
-				rec.rebuiltEntries += len(pending) / indexEntrySize
-				records += uint32(len(pending) / indexEntrySize)
-				pending = pending[:0]
-			}
-			good = sc.pos
-			rec.meta, rec.hasMeta = append([]byte(nil), f.meta...), true
+		if f.flags&flagBatchEnd == 0 {
+			continue
 		}
+		if len(pending) > 0 {
+			if _, err := s.index.WriteAt(pending, headerSize+int64(records)*indexEntrySize); err != nil {
+				return 0, 0, nil, fmt.Errorf("logstore: write %s: %w", s.indexPath, err)
+			}
+			rec.rebuiltEntries += len(pending) / indexEntrySize
+			records += uint32(len(pending) / indexEntrySize)
+			pending = pending[:0]
+		}
+		good = sc.pos
+		rec.meta, rec.hasMeta = append([]byte(nil), f.meta...), true
 	}
+}
+
+// cutTail truncates the store after its last whole batch, at good, and the
+// index after the entries of its records, and makes a repair durable. A
+// sealed segment that would lose data is an error naming the file, with why
+// the scan stopped (scanErr) when it did.
+func (s *segment) cutTail(sealed bool, storeSize, good int64, records uint32, scanErr error, rec *recovery) error {
 	rec.droppedBytes = storeSize - good
 	if sealed && rec.droppedBytes > 0 {
 		reason := "sealed segment ends in an incomplete batch"
 		if scanErr != nil {
 			reason = scanErr.Error()
 		}
-		return rec, &CorruptError{Path: s.storePath, Pos: good, Reason: reason}
+		return &CorruptError{Path: s.storePath, Pos: good, Reason: reason}
 	}
 	if rec.droppedBytes > 0 {
 		if err := s.store.Truncate(good); err != nil {
-			return rec, fmt.Errorf("logstore: truncate %s: %w", s.storePath, err)
+			return fmt.Errorf("logstore: truncate %s: %w", s.storePath, err)
 		}
 	}
 	if rec.droppedEntries > 0 || rec.rebuiltEntries > 0 {
 		if err := s.index.Truncate(headerSize + int64(records)*indexEntrySize); err != nil {
-			return rec, fmt.Errorf("logstore: truncate %s: %w", s.indexPath, err)
+			return fmt.Errorf("logstore: truncate %s: %w", s.indexPath, err)
 		}
 	}
 	if rec.repaired() {
-		if err := s.store.Sync(); err != nil {
-			return rec, fmt.Errorf("logstore: sync %s: %w", s.storePath, err)
-		}
-		if err := s.index.Sync(); err != nil {
-			return rec, fmt.Errorf("logstore: sync %s: %w", s.indexPath, err)
-		}
+		return s.sync()
 	}
-	s.size, s.records = good, records
-	return rec, nil
+	return nil
 }
 
 // openIndex opens (or, when missing, torn at creation or with a damaged
