@@ -188,7 +188,7 @@ func BenchmarkOpen(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			torn := appendFrame(nil, next, flagBatchEnd, nil, recs[0])
+			torn := appendFrame(nil, next, flagBatchEnd, 0, nil, recs[0])
 			f.Write(torn[:len(torn)/2])
 			f.Close()
 			b.StartTimer()

@@ -10,14 +10,17 @@ import (
 // Seeds beyond those in testdata/fuzz: frames of every kind.
 func frameSeeds() [][]byte {
 	return [][]byte{
-		appendFrame(nil, 0, flagBatchEnd, nil, []byte("hello")),
-		appendFrame(nil, 1<<40, 0, nil, nil),
-		appendFrame(nil, 7, flagBatchEnd, []byte("meta"), []byte("payload")),
-		appendFrame(nil, 7, flagBatchEnd, []byte{}, nil),
-		appendFrame(nil, 9, flagBatchEnd|flagNoRecord, []byte("only meta"), nil),
-		appendFrame(nil, 9, flagBatchEnd|flagNoRecord, nil, nil),
-		appendFrame(appendFrame(nil, 3, 0, nil, []byte("a")), 4, flagBatchEnd, nil, []byte("b")),
-		appendFrame(nil, 0, flagBatchEnd, make([]byte, MaxMetaBytes), bytes.Repeat([]byte{0xff}, 300)),
+		appendFrame(nil, 0, flagBatchEnd, 0, nil, []byte("hello")),
+		appendFrame(nil, 1<<40, 0, 0, nil, nil),
+		appendFrame(nil, 7, flagBatchEnd, 0, []byte("meta"), []byte("payload")),
+		appendFrame(nil, 7, flagBatchEnd, 0, []byte{}, nil),
+		appendFrame(nil, 9, flagBatchEnd|flagNoRecord, 0, []byte("only meta"), nil),
+		appendFrame(nil, 9, flagBatchEnd|flagNoRecord, 0, nil, nil),
+		appendFrame(appendFrame(nil, 3, 0, 0, nil, []byte("a")), 4, flagBatchEnd, 0, nil, []byte("b")),
+		appendFrame(nil, 0, flagBatchEnd, 0, make([]byte, MaxMetaBytes), bytes.Repeat([]byte{0xff}, 300)),
+		appendFrame(nil, 11, flagBatchEnd, 1_700_000_000_000_000_000, nil, []byte("timed")),
+		appendFrame(nil, 11, flagBatchEnd, 1, []byte("meta"), []byte("timed with meta")),
+		appendFrame(nil, 12, flagBatchEnd|flagNoRecord, 1<<62, nil, nil),
 	}
 }
 
@@ -47,7 +50,10 @@ func FuzzDecodeFrame(f *testing.F) {
 		if (fr.flags&flagMeta != 0) != (fr.meta != nil) {
 			t.Fatalf("flags %#x but meta %q", fr.flags, fr.meta)
 		}
-		if re := appendFrame(nil, fr.off, fr.flags, fr.meta, fr.payload); !bytes.Equal(re, b[:n]) {
+		if (fr.flags&flagTime != 0) != (fr.time > 0) || fr.time < 0 {
+			t.Fatalf("flags %#x but time %d", fr.flags, fr.time)
+		}
+		if re := appendFrame(nil, fr.off, fr.flags, fr.time, fr.meta, fr.payload); !bytes.Equal(re, b[:n]) {
 			t.Fatalf("re-encoded frame differs:\n got %x\nwant %x", re, b[:n])
 		}
 	})

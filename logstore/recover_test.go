@@ -167,7 +167,7 @@ func TestRecoverKeepsReadersAndWaiters(t *testing.T) {
 		t.Fatalf("Recover: %v", err)
 	}
 	// The segment loaded before Recover is still open and reads the same.
-	recs, err := readSegment(act, uint32(20-act.base-1), uint32(20-act.base), old.active, 0, 1)
+	recs, err := readSegment(act, uint32(20-act.base-1), uint32(20-act.base), old.active, 0, 1, nil)
 	if err != nil || !bytes.Equal(recs[0], record(19)) {
 		t.Fatalf("reading the pre-Recover segment: %q, %v", recs, err)
 	}
