@@ -234,6 +234,13 @@ type timeEntry struct {
 	marker bool
 }
 
+func (e timeEntry) String() string {
+	if e.marker {
+		return fmt.Sprintf("a marker at relative offset %d carrying time %d", e.rel, e.time)
+	}
+	return fmt.Sprintf("time %d at relative offset %d", e.time, e.rel)
+}
+
 func appendTimeEntry(dst []byte, e timeEntry) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, uint64(e.time))
 	rel := e.rel
