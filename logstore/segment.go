@@ -433,10 +433,11 @@ func (s *segment) openTimeIndex(rec *recovery) (int, error) {
 }
 
 // lastGoodTimeEntry walks back from the last of the time index's nTimes
-// entries to one that is good: a seal entry that ends a sealed segment
-// (sealEnd says the store's records end at kept), or an entry whose
-// relative offset is below kept, above the entry before it, and names the
-// first record of a batch with the entry's time (or without time, for a
+// entries to one that is good: one whose relative offset and time are above
+// and not below the entry before it's (and its time not below prevTime),
+// and that is a seal entry ending a sealed segment (sealEnd says the store's
+// records end at kept), or one whose relative offset is below kept and names
+// the first record of a batch with the entry's time (or without time, for a
 // marker). It counts the entries after it as dropped. It returns a nil
 // timeIndexer when the time index is whole, or else the timeIndexer that
 // derives the missing entries and the store position where it starts: the
@@ -451,7 +452,7 @@ func (s *segment) lastGoodTimeEntry(nTimes int, kept uint32, storeSize int64, se
 			return nil, 0, err
 		}
 		e := es[len(es)-1]
-		if i > 0 && es[0].rel >= e.rel {
+		if i > 0 && (es[0].rel >= e.rel || es[0].time > e.time) || e.time < prevTime {
 			continue
 		}
 		if sealEnd && i == nTimes-1 && e.marker && e.rel == kept {

@@ -28,14 +28,14 @@ retry:
 	from := sort.Search(last, func(i int) bool { return st.segs[i].lastTime >= ts })
 	for i := from; i <= last; i++ {
 		s := st.segs[i]
-		n := s.times
+		n, limit := s.times, s.size
 		if i == last {
-			n = st.times
+			n, limit = st.times, st.active
 		}
 		if !s.acquire() {
 			goto retry // dropped by retention or replaced since st was loaded
 		}
-		rel, ok, err := s.firstTimedAtOrAfter(ts, n)
+		rel, ok, err := s.firstTimedAtOrAfter(ts, n, limit)
 		s.release()
 		if err != nil {
 			return 0, err
@@ -49,10 +49,13 @@ retry:
 
 // firstTimedAtOrAfter returns the relative offset of the first batch with a
 // time at or after ts among the segment's first n time index entries, and
-// whether there is one. Entries' times never decrease (a marker carries the
-// latest time before it), so the first entry at or after ts is found by
-// binary search; markers from there on are stepped over.
-func (s *segment) firstTimedAtOrAfter(ts int64, n uint32) (uint32, bool, error) {
+// whether there is one; limit is the segment's store bytes that hold them.
+// Entries' times never decrease (a marker carries the latest time before it),
+// so the first entry at or after ts is found by binary search; markers from
+// there on are stepped over. The entry found and the one before it are
+// checked against the store: a time index that does not match is an error,
+// never a wrong offset.
+func (s *segment) firstTimedAtOrAfter(ts int64, n uint32, limit int64) (uint32, bool, error) {
 	var b [timeEntrySize]byte
 	var rerr error
 	i := sort.Search(int(n), func(i int) bool {
@@ -68,17 +71,60 @@ func (s *segment) firstTimedAtOrAfter(ts int64, n uint32) (uint32, bool, error) 
 	if rerr != nil {
 		return 0, false, fmt.Errorf("logstore: read %s: %w", s.timeIndexPath, rerr)
 	}
+	if i > 0 {
+		es, err := s.readTimeEntries(i-1, i)
+		if err != nil {
+			return 0, false, err
+		}
+		if err := s.verifyTimeEntry(i-1, es[0], limit, 0); err != nil {
+			return 0, false, err
+		}
+	}
 	const chunk = 64
 	for ; i < int(n); i += chunk {
 		es, err := s.readTimeEntries(i, min(i+chunk, int(n)))
 		if err != nil {
 			return 0, false, err
 		}
-		for _, e := range es {
+		for j, e := range es {
 			if !e.marker {
-				return e.rel, true, nil
+				return e.rel, true, s.verifyTimeEntry(i+j, e, limit, ts)
 			}
 		}
 	}
 	return 0, false, nil
+}
+
+// verifyTimeEntry checks that the i-th time index entry e, unless a marker,
+// names a record frame with its time, within limit store bytes. With ts not
+// 0, e is an answer for ts: its record must also start a batch, after a
+// record without time or with a time below ts.
+func (s *segment) verifyTimeEntry(i int, e timeEntry, limit, ts int64) error {
+	if e.marker {
+		return nil
+	}
+	bad := func(why string) error {
+		return &CorruptError{Path: s.timeIndexPath, Pos: headerSize + int64(i)*timeEntrySize,
+			Reason: fmt.Sprintf("entry %d is %s, but %s", i, e, why)}
+	}
+	from := e.rel
+	if ts != 0 && e.rel > 0 {
+		from--
+	}
+	b := make([]byte, (e.rel-from+1)*indexEntrySize)
+	if _, err := s.index.ReadAt(b, headerSize+int64(from)*indexEntrySize); err != nil {
+		return bad(fmt.Sprintf("the index does not hold its record (%v)", err))
+	}
+	pos := int64(decodeIndexEntry(b[len(b)-indexEntrySize:]).pos)
+	f, _, err := readFrameAt(s.store, pos, limit)
+	if err != nil || f.off != s.base+uint64(e.rel) || f.time != e.time {
+		return bad(fmt.Sprintf("the record's frame at %s byte %d holds offset %d, time %d (%v)", s.storePath, pos, f.off, f.time, err))
+	}
+	if from < e.rel {
+		p, _, err := readFrameAt(s.store, int64(decodeIndexEntry(b).pos), pos)
+		if err != nil || p.flags&flagBatchEnd == 0 || p.time >= ts {
+			return bad(fmt.Sprintf("the record before it does not end a batch with an earlier time (time %d, %v)", p.time, err))
+		}
+	}
+	return nil
 }
