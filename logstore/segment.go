@@ -134,14 +134,16 @@ func createSegment(dir string, base uint64, meta []byte, lastTime int64) (*segme
 		store = appendFrame(store, base, flagBatchEnd|flagNoRecord, lastTime, meta, nil)
 	}
 	var err error
-	if s.store, err = createFile(s.storePath, store); err != nil {
+	if s.store, err = createFile(s.storePath, store, true); err != nil {
 		return nil, err
 	}
-	if s.index, err = createFile(s.indexPath, appendHeader(nil, indexMagic, base)); err != nil {
+	if s.index, err = createFile(s.indexPath, appendHeader(nil, indexMagic, base), true); err != nil {
 		s.closeFiles()
 		return nil, err
 	}
-	if s.timeIndex, err = createFile(s.timeIndexPath, appendHeader(nil, timeIndexMagic, base)); err != nil {
+	// The time index is fsynced with the segment, not now: until then,
+	// recovery rebuilds it from the store should its header be lost.
+	if s.timeIndex, err = createFile(s.timeIndexPath, appendHeader(nil, timeIndexMagic, base), false); err != nil {
 		s.closeFiles()
 		return nil, err
 	}
@@ -154,7 +156,9 @@ func createSegment(dir string, base uint64, meta []byte, lastTime int64) (*segme
 	return s, nil
 }
 
-func createFile(path string, contents []byte) (*os.File, error) {
+// createFile creates the file at path holding contents, and fsyncs it when
+// sync is set.
+func createFile(path string, contents []byte, sync bool) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("logstore: %w", err)
@@ -162,6 +166,9 @@ func createFile(path string, contents []byte) (*os.File, error) {
 	if _, err := f.Write(contents); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("logstore: write %s: %w", path, err)
+	}
+	if !sync {
+		return f, nil
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
