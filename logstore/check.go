@@ -80,7 +80,7 @@ type SegmentReport struct {
 	// and time index files hold.
 	IndexEntries     int64
 	TimeIndexEntries int64
-	Status       string // SegmentOK, SegmentIndex, SegmentTornTail or SegmentCorrupt
+	Status           string // SegmentOK, SegmentIndex, SegmentTornTail or SegmentCorrupt
 	// Problem says what is wrong with the store, and BadFile and BadPos
 	// where the first bad byte is (empty and 0 when the store verifies).
 	Problem string

@@ -570,7 +570,6 @@ func (s *segment) batchStart(rel uint32) (int64, bool, error) {
 	return pos, err == nil && prev.flags&flagBatchEnd != 0, nil
 }
 
-
 // openIndex opens (or, when missing, torn at creation or with a damaged
 // header, recreates) the index and returns how many whole entries it holds. A
 // partial trailing entry is counted as dropped.
