@@ -117,7 +117,7 @@ func (s *segment) verifyTimeEntry(i int, e timeEntry, limit, ts int64) error {
 	}
 	pos := int64(decodeIndexEntry(b[len(b)-indexEntrySize:]).pos)
 	f, _, err := readFrameAt(s.store, pos, limit)
-	if err != nil || f.off != s.base+uint64(e.rel) || f.time != e.time {
+	if err != nil || f.off != s.base+uint64(e.rel) || f.time != e.time || e.time < ts {
 		return bad(fmt.Sprintf("the record's frame at %s byte %d holds offset %d, time %d (%v)", s.storePath, pos, f.off, f.time, err))
 	}
 	if from < e.rel {
