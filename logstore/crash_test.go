@@ -96,6 +96,9 @@ func TestCrashChild(t *testing.T) {
 			batch[i] = record(off + uint64(i))
 			size += frameSize(len(batch[i]), nil)
 		}
+		if crashTime(off) != 0 {
+			size += len(batch) * timeSize
+		}
 		meta := crashMeta(off + uint64(len(batch)))
 		// The same test as AppendWithMeta's; only this goroutine writes.
 		act := l.cur.Load().segs[len(l.cur.Load().segs)-1]

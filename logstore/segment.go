@@ -453,13 +453,20 @@ func (s *segment) openTimeIndex(rec *recovery) (int, error) {
 func (s *segment) lastGoodTimeEntry(nTimes int, kept uint32, storeSize int64, sealEnd bool, prevTime int64, rec *recovery) (*timeIndexer, int64, error) {
 	tx, from := newTimeIndexer(prevTime), int64(headerSize)
 	keep := 0
+	// Entries are read from the end in chunks, each with the entry before it;
+	// usually only the last one or two are looked at.
+	var chunk []timeEntry
+	chunkFrom := nTimes
 	for i := nTimes - 1; i >= 0 && keep == 0; i-- {
-		es, err := s.readTimeEntries(max(0, i-1), i+1)
-		if err != nil {
-			return nil, 0, err
+		if i-1 < chunkFrom && (i > 0 || chunkFrom > 0) {
+			chunkFrom = max(0, i-511)
+			var err error
+			if chunk, err = s.readTimeEntries(chunkFrom, i+1); err != nil {
+				return nil, 0, err
+			}
 		}
-		e := es[len(es)-1]
-		if i > 0 && (es[0].rel >= e.rel || es[0].time > e.time) || e.time < prevTime {
+		e := chunk[i-chunkFrom]
+		if i > 0 && (chunk[i-1-chunkFrom].rel >= e.rel || chunk[i-1-chunkFrom].time > e.time) || e.time < prevTime {
 			continue
 		}
 		if sealEnd && i == nTimes-1 && e.marker && e.rel == kept {
