@@ -399,10 +399,13 @@ func readIndexEntries(path string) ([]indexEntry, error) {
 }
 
 // deriveTimes takes the time index entries tx derived from the verified
-// batches, ended by a seal entry in a sealed segment.
+// batches, ended by a seal entry in a sealed segment that verifies to its
+// end. (A corrupt segment's time index is compared up to the corruption, and
+// one cut there by TruncateCorrupt becomes the active segment, which has no
+// seal entry.)
 func (s *SegmentReport) deriveTimes(tx *timeIndexer) {
 	s.times, s.lastTime = tx.entries, tx.lastTime
-	if s.Sealed {
+	if s.Sealed && s.Status != SegmentCorrupt {
 		s.times = appendTimeEntry(s.times, timeEntry{time: tx.lastTime, rel: uint32(len(s.positions)), marker: true})
 	}
 }
@@ -563,9 +566,6 @@ func (r *Report) repair(o CheckOptions) error {
 			if err := rewritePrefix(path, s.GoodBytes); err != nil {
 				return err
 			}
-			if s.Sealed {
-				s.unseal() // the cut segment becomes the active one
-			}
 			if err := s.rebuildIndex(r.Dir); err != nil {
 				return err
 			}
@@ -617,12 +617,6 @@ func (s *SegmentReport) fix(dir string) error {
 		s.Repair = fmt.Sprintf("index rebuilt from the store (%d entries)", s.Records)
 	}
 	return nil
-}
-
-// unseal drops the seal entry deriveTimes ended a sealed segment's time
-// index with.
-func (s *SegmentReport) unseal() {
-	s.times = s.times[:len(s.times)-timeEntrySize]
 }
 
 // rebuildIndex writes the index and the time index of the verified records.

@@ -597,3 +597,30 @@ func TestUntimedFormat(t *testing.T) {
 		}
 	}
 }
+
+// TruncateCorrupt cuts a corrupt sealed segment of a log with times to its
+// good prefix: the cut segment, now the active one, gets the time index of
+// that prefix (no seal entry), and the log finds records by time in it.
+func TestCheckTruncateCorruptTimes(t *testing.T) {
+	files, times, bases := timedFiles(t)
+	dir := t.TempDir()
+	files.restore(t, dir)
+	frames, ends := parseStore(t, files[storeName(bases[1])], bases[1])
+	fr := frames[len(frames)/2]
+	flipBit(storeName(bases[1]), fr.end-2, 3)(t, dir)
+	var end batchEnd
+	for _, e := range ends {
+		if e.pos <= fr.start {
+			end = e
+		}
+	}
+	r := mustCheck(t, dir, CheckOptions{Repair: true, TruncateCorrupt: true})
+	if r.NextOffset != end.next {
+		t.Fatalf("TruncateCorrupt: next offset %d, want %d", r.NextOffset, end.next)
+	}
+	if r := mustCheck(t, dir, CheckOptions{}); r.Problems() {
+		t.Fatalf("after TruncateCorrupt: %+v", r.Segments)
+	}
+	l := openLog(t, dir, quietConfig(t))
+	checkTimes(t, l, 0, times[:end.next])
+}
