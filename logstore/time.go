@@ -53,8 +53,9 @@ retry:
 // Entries' times never decrease (a marker carries the latest time before it),
 // so the first entry at or after ts is found by binary search; markers from
 // there on are stepped over. The entry found and the one before it are
-// checked against the store: a time index that does not match is an error,
-// never a wrong offset.
+// checked against the store: where they do not match it, the answer is an
+// ErrCorrupt naming the time index, not a wrong offset (damage elsewhere in
+// the file is Check's to find).
 func (s *segment) firstTimedAtOrAfter(ts int64, n uint32, limit int64) (uint32, bool, error) {
 	var b [timeEntrySize]byte
 	var rerr error
