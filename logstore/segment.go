@@ -440,12 +440,12 @@ func (s *segment) openTimeIndex(rec *recovery) (int, error) {
 }
 
 // lastGoodTimeEntry walks back from the last of the time index's nTimes
-// entries to one that is good: one whose relative offset and time are above
-// and not below the entry before it's (and its time not below prevTime),
-// and that is a seal entry ending a sealed segment (sealEnd says the store's
-// records end at kept), or one whose relative offset is below kept and names
-// the first record of a batch with the entry's time (or without time, for a
-// marker). It counts the entries after it as dropped. It returns a nil
+// entries to one that is good. A good entry follows the entry before it in
+// relative offset, and its time is not below that entry's nor below
+// prevTime; and it is the seal entry ending a sealed segment (sealEnd says
+// the store's records end at kept), or its relative offset is below kept and
+// names the first record of a batch with the entry's time (or without time,
+// for a marker). It counts the entries after it as dropped. It returns a nil
 // timeIndexer when the time index is whole, or else the timeIndexer that
 // derives the missing entries and the store position where it starts: the
 // good entry's batch, or the store's first frame (carrying on prevTime) when
