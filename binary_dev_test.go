@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,6 +17,12 @@ import (
 	"github.com/proglogctl/proglogctl/commands"
 	"github.com/proglogctl/proglogctl/node/nodetest"
 )
+
+// jsonTime matches a line of consume -o json and the record's time in it.
+var jsonTime = regexp.MustCompile(`^(\{"offset":\d+,"time":"([^"]+)",.*\n)$`)
+
+// jsonTimeField is a record's time in consume -o json output.
+var jsonTimeField = regexp.MustCompile(`"time":"[^"]+"`)
 
 // A newcomer's walk-through: `serve --dev` in the background, then produce,
 // consume, tail and servers with no flags at all. What the client commands
@@ -83,9 +90,12 @@ func TestBinaryDevWalkthrough(t *testing.T) {
 	if err != nil || out != "0\thello\n1\tworld\n2\tthree\n3\tfour\n" {
 		t.Fatalf("consume = %q, %v", out, err)
 	}
+	// The record's time is the leader's clock when it appended it.
 	out, err = step("", "consume", "--from", "-1", "--output", "json")
-	if err != nil || out != `{"offset":3,"value":"four"}`+"\n" {
+	if m := jsonTime.FindStringSubmatch(out); err != nil || m == nil || m[1] != `{"offset":3,"time":"`+m[2]+`","value":"four"}`+"\n" {
 		t.Fatalf("consume --from -1 --output json = %q, %v", out, err)
+	} else if ts, err := time.Parse(time.RFC3339Nano, m[2]); err != nil || time.Since(ts) > time.Hour || time.Until(ts) > time.Hour {
+		t.Fatalf("consume --from -1 --output json: time %q (%v), want about now", m[2], err)
 	}
 	// Which node leads varies from run to run: servers is checked, not
 	// transcribed.
@@ -131,5 +141,7 @@ func TestBinaryDevWalkthrough(t *testing.T) {
 	if killed, err := stopProcess(tail, syscall.SIGINT, 10*time.Second); killed || err != nil {
 		t.Fatalf("tail after SIGINT: killed %v, %v", killed, err)
 	}
-	golden(t, "dev-walkthrough", normalizeAddrs(strings.ReplaceAll(transcript.String(), filepath.Join(home, "config"), "$XDG_CONFIG_HOME")))
+	// Record times vary from run to run: the transcript shows TIME.
+	script := jsonTimeField.ReplaceAllString(transcript.String(), `"time":"TIME"`)
+	golden(t, "dev-walkthrough", normalizeAddrs(strings.ReplaceAll(script, filepath.Join(home, "config"), "$XDG_CONFIG_HOME")))
 }

@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 )
@@ -28,6 +29,10 @@ type Main struct {
 	// (main.go: SIGHUP). Other commands never call it, so the signal keeps
 	// its default effect on them.
 	Reloads func() (<-chan os.Signal, func())
+
+	// now, when set, is the clock of the commands that read it (consume and
+	// tail --since); tests set it.
+	now func() time.Time
 }
 
 // Exit codes that scripts can rely on; the client commands add theirs
@@ -146,6 +151,9 @@ func (m *Main) app() *cli.App {
 		ExitErrHandler: func(*cli.Context, error) {},
 		Commands: []*cli.Command{serveCommand(), produceCommand(), consumeCommand(), tailCommand(), serversCommand(),
 			profileCommand(), benchCommand(), gencertCommand(), genaclCommand(), fsckCommand(), verifyCommand(), helpCommand(), versionCommand(), completionCommand()},
+	}
+	if m.now != nil {
+		app.Metadata = map[string]any{nowKey: m.now}
 	}
 	app.OnUsageError = usageError(app.Flags)
 	app.Action = func(c *cli.Context) error {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -84,9 +85,13 @@ func recordWriter(format string, delim []byte, escape bool) (func(io.Writer, *lo
 		return func(w io.Writer, r *logv1.Record) error {
 			rec := struct {
 				Offset   uint64 `json:"offset"`
+				Time     string `json:"time,omitempty"` // RFC 3339 in UTC; none for a record without time
 				Value    string `json:"value"`
 				Encoding string `json:"encoding,omitempty"`
 			}{Offset: r.Offset}
+			if r.Timestamp != 0 {
+				rec.Time = time.Unix(0, r.Timestamp).UTC().Format(time.RFC3339Nano)
+			}
 			if utf8.Valid(r.Value) {
 				rec.Value = string(r.Value)
 			} else {

@@ -30,7 +30,7 @@ func TestResolveFrom(t *testing.T) {
 }
 
 func TestRecordWriterGolden(t *testing.T) {
-	recs := []*logv1.Record{{Offset: 7, Value: []byte("héllo")}, {Offset: 8, Value: []byte{0xff, 0x00}}, {Offset: 9, Value: []byte("\x1b[31mred\\\r\n\u0085")}}
+	recs := []*logv1.Record{{Offset: 7, Value: []byte("héllo")}, {Offset: 8, Value: []byte{0xff, 0x00}, Timestamp: 1_796_216_400_000_000_123}, {Offset: 9, Value: []byte("\x1b[31mred\\\r\n\u0085")}}
 	tests := []struct {
 		name, format string
 		delim        string
@@ -41,7 +41,7 @@ func TestRecordWriterGolden(t *testing.T) {
 		{"text on a terminal", "text", "\n", true, "7\théllo\n8\t\\xff\\x00\n9\t\\x1b[31mred\\\\\\r\\n\\u0085\n"},
 		{"raw", "raw", "\n", true, "héllo\n\xff\x00\n\x1b[31mred\\\r\n\u0085\n"},
 		{"raw NUL", "raw", "\x00", false, "héllo\x00\xff\x00\x00\x1b[31mred\\\r\n\u0085\x00"},
-		{"json", "json", "\n", true, `{"offset":7,"value":"héllo"}` + "\n" + `{"offset":8,"value":"/wA=","encoding":"base64"}` + "\n" + `{"offset":9,"value":"\u001b[31mred\\\r\n` + "\u0085" + `"}` + "\n"},
+		{"json", "json", "\n", true, `{"offset":7,"value":"héllo"}` + "\n" + `{"offset":8,"time":"2026-12-02T13:00:00.000000123Z","value":"/wA=","encoding":"base64"}` + "\n" + `{"offset":9,"value":"\u001b[31mred\\\r\n` + "\u0085" + `"}` + "\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -162,11 +162,15 @@ func rewriteRecord(t *testing.T, dir string, from, to []byte) {
 			t.Fatal(err)
 		}
 		// Frames after the 16-byte header: len u32 | crc u32 | body, the
-		// body offset u64 | flags u8 | [metaLen u16 | meta] | payload.
+		// body offset u64 | flags u8 | [time i64] | [metaLen u16 | meta] |
+		// payload (flags: 8 time, 2 metadata).
 		for pos := 16; pos+8 <= len(b); {
 			n := int(binary.BigEndian.Uint32(b[pos:]))
 			body := b[pos+8 : pos+8+n]
 			payload := body[9:]
+			if body[8]&8 != 0 {
+				payload = payload[8:]
+			}
 			if body[8]&2 != 0 {
 				payload = payload[2+int(binary.BigEndian.Uint16(payload)):]
 			}

@@ -406,6 +406,24 @@ func (c *Client) Consume(ctx context.Context, off uint64) (*logv1.Record, error)
 	return res.Record, nil
 }
 
+// OffsetForTime returns the offset of the first retained record appended at
+// or after t (by the leader's clock), read from a follower when one is
+// ready: the lowest retained offset when every record is at least as recent,
+// the next offset when none is, so reading from it gives the records from t
+// on. Records written before times were stored count as older than any t. A
+// record acknowledged before the call is taken into account on any server.
+func (c *Client) OffsetForTime(ctx context.Context, t time.Time) (uint64, error) {
+	ts := t.UnixNano()
+	if t.IsZero() {
+		ts = 0
+	}
+	res, err := c.log.GetOffsetForTime(ctx, &logv1.GetOffsetForTimeRequest{Timestamp: ts}, waitReady)
+	if err != nil {
+		return 0, err
+	}
+	return res.Offset, nil
+}
+
 // leaderWait bounds how long Offsets waits for the leader's connection.
 const leaderWait = 5 * time.Second
 

@@ -640,3 +640,48 @@ func TestConnectTo(t *testing.T) {
 		}
 	}
 }
+
+func TestClientOffsetForTime(t *testing.T) {
+	c := startCluster(t, 3)
+	var s served
+	cl := c.dial(t, c.target(), &s)
+	ctx := nodetest.Context(t)
+	if _, err := cl.Produce(ctx, []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	mid := time.Now()
+	if _, err := cl.ProduceBatch(ctx, [][]byte{[]byte("after-1"), []byte("after-2")}); err != nil {
+		t.Fatal(err)
+	}
+	var times []int64
+	if err := cl.Read(ctx, 0, 0, false, func(r *logv1.Record) error {
+		times = append(times, r.Timestamp)
+		return nil
+	}); err != nil {
+		t.Fatalf("Read: %v", err)
+	}
+	if len(times) != 3 || times[0] >= mid.UnixNano() || times[1] < mid.UnixNano() || times[2] < times[1] {
+		t.Fatalf("record times %v; want the first before %d and the others from it on", times, mid.UnixNano())
+	}
+	for _, tc := range []struct {
+		name string
+		t    time.Time
+		want uint64
+	}{
+		{"zero time", time.Time{}, 0},
+		{"the first record's time", time.Unix(0, times[0]), 0},
+		{"between the produces", mid, 1},
+		{"after every record", time.Unix(0, times[2]+1), 3},
+	} {
+		// Every server answers the same, whether or not it has applied the
+		// records yet (it waits for them).
+		for range 3 {
+			if got, err := cl.OffsetForTime(ctx, tc.t); err != nil || got != tc.want {
+				t.Fatalf("OffsetForTime(%s) = %d, %v; want %d", tc.name, got, err, tc.want)
+			}
+		}
+	}
+	if len(s.take("/log.v1.Log/GetOffsetForTime")) == 0 {
+		t.Fatal("OffsetForTime made no GetOffsetForTime call")
+	}
+}

@@ -70,10 +70,10 @@
 //	resolver.State{addresses; the leader's carries an attribute}
 //	   ▼
 //	picker over the READY connections:
-//	  Produce, ProduceBatch, ProduceStream  → leader (none: wait)
-//	  Consume*, GetOffsets                  → followers round robin, else leader
-//	                                          (skipping servers a Read avoids)
-//	  GetServers                            → any
+//	  Produce, ProduceBatch, ProduceStream   → leader (none: wait)
+//	  Consume*, GetOffsets, GetOffsetForTime → followers round robin, else leader
+//	                                           (skipping servers a Read avoids)
+//	  GetServers                             → any
 //
 // The resolver asks again every few seconds, when gRPC reports a failed
 // connection (ResolveNow), and prefers an answer that names a leader; a server

@@ -89,7 +89,7 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 		sc = p.leader
 	case "GetServers":
 		sc = p.roundRobin(p.all)
-	default: // Consume, ConsumeStream, ConsumeBatchStream, GetOffsets
+	default: // Consume, ConsumeStream, ConsumeBatchStream, GetOffsets, GetOffsetForTime
 		if v, _ := info.Ctx.Value(requireLeaderKey{}).(bool); v {
 			sc = p.leader
 			break

@@ -188,11 +188,60 @@ func BenchmarkOpen(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			torn := appendFrame(nil, next, flagBatchEnd, nil, recs[0])
+			torn := appendFrame(nil, next, flagBatchEnd, 0, nil, recs[0])
 			f.Write(torn[:len(torn)/2])
 			f.Close()
 			b.StartTimer()
 			open(b)
 		}
 	})
+}
+
+// BenchmarkAppendTimed is BenchmarkAppend's Append with AppendTimed, a new
+// time each batch.
+func BenchmarkAppendTimed(b *testing.B) {
+	for _, batch := range []int{1, 1000} {
+		recs := benchRecords(batch)
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			l, err := Open(b.TempDir(), benchConfig())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			b.SetBytes(int64(batch * benchRecordBytes))
+			b.ResetTimer()
+			for i := range b.N {
+				if _, err := l.AppendTimed(nil, int64(1+i), recs...); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "records/s")
+		})
+	}
+}
+
+// BenchmarkOffsetForTime looks up random times in a log of 400,000 256-byte
+// records appended with times in batches of 10 (two segments).
+func BenchmarkOffsetForTime(b *testing.B) {
+	const n = 400_000
+	l, err := Open(b.TempDir(), benchConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	recs := benchRecords(10)
+	for i := range n / len(recs) {
+		if _, err := l.AppendTimed(nil, int64(1000*(i+1)), recs...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		ts := int64(1000 + (i*7919)%(n/len(recs)*1000))
+		off, err := l.OffsetForTime(ts)
+		if err != nil || off >= n {
+			b.Fatalf("OffsetForTime(%d) = %d, %v", ts, off, err)
+		}
+	}
 }

@@ -16,9 +16,9 @@ import (
 // CheckOptions says what Check may change. The zero value only reads.
 type CheckOptions struct {
 	// Repair fixes what Open would fix, and only that: a torn tail of the
-	// active segment is truncated to its last whole batch, index files that
-	// do not match their store are rebuilt from it, and index files without
-	// a store are removed. Corrupt data is left alone.
+	// active segment is truncated to its last whole batch, index and time
+	// index files that do not match their store are rebuilt from it, and
+	// index files without a store are removed. Corrupt data is left alone.
 	Repair bool
 	// TruncateCorrupt, with Repair, also cuts the first segment holding
 	// corrupt data (a sealed segment, or the active one before its tail) to
@@ -33,8 +33,8 @@ type CheckOptions struct {
 const (
 	// SegmentOK: every frame and index entry verifies.
 	SegmentOK = "ok"
-	// SegmentIndex: the store verifies, its index does not match it (Repair,
-	// and Open, rebuild it from the store).
+	// SegmentIndex: the store verifies, its index or time index does not
+	// match it (Repair, and Open, rebuild them from the store).
 	SegmentIndex = "index"
 	// SegmentTornTail: the active segment ends in a partial batch or bytes
 	// that are not a frame, with no whole batch after them: what a crash
@@ -56,7 +56,8 @@ type Report struct {
 	LowestOffset, NextOffset uint64
 	// Meta is the metadata carried by the last whole batch (nil if none).
 	Meta []byte
-	// OrphanIndexes are index files without a store file (base names).
+	// OrphanIndexes are index and time index files without a store file
+	// (base names).
 	OrphanIndexes []string
 	// OrphansRemoved says Repair removed them.
 	OrphansRemoved bool
@@ -75,15 +76,18 @@ type SegmentReport struct {
 	Records   uint64
 	Bytes     int64
 	GoodBytes int64
-	// IndexEntries is how many whole entries the index file holds.
-	IndexEntries int64
-	Status       string // SegmentOK, SegmentIndex, SegmentTornTail or SegmentCorrupt
+	// IndexEntries and TimeIndexEntries are how many whole entries the index
+	// and time index files hold.
+	IndexEntries     int64
+	TimeIndexEntries int64
+	Status           string // SegmentOK, SegmentIndex, SegmentTornTail or SegmentCorrupt
 	// Problem says what is wrong with the store, and BadFile and BadPos
 	// where the first bad byte is (empty and 0 when the store verifies).
 	Problem string
 	BadFile string
 	BadPos  int64
-	// IndexProblem says how the index differs from the store ("" if not).
+	// IndexProblem says how the index, or the time index, differs from the
+	// store ("" if neither does).
 	IndexProblem string
 	// Repair says what Repair did to the segment ("" if nothing), and
 	// DroppedBytes how many store bytes it cut off or moved aside.
@@ -91,6 +95,8 @@ type SegmentReport struct {
 	DroppedBytes int64
 
 	positions []uint32 // store position of each verified record
+	times     []byte   // the time index entries of the verified batches
+	lastTime  int64    // the latest time up to the segment's end
 	meta      []byte
 	hasMeta   bool
 	header    bool // the store header verifies
@@ -154,7 +160,7 @@ func Check(dir string, o CheckOptions) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("logstore: check: %w", err)
 	}
-	stores, indexes := map[uint64]bool{}, map[uint64]bool{}
+	stores, indexes := map[uint64]bool{}, map[string]uint64{}
 	for _, e := range names {
 		base, ext, ok := parseSegmentName(e.Name())
 		switch {
@@ -162,7 +168,7 @@ func Check(dir string, o CheckOptions) (*Report, error) {
 		case ext == storeExt:
 			stores[base] = true
 		default:
-			indexes[base] = true
+			indexes[e.Name()] = base
 		}
 	}
 	r := &Report{Dir: dir}
@@ -171,18 +177,20 @@ func Check(dir string, o CheckOptions) (*Report, error) {
 		bases = append(bases, base)
 	}
 	slices.Sort(bases)
-	for base := range indexes {
+	for name, base := range indexes {
 		if !stores[base] {
-			r.OrphanIndexes = append(r.OrphanIndexes, segmentName(base)+indexExt)
+			r.OrphanIndexes = append(r.OrphanIndexes, name)
 		}
 	}
 	slices.Sort(r.OrphanIndexes)
 
+	var lastTime int64
 	for i, base := range bases {
-		s, err := checkSegment(dir, base, i < len(bases)-1)
+		s, err := checkSegment(dir, base, i < len(bases)-1, lastTime)
 		if err != nil {
 			return nil, err
 		}
+		lastTime = max(lastTime, s.lastTime)
 		if i > 0 {
 			prev := r.Segments[i-1]
 			// A corrupt segment's record count is not known: no gap is
@@ -248,8 +256,9 @@ func (s *SegmentReport) movedAside() bool { return strings.HasPrefix(s.Repair, m
 const movedPrefix = "moved to "
 
 // checkSegment scans the store of the segment at base from its header to its
-// end, verifying every frame, then compares the index with it.
-func checkSegment(dir string, base uint64, sealed bool) (SegmentReport, error) {
+// end, verifying every frame, then compares the indexes with it. prevTime is
+// the latest time of the segments before it.
+func checkSegment(dir string, base uint64, sealed bool, prevTime int64) (SegmentReport, error) {
 	s := SegmentReport{Base: base, StoreFile: segmentName(base) + storeExt, Sealed: sealed, Status: SegmentOK}
 	storePath := filepath.Join(dir, s.StoreFile)
 	f, err := os.Open(storePath)
@@ -283,11 +292,13 @@ func checkSegment(dir string, base uint64, sealed bool) (SegmentReport, error) {
 			s.header = true
 		}
 	}
+	tx := newTimeIndexer(prevTime)
 	if !s.header {
 		if s.Status == SegmentTornTail {
 			s.header = true // Repair writes the header: an empty segment
 		}
-		return s, s.checkIndex(dir)
+		s.deriveTimes(tx)
+		return s, s.checkIndexes(dir)
 	}
 
 	// Every frame, in order, keeping whole batches only.
@@ -317,6 +328,7 @@ func checkSegment(dir string, base uint64, sealed bool) (SegmentReport, error) {
 			bad(SegmentCorrupt, pos, fmt.Sprintf("frame holds offset %d, want %d", fr.off, want))
 			break
 		}
+		tx.add(&fr, pos, uint32(len(s.positions)+len(pending)))
 		if fr.isRecord() {
 			pending = append(pending, uint32(pos))
 		}
@@ -328,7 +340,8 @@ func checkSegment(dir string, base uint64, sealed bool) (SegmentReport, error) {
 		}
 	}
 	s.GoodBytes, s.Records = good, uint64(len(s.positions))
-	if err := s.checkIndex(dir); err != nil {
+	s.deriveTimes(tx)
+	if err := s.checkIndexes(dir); err != nil {
 		return s, err
 	}
 	if s.Status == SegmentCorrupt && !sealed {
@@ -383,6 +396,79 @@ func readIndexEntries(path string) ([]indexEntry, error) {
 		entries[i] = decodeIndexEntry(b[i*indexEntrySize:])
 	}
 	return entries, nil
+}
+
+// deriveTimes takes the time index entries tx derived from the verified
+// batches, ended by a seal entry in a sealed segment that verifies to its
+// end. (A corrupt segment's time index is compared up to the corruption, and
+// one cut there by TruncateCorrupt becomes the active segment, which has no
+// seal entry.)
+func (s *SegmentReport) deriveTimes(tx *timeIndexer) {
+	s.times, s.lastTime = tx.entries, tx.lastTime
+	if s.Sealed && s.Status != SegmentCorrupt {
+		s.times = appendTimeEntry(s.times, timeEntry{time: tx.lastTime, rel: uint32(len(s.positions)), marker: true})
+	}
+}
+
+// checkIndexes compares the segment's index and time index files with the
+// store scan.
+func (s *SegmentReport) checkIndexes(dir string) error {
+	if err := s.checkIndex(dir); err != nil {
+		return err
+	}
+	problem, err := s.checkTimeIndex(dir)
+	if err != nil || problem == "" {
+		return err
+	}
+	if s.IndexProblem != "" {
+		s.IndexProblem += "; "
+	}
+	s.IndexProblem += "time index: " + problem
+	if s.Status == SegmentOK {
+		s.Status = SegmentIndex
+	}
+	return nil
+}
+
+// checkTimeIndex compares the segment's time index file with the entries the
+// store scan derived, and says how it differs ("" if it does not). Behind
+// corrupt data only the entries derived before it are compared.
+func (s *SegmentReport) checkTimeIndex(dir string) (string, error) {
+	path := filepath.Join(dir, segmentName(s.Base)+timeIndexExt)
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return "file is missing", nil
+	case err != nil:
+		return "", fmt.Errorf("logstore: check: %w", err)
+	case len(b) < headerSize:
+		return fmt.Sprintf("file is %d bytes, shorter than its header", len(b)), nil
+	}
+	if err := checkHeader(b, timeIndexMagic, s.Base); err != nil {
+		return "header: " + err.Error(), nil
+	}
+	body, want := b[headerSize:], s.times
+	s.TimeIndexEntries = int64(len(body) / timeEntrySize)
+	var problems []string
+	for i := 0; i < len(want)/timeEntrySize && i < int(s.TimeIndexEntries); i++ {
+		got, w := decodeTimeEntry(body[i*timeEntrySize:]), decodeTimeEntry(want[i*timeEntrySize:])
+		if got != w {
+			problems = append(problems, fmt.Sprintf("entry %d (byte %d) is %s; the store says %s",
+				i, headerSize+i*timeEntrySize, got, w))
+			break
+		}
+	}
+	n, wantN := s.TimeIndexEntries, int64(len(want)/timeEntrySize)
+	switch {
+	case n > wantN && s.Status != SegmentCorrupt:
+		problems = append(problems, fmt.Sprintf("%d entries past the last verified batch", n-wantN))
+	case n < wantN:
+		problems = append(problems, fmt.Sprintf("%d entries missing", wantN-n))
+	}
+	if len(body)%timeEntrySize != 0 {
+		problems = append(problems, fmt.Sprintf("a partial entry of %d bytes at the end", len(body)%timeEntrySize))
+	}
+	return strings.Join(problems, "; "), nil
 }
 
 // checkIndex compares the segment's index file with the records the store
@@ -489,7 +575,7 @@ func (r *Report) repair(o CheckOptions) error {
 		}
 		for i := from; i < len(r.Segments); i++ {
 			s := &r.Segments[i]
-			for _, name := range []string{s.StoreFile, segmentName(s.Base) + indexExt} {
+			for _, name := range []string{s.StoreFile, segmentName(s.Base) + indexExt, segmentName(s.Base) + timeIndexExt} {
 				err := os.Rename(filepath.Join(r.Dir, name), filepath.Join(r.MovedTo, name))
 				if err != nil && !errors.Is(err, os.ErrNotExist) {
 					return fmt.Errorf("logstore: repair: %w", err)
@@ -533,14 +619,19 @@ func (s *SegmentReport) fix(dir string) error {
 	return nil
 }
 
-// rebuildIndex writes the index of the verified records.
+// rebuildIndex writes the index and the time index of the verified records.
 func (s *SegmentReport) rebuildIndex(dir string) error {
 	b := appendHeader(nil, indexMagic, s.Base)
 	for i, pos := range s.positions {
 		b = appendIndexEntry(b, uint32(i), pos)
 	}
 	s.IndexEntries = int64(len(s.positions))
-	return writeFileSynced(filepath.Join(dir, segmentName(s.Base)+indexExt), bytes.NewReader(b))
+	if err := writeFileSynced(filepath.Join(dir, segmentName(s.Base)+indexExt), bytes.NewReader(b)); err != nil {
+		return err
+	}
+	t := append(appendHeader(nil, timeIndexMagic, s.Base), s.times...)
+	s.TimeIndexEntries = int64(len(s.times) / timeEntrySize)
+	return writeFileSynced(filepath.Join(dir, segmentName(s.Base)+timeIndexExt), bytes.NewReader(t))
 }
 
 // rewritePrefix replaces the file at path with its first n bytes. It writes

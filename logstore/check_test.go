@@ -151,6 +151,10 @@ func TestCheck_corruptSealed(t *testing.T) {
 			}
 		}
 	}
+	// The cut segment is a clean active segment, indexes included.
+	if r := mustCheck(t, dir, CheckOptions{}); r.Problems() {
+		t.Fatalf("after TruncateCorrupt: %+v", r.Segments)
+	}
 	l := openLog(t, dir, quietConfig(t))
 	if l.NextOffset() != end.next {
 		t.Fatalf("reopened: next offset %d, want %d", l.NextOffset(), end.next)

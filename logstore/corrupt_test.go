@@ -13,11 +13,12 @@ import (
 
 // preparedLog is a closed log whose files are copied for each corruption case:
 // sealed segments and an active segment of several batches of record(off),
-// some with metadata, one metadata-only.
+// some with metadata, one metadata-only, most with a time.
 type preparedLog struct {
 	files dirFiles
 	bases []uint64 // segment bases, oldest first; the last is the active segment
 	next  uint64
+	times []int64 // times[off] is the time of the record at off (0: none)
 }
 
 func prepareLog(t testing.TB, c Config) *preparedLog {
@@ -25,15 +26,23 @@ func prepareLog(t testing.TB, c Config) *preparedLog {
 	dir := t.TempDir()
 	l := openLog(t, dir, c)
 	var off uint64
+	var times []int64
 	add := func(meta []byte, n int) {
 		t.Helper()
 		batch := make([][]byte, n)
 		for j := range batch {
 			batch[j] = record(off + uint64(j))
 		}
-		first, err := l.AppendWithMeta(meta, batch...)
+		ts := int64(1000 + off)
+		if off%4 == 1 {
+			ts = 0
+		}
+		first, err := l.AppendTimed(meta, ts, batch...)
 		if err != nil || first != off {
-			t.Fatalf("AppendWithMeta at %d = %d, %v", off, first, err)
+			t.Fatalf("AppendTimed at %d = %d, %v", off, first, err)
+		}
+		for range n {
+			times = append(times, ts)
 		}
 		off += uint64(n)
 	}
@@ -59,7 +68,7 @@ func prepareLog(t testing.TB, c Config) *preparedLog {
 	if len(st.segs) != 4 || st.segs[3].base != active {
 		t.Fatalf("the prepared log rolled while writing the active segment's tail")
 	}
-	p := &preparedLog{next: l.NextOffset()}
+	p := &preparedLog{next: l.NextOffset(), times: times}
 	for _, s := range st.segs {
 		p.bases = append(p.bases, s.base)
 	}
@@ -220,6 +229,7 @@ func expectPrefix(p *preparedLog, end batchEnd) func(testing.TB, string) {
 		}
 		checkRecords(t, l, 0, end.next)
 		checkNothingPast(t, l, end.next)
+		checkTimes(t, l, 0, p.times[:end.next])
 		appendN(t, l, end.next, 3)
 		if err := l.Close(); err != nil {
 			t.Fatal(err)

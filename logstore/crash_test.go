@@ -42,9 +42,36 @@ func (b crashBatches) next() int { return 1 + b.rng.IntN(12) }
 // crashMeta is the metadata the child stores with the batch that ends at next.
 func crashMeta(next uint64) []byte { return fmt.Appendf(nil, "next=%d", next) }
 
+// crashTime is the time the child stamps the batch that starts at off with:
+// growing with the offset, but going back now and then (the log raises it)
+// and now and then none.
+func crashTime(off uint64) int64 {
+	switch {
+	case off%7 == 3:
+		return 0
+	case off%5 == 1:
+		return int64(1_000_000+off*10) - 300
+	}
+	return int64(1_000_000 + off*10)
+}
+
+// crashTimes notes the times the records of the batch [off, off+n) get,
+// stamped with crashTime(off) after records up to latest.
+func crashTimes(times []int64, latest *int64, off uint64, n int) []int64 {
+	ts := crashTime(off)
+	if ts != 0 {
+		ts = max(ts, *latest)
+		*latest = ts
+	}
+	for range n {
+		times = append(times, ts)
+	}
+	return times
+}
+
 // TestCrashChild is the child of TestCrash; it does nothing in a normal run.
 // From the log's next offset on it appends batches of record(off) with
-// crashMeta, syncs each, and reports "synced <next offset>" on stdout; before
+// crashMeta and crashTime, syncs each, and reports "synced <next offset>" on stdout; before
 // an append that will seal the active segment it reports "roll <offset>".
 func TestCrashChild(t *testing.T) {
 	dir := os.Getenv(crashChildEnv)
@@ -69,14 +96,17 @@ func TestCrashChild(t *testing.T) {
 			batch[i] = record(off + uint64(i))
 			size += frameSize(len(batch[i]), nil)
 		}
+		if crashTime(off) != 0 {
+			size += len(batch) * timeSize
+		}
 		meta := crashMeta(off + uint64(len(batch)))
 		// The same test as AppendWithMeta's; only this goroutine writes.
 		act := l.cur.Load().segs[len(l.cur.Load().segs)-1]
 		if act.records > 0 && act.size+int64(size+metaOverhead(meta)) > c.MaxStoreBytes {
 			fmt.Printf("roll %d\n", off)
 		}
-		if first, err := l.AppendWithMeta(meta, batch...); err != nil || first != off {
-			t.Fatalf("AppendWithMeta at %d = %d, %v", off, first, err)
+		if first, err := l.AppendTimed(meta, crashTime(off), batch...); err != nil || first != off {
+			t.Fatalf("AppendTimed at %d = %d, %v", off, first, err)
 		}
 		if err := l.Sync(); err != nil {
 			t.Fatal(err)
@@ -218,7 +248,7 @@ func rollState(t testing.TB, dir string) string {
 		return "a new store shorter than its header"
 	case os.IsNotExist(err):
 		return "a new store without its index"
-	case store <= headerSize+int64(frameSize(0, crashMeta(1<<40))):
+	case store <= headerSize+int64(frameSize(0, crashMeta(1<<40))+timeSize):
 		return "a new segment without records"
 	}
 	return ""
@@ -226,8 +256,9 @@ func rollState(t testing.TB, dir string) string {
 
 // TestCrash kills a child appending to a log at random moments, then checks
 // that the log holds every batch the child reported synced, whole batches only,
-// each record exact, with the metadata of its last batch; the next child goes
-// on appending to the same log.
+// each record exact with its time, with the metadata of its last batch, and
+// that OffsetForTime finds records by their times; the next child goes on
+// appending to the same log.
 func TestCrash(t *testing.T) {
 	if os.Getenv(crashChildEnv) != "" {
 		t.Skip("in the child process")
@@ -242,6 +273,8 @@ func TestCrash(t *testing.T) {
 	c := crashConfig(quietConfig(t).Logger)
 	start := time.Now()
 	var next uint64 // where the log ends, so where the next child starts
+	var times []int64
+	var latest int64 // the latest time stamped on the records that survived
 	modes := map[string]int{}
 	for cycle := 0; cycle < cycles; cycle++ {
 		if cycle >= minCycles && time.Since(start) > budget {
@@ -287,7 +320,9 @@ func TestCrash(t *testing.T) {
 		sizes := newCrashBatches(childSeed)
 		end := next
 		for end < got {
-			end += uint64(sizes.next())
+			n := sizes.next()
+			times = crashTimes(times, &latest, end, n)
+			end += uint64(n)
 		}
 		if end != got {
 			t.Fatalf("cycle %d (%s): NextOffset %d is inside a batch (the child's batch ends at %d)", cycle, mode, got, end)
@@ -297,6 +332,7 @@ func TestCrash(t *testing.T) {
 		}
 		checkRecordsBatched(t, l, 0, got)
 		checkNothingPast(t, l, got)
+		checkTimes(t, l, 0, times)
 		if err := l.Close(); err != nil {
 			t.Fatal(err)
 		}

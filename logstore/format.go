@@ -9,9 +9,10 @@ import (
 
 // On-disk format; never change. A new layout gets a new formatVersion.
 const (
-	storeMagic    = "PLGS"
-	indexMagic    = "PLGI"
-	formatVersion = uint32(1)
+	storeMagic     = "PLGS"
+	indexMagic     = "PLGI"
+	timeIndexMagic = "PLGT"
+	formatVersion  = uint32(1)
 
 	// headerSize is the size of the header that starts every store and index
 	// file: magic [4] | version u32 | base offset u64.
@@ -21,8 +22,11 @@ const (
 	frameHeaderSize = 8
 	// bodyFixedSize is offset u64 | flags u8, the start of every frame body.
 	bodyFixedSize = 9
-	// metaLenSize is the u16 length of the metadata that follows the flags when
-	// flagMeta is set.
+	// timeSize is the time i64 (unix nanoseconds, > 0) that follows the flags
+	// when flagTime is set, before any metadata.
+	timeSize = 8
+	// metaLenSize is the u16 length of the metadata that follows the flags (and
+	// the time) when flagMeta is set.
 	metaLenSize = 2
 	// maxFrameBody bounds a frame's length field before anything is allocated,
 	// whatever the Config of the process that reads it.
@@ -30,6 +34,18 @@ const (
 
 	// indexEntrySize is relative offset u32 | store position u32.
 	indexEntrySize = 8
+
+	// timeEntrySize is time i64 | relative offset u32, the top bit of which
+	// is timeMarker.
+	timeEntrySize = 12
+	// timeMarker, in a time entry's relative offset, marks an entry of a batch
+	// without time (or the end of a sealed segment, at relative offset =
+	// records): its time is the latest time stamped before it.
+	timeMarker = 1 << 31
+	// timeIndexInterval is how many store bytes after the batch of the last
+	// time entry a batch without time gets a marker entry: it bounds the
+	// store that recovery scans to rebuild the time index's tail.
+	timeIndexInterval = 64 << 10
 )
 
 // Frame flags; on-disk format; never change.
@@ -41,8 +57,12 @@ const (
 	flagMeta = 1 << 1
 	// flagNoRecord marks a frame that carries only metadata and takes no offset.
 	flagNoRecord = 1 << 2
+	// flagTime says the body carries a time (time i64) after the flags: the
+	// record's, or on a segment's first, metadata-only frame the latest time
+	// stamped before the segment began.
+	flagTime = 1 << 3
 
-	knownFlags = flagBatchEnd | flagMeta | flagNoRecord
+	knownFlags = flagBatchEnd | flagMeta | flagNoRecord | flagTime
 )
 
 // MaxMetaBytes is the largest metadata value AppendWithMeta accepts.
@@ -54,6 +74,7 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 type frame struct {
 	off     uint64
 	flags   byte
+	time    int64 // 0 without flagTime
 	meta    []byte
 	payload []byte
 }
@@ -69,17 +90,26 @@ func frameSize(payload int, meta []byte) int {
 	return n
 }
 
-// appendFrame encodes one frame onto dst. meta is written when non-nil.
-func appendFrame(dst []byte, off uint64, flags byte, meta, payload []byte) []byte {
+// appendFrame encodes one frame onto dst. ts is written when not 0, meta when
+// non-nil.
+func appendFrame(dst []byte, off uint64, flags byte, ts int64, meta, payload []byte) []byte {
 	if meta != nil {
 		flags |= flagMeta
 	}
+	flags &^= flagTime
 	start := len(dst)
 	bodyLen := frameSize(len(payload), meta) - frameHeaderSize
+	if ts != 0 {
+		flags |= flagTime
+		bodyLen += timeSize
+	}
 	dst = binary.BigEndian.AppendUint32(dst, uint32(bodyLen))
 	dst = binary.BigEndian.AppendUint32(dst, 0) // crc, filled in below
 	dst = binary.BigEndian.AppendUint64(dst, off)
 	dst = append(dst, flags)
+	if ts != 0 {
+		dst = binary.BigEndian.AppendUint64(dst, uint64(ts))
+	}
 	if meta != nil {
 		dst = binary.BigEndian.AppendUint16(dst, uint16(len(meta)))
 		dst = append(dst, meta...)
@@ -129,6 +159,15 @@ func decodeFrame(b []byte) (frame, int, error) {
 		return frame{}, 0, fmt.Errorf("%w: unknown flags %#x", errBadFrame, f.flags)
 	}
 	rest := body[bodyFixedSize:]
+	if f.flags&flagTime != 0 {
+		if len(rest) < timeSize {
+			return frame{}, 0, fmt.Errorf("%w: time missing", errBadFrame)
+		}
+		if f.time = int64(binary.BigEndian.Uint64(rest)); f.time <= 0 {
+			return frame{}, 0, fmt.Errorf("%w: time %d", errBadFrame, f.time)
+		}
+		rest = rest[timeSize:]
+	}
 	if f.flags&flagMeta != 0 {
 		if len(rest) < metaLenSize {
 			return frame{}, 0, fmt.Errorf("%w: metadata length missing", errBadFrame)
@@ -184,4 +223,96 @@ func appendIndexEntry(dst []byte, rel, pos uint32) []byte {
 
 func decodeIndexEntry(b []byte) indexEntry {
 	return indexEntry{rel: binary.BigEndian.Uint32(b), pos: binary.BigEndian.Uint32(b[4:])}
+}
+
+// timeEntry is one decoded time index entry: the batch of records from rel on
+// is stamped with time, or, for a marker, has no time and time is the latest
+// stamped before it.
+type timeEntry struct {
+	time   int64
+	rel    uint32
+	marker bool
+}
+
+func (e timeEntry) String() string {
+	if e.marker {
+		return fmt.Sprintf("a marker at relative offset %d carrying time %d", e.rel, e.time)
+	}
+	return fmt.Sprintf("time %d at relative offset %d", e.time, e.rel)
+}
+
+func appendTimeEntry(dst []byte, e timeEntry) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, uint64(e.time))
+	rel := e.rel
+	if e.marker {
+		rel |= timeMarker
+	}
+	return binary.BigEndian.AppendUint32(dst, rel)
+}
+
+func decodeTimeEntry(b []byte) timeEntry {
+	rel := binary.BigEndian.Uint32(b[8:])
+	return timeEntry{time: int64(binary.BigEndian.Uint64(b)), rel: rel &^ timeMarker, marker: rel&timeMarker != 0}
+}
+
+// timeEntryFor returns the time index entry of a batch whose records start
+// at relative offset rel and store position pos, stamped with ts (0: without
+// time), and whether it takes one. A batch with time always does; one without
+// takes a marker, carrying lastTime (the latest time stamped before it), when
+// it starts timeIndexInterval bytes or more after the batch of the last entry
+// (lastEntryPos; the header's end before any entry). Appends, recovery and
+// Check all decide with this function, so a rebuilt index is the written one.
+func timeEntryFor(ts, lastTime int64, rel uint32, pos, lastEntryPos int64) (timeEntry, bool) {
+	if ts != 0 {
+		return timeEntry{time: ts, rel: rel}, true
+	}
+	if pos-lastEntryPos >= timeIndexInterval {
+		return timeEntry{time: lastTime, rel: rel, marker: true}, true
+	}
+	return timeEntry{}, false
+}
+
+// timeIndexer derives a segment's time index entries from its frames in
+// order, as appends write them: entries for batches whose first record is at
+// or after from, and the latest time of whole batches.
+type timeIndexer struct {
+	from      uint32
+	rel       uint32 // relative offset of the next record, for scans that need it
+	entries   []byte // encoded entries derived
+	n         int    // entries in entries
+	lastTime  int64  // the latest time of a whole batch so far
+	lastEntry int64  // store position of the last entry's batch
+	// The batch being read.
+	inBatch   bool
+	batchPos  int64 // position of its first record
+	batchRel  uint32
+	batchTime int64 // of its first record
+	batchMax  int64 // the latest time of its frames
+}
+
+// newTimeIndexer returns a timeIndexer for a segment's frames from its first
+// on, after segments whose latest time is prevTime.
+func newTimeIndexer(prevTime int64) *timeIndexer {
+	return &timeIndexer{lastTime: prevTime, lastEntry: headerSize}
+}
+
+// add notes the verified frame f at pos; rel is the relative offset of its
+// record, if it holds one.
+func (x *timeIndexer) add(f *frame, pos int64, rel uint32) {
+	x.batchMax = max(x.batchMax, f.time)
+	if f.isRecord() && !x.inBatch {
+		x.inBatch, x.batchPos, x.batchRel, x.batchTime = true, pos, rel, f.time
+	}
+	if f.flags&flagBatchEnd == 0 {
+		return
+	}
+	x.lastTime = max(x.lastTime, x.batchMax)
+	if x.inBatch && x.batchRel >= x.from {
+		if e, ok := timeEntryFor(x.batchTime, x.lastTime, x.batchRel, x.batchPos, x.lastEntry); ok {
+			x.entries = appendTimeEntry(x.entries, e)
+			x.n++
+			x.lastEntry = x.batchPos
+		}
+	}
+	x.inBatch, x.batchMax = false, 0
 }

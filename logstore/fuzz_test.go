@@ -10,14 +10,17 @@ import (
 // Seeds beyond those in testdata/fuzz: frames of every kind.
 func frameSeeds() [][]byte {
 	return [][]byte{
-		appendFrame(nil, 0, flagBatchEnd, nil, []byte("hello")),
-		appendFrame(nil, 1<<40, 0, nil, nil),
-		appendFrame(nil, 7, flagBatchEnd, []byte("meta"), []byte("payload")),
-		appendFrame(nil, 7, flagBatchEnd, []byte{}, nil),
-		appendFrame(nil, 9, flagBatchEnd|flagNoRecord, []byte("only meta"), nil),
-		appendFrame(nil, 9, flagBatchEnd|flagNoRecord, nil, nil),
-		appendFrame(appendFrame(nil, 3, 0, nil, []byte("a")), 4, flagBatchEnd, nil, []byte("b")),
-		appendFrame(nil, 0, flagBatchEnd, make([]byte, MaxMetaBytes), bytes.Repeat([]byte{0xff}, 300)),
+		appendFrame(nil, 0, flagBatchEnd, 0, nil, []byte("hello")),
+		appendFrame(nil, 1<<40, 0, 0, nil, nil),
+		appendFrame(nil, 7, flagBatchEnd, 0, []byte("meta"), []byte("payload")),
+		appendFrame(nil, 7, flagBatchEnd, 0, []byte{}, nil),
+		appendFrame(nil, 9, flagBatchEnd|flagNoRecord, 0, []byte("only meta"), nil),
+		appendFrame(nil, 9, flagBatchEnd|flagNoRecord, 0, nil, nil),
+		appendFrame(appendFrame(nil, 3, 0, 0, nil, []byte("a")), 4, flagBatchEnd, 0, nil, []byte("b")),
+		appendFrame(nil, 0, flagBatchEnd, 0, make([]byte, MaxMetaBytes), bytes.Repeat([]byte{0xff}, 300)),
+		appendFrame(nil, 11, flagBatchEnd, 1_700_000_000_000_000_000, nil, []byte("timed")),
+		appendFrame(nil, 11, flagBatchEnd, 1, []byte("meta"), []byte("timed with meta")),
+		appendFrame(nil, 12, flagBatchEnd|flagNoRecord, 1<<62, nil, nil),
 	}
 }
 
@@ -47,7 +50,10 @@ func FuzzDecodeFrame(f *testing.F) {
 		if (fr.flags&flagMeta != 0) != (fr.meta != nil) {
 			t.Fatalf("flags %#x but meta %q", fr.flags, fr.meta)
 		}
-		if re := appendFrame(nil, fr.off, fr.flags, fr.meta, fr.payload); !bytes.Equal(re, b[:n]) {
+		if (fr.flags&flagTime != 0) != (fr.time > 0) || fr.time < 0 {
+			t.Fatalf("flags %#x but time %d", fr.flags, fr.time)
+		}
+		if re := appendFrame(nil, fr.off, fr.flags, fr.time, fr.meta, fr.payload); !bytes.Equal(re, b[:n]) {
 			t.Fatalf("re-encoded frame differs:\n got %x\nwant %x", re, b[:n])
 		}
 	})
@@ -59,17 +65,19 @@ const (
 	fuzzIndexHeader             // prepend a valid header to the index bytes
 	fuzzNoIndex                 // write no index file
 	fuzzAfterSealed             // the fuzzed segment follows a valid sealed one
+	fuzzTimeIndex               // write the index bytes as the time index too
 )
 
-// sealedSegment makes a log of two segments and returns the files of the
-// first, sealed one, and the base of the second.
-func sealedSegment(t testing.TB) (store, index []byte, next uint64) {
+// sealedSegment makes a log of two segments, of records with times and
+// without, and returns the files of the first, sealed one (its time index
+// too), and the base of the second.
+func sealedSegment(t testing.TB) (store, index, timeIndex []byte, next uint64) {
 	t.Helper()
 	dir := t.TempDir()
 	l := openLog(t, dir, quietConfig(t))
 	var off uint64
 	for ; len(l.cur.Load().segs) < 2; off++ {
-		if _, err := l.AppendWithMeta([]byte("sealed"), record(off)); err != nil {
+		if _, err := l.AppendTimed([]byte("sealed"), int64(off%3)*int64(100+off), record(off)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -79,13 +87,45 @@ func sealedSegment(t testing.TB) (store, index []byte, next uint64) {
 		t.Fatal(err)
 	}
 	files := readDirFiles(t, dir)
-	return files[storeName(0)], files[indexName(0)], next
+	return files[storeName(0)], files[indexName(0)], files[timeIndexName(0)], next
 }
 
 // readResult is what reading one offset gave: the record or an error.
 type readResult struct {
 	rec []byte
 	err error
+}
+
+// checkOffsetForTime checks, on a log recovered from any bytes, that
+// OffsetForTime fails only with ErrCorrupt and otherwise returns an offset in
+// [LowestOffset, NextOffset] whose record, if any, has a time at or after the
+// one asked for.
+func checkOffsetForTime(t testing.TB, l *Log) {
+	t.Helper()
+	probes := []int64{-1, 0, 1, 1 << 62}
+	for off := l.LowestOffset(); off < l.NextOffset(); off++ {
+		if recs, err := l.ReadRecords(off, 0); err == nil {
+			probes = append(probes, recs[0].Time, recs[0].Time+1)
+		}
+	}
+	for _, ts := range probes {
+		got, err := l.OffsetForTime(ts)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("OffsetForTime(%d): %v, want an offset or ErrCorrupt", ts, err)
+			}
+			continue
+		}
+		if got < l.LowestOffset() || got > l.NextOffset() {
+			t.Fatalf("OffsetForTime(%d) = %d, outside [%d, %d]", ts, got, l.LowestOffset(), l.NextOffset())
+		}
+		if got == l.NextOffset() || ts <= 0 {
+			continue
+		}
+		if recs, err := l.ReadRecords(got, 0); err == nil && recs[0].Time < ts {
+			t.Fatalf("OffsetForTime(%d) = %d, whose record has time %d", ts, got, recs[0].Time)
+		}
+	}
 }
 
 // readAll reads every offset of l, checking that an error is ErrCorrupt.
@@ -114,10 +154,12 @@ func readAll(t testing.TB, l *Log) []readResult {
 // it opens reads back the same (records or ErrCorrupt) when opened again, and
 // the second Open changes no file.
 func FuzzRecover(f *testing.F) {
-	sealedStore, sealedIndex, sealedNext := sealedSegment(f)
+	sealedStore, sealedIndex, sealedTimes, sealedNext := sealedSegment(f)
 	f.Add([]byte{}, []byte{}, byte(fuzzStoreHeader|fuzzIndexHeader))
 	f.Add(frameSeeds()[2], []byte{}, byte(fuzzStoreHeader|fuzzNoIndex))
 	f.Add(sealedStore, sealedIndex, byte(0))
+	f.Add(sealedStore, sealedTimes, byte(fuzzTimeIndex|fuzzNoIndex))
+	f.Add(sealedStore, sealedTimes[:len(sealedTimes)-timeEntrySize-3], byte(fuzzTimeIndex|fuzzNoIndex))
 	c := DefaultConfig()
 	c.MaxStoreBytes = 4 << 10
 	c.MaxRecordBytes = 1 << 10
@@ -129,9 +171,17 @@ func FuzzRecover(f *testing.F) {
 			base = sealedNext
 			writeFile(t, dir, storeName(0), sealedStore)
 			writeFile(t, dir, indexName(0), sealedIndex)
+			writeFile(t, dir, timeIndexName(0), sealedTimes)
 		}
 		if mode&fuzzStoreHeader != 0 {
 			store = append(appendHeader(nil, storeMagic, base), store...)
+		}
+		if mode&fuzzTimeIndex != 0 {
+			times := index
+			if mode&fuzzIndexHeader != 0 {
+				times = append(appendHeader(nil, timeIndexMagic, base), index...)
+			}
+			writeFile(t, dir, timeIndexName(base), times)
 		}
 		if mode&fuzzIndexHeader != 0 {
 			index = append(appendHeader(nil, indexMagic, base), index...)
@@ -150,6 +200,7 @@ func FuzzRecover(f *testing.F) {
 		}
 		low, next, meta := l.LowestOffset(), l.NextOffset(), l.Meta()
 		first := readAll(t, l)
+		checkOffsetForTime(t, l)
 		if err := l.Close(); err != nil {
 			t.Fatal(err)
 		}

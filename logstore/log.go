@@ -56,6 +56,7 @@ type Log struct {
 	closed     bool
 	wbuf       []byte // encoded store frames of the append in progress
 	ibuf       []byte // encoded index entries of the append in progress
+	tbuf       []byte // encoded time index entry of the append in progress
 	// writtenBack is the position of the active store up to which write-back
 	// was started.
 	writtenBack int64
@@ -66,7 +67,17 @@ type state struct {
 	segs   []*segment // oldest first; the last is the active segment
 	next   uint64     // offset of the next record
 	active int64      // store bytes of the active segment that readers may read
-	closed bool
+	times  uint32     // time index entries of the active segment that readers may read
+	// lastTime is the latest time stamped on a record (0: none), the active
+	// segment's lastTime.
+	lastTime int64
+	closed   bool
+}
+
+// newState returns the state of segs, whose active segment act holds the
+// records up to next.
+func newState(segs []*segment, next uint64, act *segment) *state {
+	return &state{segs: segs, next: next, active: act.size, times: act.times, lastTime: act.lastTime}
 }
 
 func (st *state) lowest() uint64 { return st.segs[0].base }
@@ -127,7 +138,7 @@ func (l *Log) load(level slog.Level) (*state, error) {
 	if err != nil {
 		return nil, fmt.Errorf("logstore: read data directory: %w", err)
 	}
-	stores, indexes := map[uint64]bool{}, map[uint64]bool{}
+	stores, indexes := map[uint64]bool{}, map[string]uint64{}
 	for _, e := range names {
 		base, ext, ok := parseSegmentName(e.Name())
 		switch {
@@ -135,14 +146,14 @@ func (l *Log) load(level slog.Level) (*state, error) {
 		case ext == storeExt:
 			stores[base] = true
 		default:
-			indexes[base] = true
+			indexes[e.Name()] = base
 		}
 	}
 	// An index without its store is what a crash leaves while dropping a segment
 	// (the store is removed first).
-	for base := range indexes {
+	for name, base := range indexes {
 		if !stores[base] {
-			path := filepath.Join(l.dir, segmentName(base)+indexExt)
+			path := filepath.Join(l.dir, name)
 			l.log.Warn("removing index file without a store file", "file", path)
 			if err := os.Remove(path); err != nil {
 				return nil, fmt.Errorf("logstore: %w", err)
@@ -163,9 +174,10 @@ func (l *Log) load(level slog.Level) (*state, error) {
 		return nil, err
 	}
 	var rec recovery
+	var lastTime int64
 	for i, base := range bases {
 		sealed := i < len(bases)-1
-		s, r, err := openSegment(l.dir, base, sealed)
+		s, r, err := openSegment(l.dir, base, sealed, lastTime)
 		if err != nil {
 			return fail(err)
 		}
@@ -175,10 +187,15 @@ func (l *Log) load(level slog.Level) (*state, error) {
 			if want := prev.base + uint64(prev.records); base != want {
 				return fail(&CorruptError{Path: s.storePath, Reason: fmt.Sprintf("segment starts at offset %d, but %s ends at %d", base, prev.storePath, want)})
 			}
+			// The latest time carries over from segment to segment, also
+			// into one that lost its first frame to a crash at its creation.
+			s.lastTime = max(s.lastTime, prev.lastTime)
 		}
+		lastTime = s.lastTime
 		if r.repaired() {
 			l.log.Log(context.Background(), level, "recovered segment", "file", s.storePath, "dropped_bytes", r.droppedBytes,
-				"dropped_index_entries", r.droppedEntries, "rebuilt_index_entries", r.rebuiltEntries, "recreated", r.recreated, "index_rebuilt", r.indexRecreated)
+				"dropped_index_entries", r.droppedEntries, "rebuilt_index_entries", r.rebuiltEntries, "recreated", r.recreated, "index_rebuilt", r.indexRecreated,
+				"dropped_time_index_entries", r.droppedTimeEntries, "rebuilt_time_index_entries", r.rebuiltTimeEntries, "time_index_rebuilt", r.timeIndexRecreated)
 		}
 		// Each batch end carries the metadata in force, so the last one seen is
 		// the log's; an active segment without one inherits the sealed segment's.
@@ -187,16 +204,15 @@ func (l *Log) load(level slog.Level) (*state, error) {
 		}
 	}
 	if len(st.segs) == 0 {
-		s, err := createSegment(l.dir, l.conf.InitialOffset, nil)
+		s, err := createSegment(l.dir, l.conf.InitialOffset, nil, 0)
 		if err != nil {
 			return nil, err
 		}
 		st.segs = append(st.segs, s)
 	}
 	act := st.segs[len(st.segs)-1]
-	st.next, st.active = act.base+uint64(act.records), act.size
 	l.meta = rec.meta
-	return st, nil
+	return newState(st.segs, act.base+uint64(act.records), act), nil
 }
 
 // Dir returns the data directory.
@@ -232,7 +248,7 @@ func (l *Log) Stats() Stats {
 		s.Bytes += segmentBytes(seg)
 	}
 	act := st.segs[last]
-	s.Bytes += st.active + headerSize + int64(st.next-act.base)*indexEntrySize
+	s.Bytes += st.active + headerSize + int64(st.next-act.base)*indexEntrySize + headerSize + int64(st.times)*timeEntrySize
 	return s
 }
 
@@ -257,6 +273,24 @@ func (l *Log) Append(recs ...[]byte) (first uint64, err error) {
 // value stored with the last batch that survived. With no records it stores
 // only the metadata. An empty meta clears it.
 func (l *Log) AppendWithMeta(meta []byte, recs ...[]byte) (first uint64, err error) {
+	return l.append(meta, 0, recs)
+}
+
+// AppendTimed is AppendWithMeta with every record of the batch stamped with
+// ts, a time in unix nanoseconds (such as the time a leader accepted the
+// batch); ReadRecords returns it and OffsetForTime finds records by it.
+// Times never go back in offset order: a ts below the latest time stamped
+// on the log is raised to it. ts 0 means no time, exactly as AppendWithMeta;
+// a negative ts is refused. With no records, ts is not stored.
+func (l *Log) AppendTimed(meta []byte, ts int64, recs ...[]byte) (first uint64, err error) {
+	if ts < 0 {
+		return 0, fmt.Errorf("logstore: time %d is negative", ts)
+	}
+	return l.append(meta, ts, recs)
+}
+
+// append is AppendTimed; ts 0 appends without time.
+func (l *Log) append(meta []byte, ts int64, recs [][]byte) (first uint64, err error) {
 	if len(meta) > MaxMetaBytes {
 		return 0, fmt.Errorf("logstore: metadata is %d bytes, the limit is %d", len(meta), MaxMetaBytes)
 	}
@@ -266,6 +300,12 @@ func (l *Log) AppendWithMeta(meta []byte, recs ...[]byte) (first uint64, err err
 			return 0, &RecordTooLargeError{Index: i, Size: len(r), Max: l.conf.MaxRecordBytes}
 		}
 		size += frameSize(len(r), nil)
+	}
+	if len(recs) == 0 {
+		ts = 0
+	}
+	if ts != 0 {
+		size += len(recs) * timeSize
 	}
 
 	l.mu.Lock()
@@ -306,8 +346,13 @@ func (l *Log) AppendWithMeta(meta []byte, recs ...[]byte) (first uint64, err err
 
 	// Encode every frame and index entry, then write each file once.
 	first = st.next
-	l.wbuf, l.ibuf = l.wbuf[:0], l.ibuf[:0]
+	l.wbuf, l.ibuf, l.tbuf = l.wbuf[:0], l.ibuf[:0], l.tbuf[:0]
 	pos := act.size
+	lastTime := act.lastTime
+	if ts != 0 {
+		ts = max(ts, lastTime)
+		lastTime = ts
+	}
 	for i, r := range recs {
 		var flags byte
 		var fm []byte
@@ -315,10 +360,12 @@ func (l *Log) AppendWithMeta(meta []byte, recs ...[]byte) (first uint64, err err
 			flags, fm = flagBatchEnd, m
 		}
 		l.ibuf = appendIndexEntry(l.ibuf, act.records+uint32(i), uint32(pos+int64(len(l.wbuf))))
-		l.wbuf = appendFrame(l.wbuf, first+uint64(i), flags, fm, r)
+		l.wbuf = appendFrame(l.wbuf, first+uint64(i), flags, ts, fm, r)
 	}
 	if len(recs) == 0 {
-		l.wbuf = appendFrame(l.wbuf, first, flagBatchEnd|flagNoRecord, m, nil)
+		l.wbuf = appendFrame(l.wbuf, first, flagBatchEnd|flagNoRecord, 0, m, nil)
+	} else if e, ok := timeEntryFor(ts, lastTime, act.records, pos, act.lastEntryPos); ok {
+		l.tbuf = appendTimeEntry(l.tbuf, e)
 	}
 	if _, err := l.writeAt(act.store, l.wbuf, pos); err != nil {
 		return 0, l.failLocked(fmt.Errorf("logstore: write %s: %w", act.storePath, err))
@@ -328,6 +375,14 @@ func (l *Log) AppendWithMeta(meta []byte, recs ...[]byte) (first uint64, err err
 			return 0, l.failLocked(fmt.Errorf("logstore: write %s: %w", act.indexPath, err))
 		}
 	}
+	if len(l.tbuf) > 0 {
+		if _, err := l.writeAt(act.timeIndex, l.tbuf, headerSize+int64(act.times)*timeEntrySize); err != nil {
+			return 0, l.failLocked(fmt.Errorf("logstore: write %s: %w", act.timeIndexPath, err))
+		}
+		act.times++
+		act.lastEntryPos = pos
+	}
+	act.lastTime = lastTime
 	l.meta = m
 	if l.failing {
 		l.log.Info("appends work again", "recoveries", l.recoveries, "first_offset", first)
@@ -337,7 +392,7 @@ func (l *Log) AppendWithMeta(meta []byte, recs ...[]byte) (first uint64, err err
 	act.records += uint32(len(recs))
 	l.startWritebackLocked(act)
 	act.modTime = l.now()
-	l.publishLocked(&state{segs: st.segs, next: first + uint64(len(recs)), active: act.size})
+	l.publishLocked(newState(st.segs, first+uint64(len(recs)), act))
 	return first, nil
 }
 
@@ -444,42 +499,38 @@ func (l *Log) publishLocked(st *state) {
 	l.notifyMu.Unlock()
 }
 
-// rollLocked seals the active segment, making it durable, and starts a new one.
+// rollLocked seals the active segment, ending its time index with a seal
+// entry and making it durable, and starts a new one.
 func (l *Log) rollLocked(st *state) (*state, error) {
 	act := st.segs[len(st.segs)-1]
+	seal := appendTimeEntry(nil, timeEntry{time: act.lastTime, rel: act.records, marker: true})
+	if _, err := l.writeAt(act.timeIndex, seal, headerSize+int64(act.times)*timeEntrySize); err != nil {
+		return nil, l.failLocked(fmt.Errorf("logstore: write %s: %w", act.timeIndexPath, err))
+	}
+	act.times++
 	if err := l.syncSegment(act); err != nil {
 		return nil, l.failLocked(err)
 	}
-	s, err := createSegment(l.dir, st.next, l.meta)
+	s, err := createSegment(l.dir, st.next, l.meta, act.lastTime)
 	if err != nil {
 		return nil, l.failLocked(err)
 	}
 	s.modTime = l.now()
 	segs := append(slices.Clip(st.segs), s)
-	nst := &state{segs: segs, next: st.next, active: s.size}
+	nst := newState(segs, st.next, s)
 	l.publishLocked(nst)
 	return l.retainLocked(nst)
 }
 
-// syncSegment is syncSegment reported to Config.OnSync.
+// syncSegment is s.sync reported to Config.OnSync.
 func (l *Log) syncSegment(s *segment) error {
 	if l.conf.OnSync == nil {
-		return syncSegment(s)
+		return s.sync()
 	}
 	start := time.Now()
-	err := syncSegment(s)
+	err := s.sync()
 	l.conf.OnSync(time.Since(start), err)
 	return err
-}
-
-func syncSegment(s *segment) error {
-	if err := s.store.Sync(); err != nil {
-		return fmt.Errorf("logstore: sync %s: %w", s.storePath, err)
-	}
-	if err := s.index.Sync(); err != nil {
-		return fmt.Errorf("logstore: sync %s: %w", s.indexPath, err)
-	}
-	return nil
 }
 
 // Retain drops the oldest sealed segments that Config.RetainBytes and
@@ -518,7 +569,7 @@ func (l *Log) retainLocked(st *state) (*state, error) {
 		return st, nil
 	}
 	dropped := st.segs[:drop]
-	nst := &state{segs: slices.Clone(st.segs[drop:]), next: st.next, active: st.active}
+	nst := &state{segs: slices.Clone(st.segs[drop:]), next: st.next, active: st.active, times: st.times, lastTime: st.lastTime}
 	l.publishLocked(nst)
 	l.dropped.Add(uint64(len(dropped)))
 	for _, s := range dropped {
@@ -533,7 +584,7 @@ func (l *Log) retainLocked(st *state) (*state, error) {
 }
 
 func segmentBytes(s *segment) int64 {
-	return s.size + headerSize + int64(s.records)*indexEntrySize
+	return s.size + headerSize + int64(s.records)*indexEntrySize + headerSize + int64(s.times)*timeEntrySize
 }
 
 // unlinkSegments removes the files of segments leaving the log. Their open
@@ -543,7 +594,7 @@ func (l *Log) unlinkSegments(segs []*segment) error {
 	var errs []error
 	for _, s := range segs {
 		// The store goes first: an index without a store is removed on Open.
-		errs = append(errs, os.Remove(s.storePath), os.Remove(s.indexPath))
+		errs = append(errs, os.Remove(s.storePath), os.Remove(s.indexPath), os.Remove(s.timeIndexPath))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("logstore: remove segment: %w", err)
@@ -582,7 +633,7 @@ func (l *Log) Sync() error {
 
 // Read returns the record at off. The slice is the caller's.
 func (l *Log) Read(off uint64) ([]byte, error) {
-	recs, err := l.read(off, 0, 1)
+	recs, err := l.read(off, 0, 1, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -594,10 +645,35 @@ func (l *Log) Read(off uint64) ([]byte, error) {
 // The records share one buffer and are the caller's. The next read starts at
 // off+len(records).
 func (l *Log) ReadBatch(off uint64, maxBytes int) ([][]byte, error) {
-	return l.read(off, maxBytes, -1)
+	return l.read(off, maxBytes, -1, nil)
 }
 
-func (l *Log) read(off uint64, maxBytes, maxRecords int) ([][]byte, error) {
+// Record is a record with its offset and time.
+type Record struct {
+	Offset uint64
+	// Time is the time the record was appended with (AppendTimed), in unix
+	// nanoseconds, or 0 for a record appended without one.
+	Time  int64
+	Value []byte
+}
+
+// ReadRecords is ReadBatch that also returns each record's offset and time.
+func (l *Log) ReadRecords(off uint64, maxBytes int) ([]Record, error) {
+	var times []int64
+	vals, err := l.read(off, maxBytes, -1, &times)
+	if err != nil {
+		return nil, err
+	}
+	recs := make([]Record, len(vals))
+	for i, v := range vals {
+		recs[i] = Record{Offset: off + uint64(i), Time: times[i], Value: v}
+	}
+	return recs, nil
+}
+
+// read reads records from off on, at most maxRecords (-1: no limit) in about
+// maxBytes of store, and appends their times to times unless it is nil.
+func (l *Log) read(off uint64, maxBytes, maxRecords int, times *[]int64) ([][]byte, error) {
 	for {
 		st := l.cur.Load()
 		if st.closed {
@@ -619,15 +695,15 @@ func (l *Log) read(off uint64, maxBytes, maxRecords int) ([][]byte, error) {
 		} else {
 			limit, count = s.size, s.records
 		}
-		recs, err := readSegment(s, uint32(off-s.base), count, limit, maxBytes, maxRecords)
+		recs, err := readSegment(s, uint32(off-s.base), count, limit, maxBytes, maxRecords, times)
 		s.release()
 		return recs, err
 	}
 }
 
 // readSegment reads records from relative offset rel of s, which holds count
-// records in limit store bytes.
-func readSegment(s *segment, rel, count uint32, limit int64, maxBytes, maxRecords int) ([][]byte, error) {
+// records in limit store bytes, and appends their times to times unless nil.
+func readSegment(s *segment, rel, count uint32, limit int64, maxBytes, maxRecords int, times *[]int64) ([][]byte, error) {
 	// The entries of rel and rel+1 bound the first record's frame.
 	n := 1
 	if rel+1 < count {
@@ -676,6 +752,9 @@ func readSegment(s *segment, rel, count uint32, limit int64, maxBytes, maxRecord
 		}
 		if f.isRecord() {
 			recs = append(recs, f.payload[:len(f.payload):len(f.payload)])
+			if times != nil {
+				*times = append(*times, f.time)
+			}
 			off++
 		}
 		p += fn
@@ -726,7 +805,9 @@ func (l *Log) Close() error {
 	if l.err == nil {
 		errs = append(errs, l.syncSegment(st.segs[len(st.segs)-1]))
 	}
-	l.publishLocked(&state{segs: st.segs, next: st.next, active: st.active, closed: true})
+	closed := *st
+	closed.closed = true
+	l.publishLocked(&closed)
 	for _, s := range st.segs {
 		s.release()
 	}

@@ -11,11 +11,14 @@ import (
 	"testing"
 )
 
-// model is what a log must hold: the records from low on, and the metadata.
+// model is what a log must hold: the records from low on with their times,
+// and the metadata.
 type model struct {
-	low  uint64
-	recs [][]byte // recs[i] is the record at offset low+i
-	meta []byte
+	low    uint64
+	recs   [][]byte // recs[i] is the record at offset low+i
+	times  []int64  // times[i] is its time (0: none)
+	latest int64    // the latest time stamped, which a lower one is raised to
+	meta   []byte
 }
 
 func (m *model) next() uint64 { return m.low + uint64(len(m.recs)) }
@@ -25,6 +28,7 @@ func (m *model) at(off uint64) []byte { return m.recs[off-m.low] }
 // retain moves low up to low, forgetting the records below it.
 func (m *model) retain(low uint64) {
 	m.recs = m.recs[low-m.low:]
+	m.times = m.times[low-m.low:]
 	m.low = low
 }
 
@@ -47,6 +51,7 @@ func checkLog(t testing.TB, l *Log, m *model) {
 		checkBatch(t, m, off, 3000, recs)
 		off += uint64(len(recs))
 	}
+	checkTimesOf(t, l, m.low, m.times, m.at)
 }
 
 // checkBounds checks NextOffset, LowestOffset and Meta against the model.
@@ -190,11 +195,32 @@ func (p *propTest) randomMeta() []byte {
 	}
 }
 
-// append appends a batch of 0..20 records, with meta unless nil, and checks
-// the outcome, including the documented refusals, against the model.
+// randomTime picks a time for AppendTimed: none, above the latest, at or
+// below it (to be raised), or negative (refused).
+func (p *propTest) randomTime() int64 {
+	switch r := p.rng.IntN(20); {
+	case r < 4:
+		return 0
+	case r < 8:
+		return max(1, p.m.latest-p.rng.Int64N(1000))
+	case r < 9:
+		return -1 - p.rng.Int64N(10)
+	default:
+		return p.m.latest + 1 + p.rng.Int64N(1000)
+	}
+}
+
+// append appends a batch of 0..20 records, with meta unless nil, half the
+// time with AppendTimed, and checks the outcome, including the documented
+// refusals, against the model.
 func (p *propTest) append(meta []byte) {
 	t := p.t
 	t.Helper()
+	timed := p.rng.IntN(2) == 0
+	var ts int64
+	if timed {
+		ts = p.randomTime()
+	}
 	recs := make([][]byte, p.rng.IntN(21))
 	tooLarge := -1
 	size := 0
@@ -216,19 +242,32 @@ func (p *propTest) append(meta []byte) {
 	if len(recs) == 0 {
 		size += frameSize(0, nil)
 	}
+	if ts > 0 {
+		size += len(recs) * timeSize
+	}
 
 	var first uint64
 	var err error
 	name := "Append"
-	if meta != nil {
+	switch {
+	case timed:
+		name = "AppendTimed"
+		first, err = p.l.AppendTimed(meta, ts, recs...)
+	case meta != nil:
 		name = "AppendWithMeta"
 		first, err = p.l.AppendWithMeta(meta, recs...)
-	} else {
+	default:
 		first, err = p.l.Append(recs...)
 	}
-	p.did("%s(meta %d bytes, %d records, %d store bytes) at %d = %d, %v", name, len(meta), len(recs), size, p.m.next(), first, err)
+	p.did("%s(meta %d bytes, time %d, %d records, %d store bytes) at %d = %d, %v", name, len(meta), ts, len(recs), size, p.m.next(), first, err)
 	var tle *RecordTooLargeError
 	switch {
+	case ts < 0:
+		if err == nil {
+			t.Fatalf("%s with time %d succeeded", name, ts)
+		}
+		p.ops[name+" (negative time)"]++
+		return
 	case len(meta) > MaxMetaBytes:
 		if err == nil {
 			t.Fatalf("%s with %d bytes of metadata succeeded", name, len(meta))
@@ -260,6 +299,13 @@ func (p *propTest) append(meta []byte) {
 		t.Fatalf("%s returned first offset %d, want %d", name, first, p.m.next())
 	}
 	p.m.recs = append(p.m.recs, recs...)
+	if ts > 0 && len(recs) > 0 {
+		ts = max(ts, p.m.latest)
+		p.m.latest = ts
+	}
+	for range recs {
+		p.m.times = append(p.m.times, ts)
+	}
 	p.m.meta = newMeta
 	p.ops[name]++
 	p.afterRetention()

@@ -32,7 +32,7 @@ func (l *Log) Checkpoint(dir string) error {
 	act := st.segs[len(st.segs)-1]
 	// Linking under the lock keeps retention from removing a file meanwhile.
 	for _, s := range st.segs[:len(st.segs)-1] {
-		for _, p := range []string{s.storePath, s.indexPath} {
+		for _, p := range []string{s.storePath, s.indexPath, s.timeIndexPath} {
 			if err := linkOrCopy(p, filepath.Join(dir, filepath.Base(p))); err != nil {
 				l.mu.Unlock()
 				return err
@@ -49,6 +49,10 @@ func (l *Log) Checkpoint(dir string) error {
 		return err
 	}
 	if err := copyPrefix(act.index, filepath.Join(dir, filepath.Base(act.indexPath)), indexBytes); err != nil {
+		return err
+	}
+	timeBytes := headerSize + int64(st.times)*timeEntrySize
+	if err := copyPrefix(act.timeIndex, filepath.Join(dir, filepath.Base(act.timeIndexPath)), timeBytes); err != nil {
 		return err
 	}
 	return syncDir(dir)
@@ -122,8 +126,8 @@ func (l *Log) Replace(dir string) error {
 		return l.failLocked(err)
 	}
 	for _, s := range srcSegs {
-		// The store moves first: a store without its index is rebuilt on Open.
-		for _, p := range []string{s.storePath, s.indexPath} {
+		// The store moves first: a store without its indexes is rebuilt on Open.
+		for _, p := range []string{s.storePath, s.indexPath, s.timeIndexPath} {
 			if err := os.Rename(p, filepath.Join(l.dir, filepath.Base(p))); err != nil {
 				return l.failLocked(fmt.Errorf("logstore: replace: %w", err))
 			}

@@ -38,6 +38,7 @@ var rules = map[string]rule{
 	logv1.Log_ConsumeStream_FullMethodName:      {anyOf: []string{authz.ActionConsume}},
 	logv1.Log_ConsumeBatchStream_FullMethodName: {anyOf: []string{authz.ActionConsume}},
 	logv1.Log_GetOffsets_FullMethodName:         {anyOf: []string{authz.ActionConsume}, peer: true},
+	logv1.Log_GetOffsetForTime_FullMethodName:   {anyOf: []string{authz.ActionConsume}},
 	logv1.Log_GetServers_FullMethodName:         {}, // clients find the leader with it
 }
 

@@ -414,6 +414,8 @@ func TestCluster(t *testing.T) {
 				}
 				_, err = c.GetOffsets(testCtx(t), &logv1.GetOffsetsRequest{})
 				wantCode(t, "GetOffsets", err, tc.offsets)
+				_, err = c.GetOffsetForTime(testCtx(t), &logv1.GetOffsetForTimeRequest{Timestamp: 1})
+				wantCode(t, "GetOffsetForTime", err, tc.consume)
 				_, err = c.GetServers(testCtx(t), &logv1.GetServersRequest{})
 				wantCode(t, "GetServers", err, tc.servers)
 			})

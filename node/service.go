@@ -172,21 +172,30 @@ func (n *Node) leaderReadIndex(ctx context.Context, addr string) (uint64, error)
 // until this node has applied off and returns the record; at or past it, off
 // is not written yet and the answer is an OutOfRangeError that names the read
 // index as the end.
-func (n *Node) readPastEnd(ctx context.Context, off uint64) ([]byte, error) {
+func (n *Node) readPastEnd(ctx context.Context, off uint64) (raftfsm.Record, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(n.stopCtx, cancel)()
 	ri, err := n.readIndex(ctx)
 	if err != nil {
-		return nil, n.endErr(err)
+		return raftfsm.Record{}, n.endErr(err)
 	}
 	if off >= ri {
-		return nil, &raftfsm.OutOfRangeError{Off: off, Lowest: n.log.LowestOffset(), Next: ri}
+		return raftfsm.Record{}, &raftfsm.OutOfRangeError{Off: off, Lowest: n.log.LowestOffset(), Next: ri}
 	}
 	if err := n.log.Wait(ctx, off); err != nil {
-		return nil, n.endErr(err)
+		return raftfsm.Record{}, n.endErr(err)
 	}
-	return n.log.Read(off)
+	return n.readRecord(off)
+}
+
+// readRecord reads the record at off with its time.
+func (n *Node) readRecord(off uint64) (raftfsm.Record, error) {
+	recs, err := n.log.ReadRecords(off, 1) // one record: it never fits in 1 byte
+	if err != nil {
+		return raftfsm.Record{}, err
+	}
+	return recs[0], nil
 }
 
 // forwardClient returns a client of the leader at addr over the one cached
@@ -413,15 +422,15 @@ func (n *Node) answerStream(stream logv1.Log_ProduceStreamServer, out <-chan str
 // Consume serves an offset this node holds at once; one at or past its end
 // needs a read index first (readPastEnd).
 func (s *service) Consume(ctx context.Context, req *logv1.ConsumeRequest) (*logv1.ConsumeResponse, error) {
-	v, err := s.n.log.Read(req.Offset)
+	r, err := s.n.readRecord(req.Offset)
 	var oor *raftfsm.OutOfRangeError
 	if errors.As(err, &oor) && req.Offset >= oor.Next {
-		v, err = s.n.readPastEnd(ctx, req.Offset)
+		r, err = s.n.readPastEnd(ctx, req.Offset)
 	}
 	if err != nil {
 		return nil, s.n.status(err)
 	}
-	return &logv1.ConsumeResponse{Record: &logv1.Record{Value: v, Offset: req.Offset}}, nil
+	return &logv1.ConsumeResponse{Record: &logv1.Record{Value: r.Value, Offset: r.Offset, Timestamp: r.Time}}, nil
 }
 
 // follow sends the records from off on in batches of at most maxBytes (one
@@ -429,12 +438,12 @@ func (s *service) Consume(ctx context.Context, req *logv1.ConsumeRequest) (*logv
 // node's log it waits for the next commit when atEnd is nil; otherwise it asks
 // atEnd(off) and returns unless that says records from off on are coming. It
 // ends with errShuttingDown when the node closes.
-func (n *Node) follow(ctx context.Context, off, end uint64, maxBytes int, atEnd func(ctx context.Context, off uint64) (bool, error), send func(first uint64, recs [][]byte) error) error {
+func (n *Node) follow(ctx context.Context, off, end uint64, maxBytes int, atEnd func(ctx context.Context, off uint64) (bool, error), send func(recs []raftfsm.Record) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(n.stopCtx, cancel)()
 	for end == 0 || off < end {
-		recs, err := n.log.ReadBatch(off, maxBytes)
+		recs, err := n.log.ReadRecords(off, maxBytes)
 		var oor *raftfsm.OutOfRangeError
 		switch {
 		case errors.As(err, &oor) && off >= oor.Next:
@@ -457,7 +466,7 @@ func (n *Node) follow(ctx context.Context, off, end uint64, maxBytes int, atEnd 
 		if end != 0 && uint64(len(recs)) > end-off {
 			recs = recs[:end-off]
 		}
-		if err := send(off, recs); err != nil {
+		if err := send(recs); err != nil {
 			return err
 		}
 		off += uint64(len(recs))
@@ -478,9 +487,9 @@ func (n *Node) endErr(err error) error {
 }
 
 func (s *service) ConsumeStream(req *logv1.ConsumeRequest, stream logv1.Log_ConsumeStreamServer) error {
-	err := s.n.follow(stream.Context(), req.Offset, 0, s.n.conf.ConsumeBatchBytes, nil, func(first uint64, recs [][]byte) error {
-		for i, v := range recs {
-			if err := stream.Send(&logv1.ConsumeResponse{Record: &logv1.Record{Value: v, Offset: first + uint64(i)}}); err != nil {
+	err := s.n.follow(stream.Context(), req.Offset, 0, s.n.conf.ConsumeBatchBytes, nil, func(recs []raftfsm.Record) error {
+		for _, r := range recs {
+			if err := stream.Send(&logv1.ConsumeResponse{Record: &logv1.Record{Value: r.Value, Offset: r.Offset, Timestamp: r.Time}}); err != nil {
 				return err
 			}
 		}
@@ -530,10 +539,13 @@ func (s *service) ConsumeBatchStream(req *logv1.ConsumeBatchRequest, stream logv
 	if req.MaxBytes != 0 && int(req.MaxBytes) < budget {
 		budget = int(req.MaxBytes)
 	}
-	err := n.follow(stream.Context(), req.Offset, req.EndOffset, budget, atEnd, func(first uint64, recs [][]byte) error {
+	err := n.follow(stream.Context(), req.Offset, req.EndOffset, budget, atEnd, func(recs []raftfsm.Record) error {
+		// One allocation for the message's records, one for their pointers.
+		out := make([]logv1.Record, len(recs))
 		msg := &logv1.ConsumeBatchResponse{Records: make([]*logv1.Record, len(recs))}
-		for i, v := range recs {
-			msg.Records[i] = &logv1.Record{Value: v, Offset: first + uint64(i)}
+		for i, r := range recs {
+			out[i].Value, out[i].Offset, out[i].Timestamp = r.Value, r.Offset, r.Time
+			msg.Records[i] = &out[i]
 		}
 		return stream.Send(msg)
 	})
@@ -576,4 +588,33 @@ func (s *service) GetOffsets(ctx context.Context, req *logv1.GetOffsetsRequest) 
 		return nil, n.status(n.endErr(err))
 	}
 	return &logv1.GetOffsetsResponse{LowestOffset: n.log.LowestOffset(), NextOffset: max(ri, n.log.NextOffset())}, nil
+}
+
+// GetOffsetForTime answers from this node's log once it holds every record
+// written before the call (a read index, waited for as a read past the end
+// is), so no record acknowledged before the call is missed: the first one
+// with a time at or after the request's, or the end of the log.
+func (s *service) GetOffsetForTime(ctx context.Context, req *logv1.GetOffsetForTimeRequest) (*logv1.GetOffsetForTimeResponse, error) {
+	n := s.n
+	off, err := n.offsetForTime(ctx, req.Timestamp)
+	if err != nil {
+		return nil, n.status(err)
+	}
+	return &logv1.GetOffsetForTimeResponse{Offset: off}, nil
+}
+
+func (n *Node) offsetForTime(ctx context.Context, ts int64) (uint64, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(n.stopCtx, cancel)()
+	ri, err := n.readIndex(ctx)
+	if err != nil {
+		return 0, n.endErr(err)
+	}
+	if ri > 0 {
+		if err := n.log.Wait(ctx, ri-1); err != nil {
+			return 0, n.endErr(err)
+		}
+	}
+	return n.log.OffsetForTime(ts)
 }

@@ -238,20 +238,29 @@ func (f *fsm) append(index uint64, ts int64, recs [][]byte) (uint64, error) {
 	}
 }
 
-// appendOnce appends recs with index as the log's metadata, through the
-// test's fault when one is set. ts, the entry's leader timestamp, is not
-// stored with the records yet.
+// appendOnce appends recs with index as the log's metadata, each record
+// stamped with ts, the entry's leader timestamp (0: an entry without one, a
+// kind 1 entry, appended without time), through the test's fault when one is
+// set. Every replica appends the same entry with the same ts, and logstore
+// raises a ts below the log's latest time to it the same way on each, so the
+// replicas' times agree. A retried append stamps the same ts again.
 func (f *fsm) appendOnce(index uint64, ts int64, recs [][]byte) (uint64, error) {
-	_ = ts
 	if f.fault != nil {
 		if err, written := f.fault(); err != nil {
 			if written {
-				f.log.AppendWithMeta(indexMeta(index), recs...)
+				f.appendLog(index, ts, recs)
 			}
 			return 0, err
 		}
 	}
-	return f.log.AppendWithMeta(indexMeta(index), recs...)
+	return f.appendLog(index, ts, recs)
+}
+
+func (f *fsm) appendLog(index uint64, ts int64, recs [][]byte) (uint64, error) {
+	if ts <= 0 {
+		return f.log.AppendWithMeta(indexMeta(index), recs...)
+	}
+	return f.log.AppendTimed(indexMeta(index), ts, recs...)
 }
 
 // setStatus publishes err (nil: applying works) as the FSM's status.

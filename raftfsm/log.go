@@ -501,6 +501,24 @@ func (l *Log) ReadBatch(off uint64, maxBytes int) ([][]byte, error) {
 	return l.store.ReadBatch(off, maxBytes)
 }
 
+// Record is a record read from the local log with its offset and time: the
+// leader's unix nanoseconds when it appended the record, 0 for a record
+// written before times were stored.
+type Record = logstore.Record
+
+// ReadRecords is ReadBatch that also returns each record's offset and time;
+// see logstore.Log.ReadRecords.
+func (l *Log) ReadRecords(off uint64, maxBytes int) ([]Record, error) {
+	return l.store.ReadRecords(off, maxBytes)
+}
+
+// OffsetForTime returns the offset of the first record retained on this
+// server whose time is at or after ts (unix nanoseconds): LowestOffset when
+// ts is at or before every record's time, NextOffset when no record is that
+// recent. Records without time count as older than any time. See
+// logstore.Log.OffsetForTime.
+func (l *Log) OffsetForTime(ts int64) (uint64, error) { return l.store.OffsetForTime(ts) }
+
 // Wait blocks until off has been applied on this server, ctx ends or the log closes.
 func (l *Log) Wait(ctx context.Context, off uint64) error { return l.store.Wait(ctx, off) }
 

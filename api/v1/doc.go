@@ -5,8 +5,9 @@
 // service (Produce, Consume, ConsumeStream, ProduceStream, GetServers), so
 // existing proglog clients work unchanged, and adds ProduceBatch,
 // ConsumeBatchStream and GetOffsets, exactly-once produce (a producer id and
-// sequence on produce requests, duplicate on the answers) and the durability
-// an acknowledgement guarantees (enum Durability). log.proto documents every message, field
+// sequence on produce requests, duplicate on the answers), the durability
+// an acknowledgement guarantees (enum Durability), and consume by time (each
+// record's leader timestamp, GetOffsetForTime). log.proto documents every message, field
 // and RPC, what offsets mean and which gRPC status codes the server returns.
 //
 // log.pb.go and log_grpc.pb.go are generated and committed; after editing

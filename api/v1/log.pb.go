@@ -32,8 +32,8 @@
 //   - UNAUTHENTICATED: the connection has no verified client certificate.
 //   - PERMISSION_DENIED: the certificate's subject (its CN) may not perform
 //     the action the RPC needs: "produce" for Produce, ProduceStream and
-//     ProduceBatch; "consume" for Consume, ConsumeStream, ConsumeBatchStream
-//     and GetOffsets.
+//     ProduceBatch; "consume" for Consume, ConsumeStream, ConsumeBatchStream,
+//     GetOffsets and GetOffsetForTime.
 //   - INVALID_ARGUMENT: a record or request that is too large or malformed.
 //     (A message larger than the transport's limit is refused by gRPC itself
 //     with RESOURCE_EXHAUSTED before the service sees it.)
@@ -130,7 +130,12 @@ type Record struct {
 	// Kept for compatibility: the original proglog used this field for the
 	// Raft log entry type. Unused by this API; producers leave it 0 and
 	// consumers ignore it.
-	Type          uint32 `protobuf:"varint,4,opt,name=type,proto3" json:"type,omitempty"`
+	Type uint32 `protobuf:"varint,4,opt,name=type,proto3" json:"type,omitempty"`
+	// The time the leader appended the record, in Unix nanoseconds (the
+	// leader's wall clock, raised where needed so that timestamps never
+	// decrease by offset); 0 for a record written before timestamps existed.
+	// Ignored in produce requests; set in every record the server returns.
+	Timestamp     int64 `protobuf:"varint,5,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -189,6 +194,13 @@ func (x *Record) GetTerm() uint64 {
 func (x *Record) GetType() uint32 {
 	if x != nil {
 		return x.Type
+	}
+	return 0
+}
+
+func (x *Record) GetTimestamp() int64 {
+	if x != nil {
+		return x.Timestamp
 	}
 	return 0
 }
@@ -1005,16 +1017,111 @@ func (x *GetOffsetsResponse) GetNextOffset() uint64 {
 	return 0
 }
 
+// GetOffsetForTimeRequest asks for the first offset at or after a time.
+type GetOffsetForTimeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The time, in Unix nanoseconds.
+	Timestamp     int64 `protobuf:"varint,1,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetOffsetForTimeRequest) Reset() {
+	*x = GetOffsetForTimeRequest{}
+	mi := &file_api_v1_log_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOffsetForTimeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOffsetForTimeRequest) ProtoMessage() {}
+
+func (x *GetOffsetForTimeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_log_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOffsetForTimeRequest.ProtoReflect.Descriptor instead.
+func (*GetOffsetForTimeRequest) Descriptor() ([]byte, []int) {
+	return file_api_v1_log_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *GetOffsetForTimeRequest) GetTimestamp() int64 {
+	if x != nil {
+		return x.Timestamp
+	}
+	return 0
+}
+
+// GetOffsetForTimeResponse answers a GetOffsetForTimeRequest.
+type GetOffsetForTimeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The offset of the first retained record whose timestamp is at or after
+	// the time asked for; lowest_offset when every retained record is at
+	// least as recent, next_offset when none is.
+	Offset        uint64 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetOffsetForTimeResponse) Reset() {
+	*x = GetOffsetForTimeResponse{}
+	mi := &file_api_v1_log_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOffsetForTimeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOffsetForTimeResponse) ProtoMessage() {}
+
+func (x *GetOffsetForTimeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_log_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOffsetForTimeResponse.ProtoReflect.Descriptor instead.
+func (*GetOffsetForTimeResponse) Descriptor() ([]byte, []int) {
+	return file_api_v1_log_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GetOffsetForTimeResponse) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
 var File_api_v1_log_proto protoreflect.FileDescriptor
 
 const file_api_v1_log_proto_rawDesc = "" +
 	"\n" +
-	"\x10api/v1/log.proto\x12\x06log.v1\"^\n" +
+	"\x10api/v1/log.proto\x12\x06log.v1\"|\n" +
 	"\x06Record\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\fR\x05value\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x12\n" +
 	"\x04term\x18\x03 \x01(\x04R\x04term\x12\x12\n" +
-	"\x04type\x18\x04 \x01(\rR\x04type\"u\n" +
+	"\x04type\x18\x04 \x01(\rR\x04type\x12\x1c\n" +
+	"\ttimestamp\x18\x05 \x01(\x03R\ttimestamp\"u\n" +
 	"\x0eProduceRequest\x12&\n" +
 	"\x06record\x18\x01 \x01(\v2\x0e.log.v1.RecordR\x06record\x12\x1f\n" +
 	"\vproducer_id\x18\x02 \x01(\tR\n" +
@@ -1070,11 +1177,15 @@ const file_api_v1_log_proto_rawDesc = "" +
 	"\x12GetOffsetsResponse\x12#\n" +
 	"\rlowest_offset\x18\x01 \x01(\x04R\flowestOffset\x12\x1f\n" +
 	"\vnext_offset\x18\x02 \x01(\x04R\n" +
-	"nextOffset*E\n" +
+	"nextOffset\"7\n" +
+	"\x17GetOffsetForTimeRequest\x12\x1c\n" +
+	"\ttimestamp\x18\x01 \x01(\x03R\ttimestamp\"2\n" +
+	"\x18GetOffsetForTimeResponse\x12\x16\n" +
+	"\x06offset\x18\x01 \x01(\x04R\x06offset*E\n" +
 	"\n" +
 	"Durability\x12\x1a\n" +
 	"\x16DURABILITY_UNSPECIFIED\x10\x00\x12\x1b\n" +
-	"\x17DURABILITY_QUORUM_FSYNC\x10\x012\xbf\x04\n" +
+	"\x17DURABILITY_QUORUM_FSYNC\x10\x012\x98\x05\n" +
 	"\x03Log\x12<\n" +
 	"\aProduce\x12\x16.log.v1.ProduceRequest\x1a\x17.log.v1.ProduceResponse\"\x00\x12<\n" +
 	"\aConsume\x12\x16.log.v1.ConsumeRequest\x1a\x17.log.v1.ConsumeResponse\"\x00\x12D\n" +
@@ -1085,7 +1196,8 @@ const file_api_v1_log_proto_rawDesc = "" +
 	"\fProduceBatch\x12\x1b.log.v1.ProduceBatchRequest\x1a\x1c.log.v1.ProduceBatchResponse\"\x00\x12S\n" +
 	"\x12ConsumeBatchStream\x12\x1b.log.v1.ConsumeBatchRequest\x1a\x1c.log.v1.ConsumeBatchResponse\"\x000\x01\x12E\n" +
 	"\n" +
-	"GetOffsets\x12\x19.log.v1.GetOffsetsRequest\x1a\x1a.log.v1.GetOffsetsResponse\"\x00B/Z-github.com/proglogctl/proglogctl/api/v1;logv1b\x06proto3"
+	"GetOffsets\x12\x19.log.v1.GetOffsetsRequest\x1a\x1a.log.v1.GetOffsetsResponse\"\x00\x12W\n" +
+	"\x10GetOffsetForTime\x12\x1f.log.v1.GetOffsetForTimeRequest\x1a .log.v1.GetOffsetForTimeResponse\"\x00B/Z-github.com/proglogctl/proglogctl/api/v1;logv1b\x06proto3"
 
 var (
 	file_api_v1_log_proto_rawDescOnce sync.Once
@@ -1100,23 +1212,25 @@ func file_api_v1_log_proto_rawDescGZIP() []byte {
 }
 
 var file_api_v1_log_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_api_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_api_v1_log_proto_goTypes = []any{
-	(Durability)(0),              // 0: log.v1.Durability
-	(*Record)(nil),               // 1: log.v1.Record
-	(*ProduceRequest)(nil),       // 2: log.v1.ProduceRequest
-	(*ProduceResponse)(nil),      // 3: log.v1.ProduceResponse
-	(*ConsumeRequest)(nil),       // 4: log.v1.ConsumeRequest
-	(*ConsumeResponse)(nil),      // 5: log.v1.ConsumeResponse
-	(*Server)(nil),               // 6: log.v1.Server
-	(*GetServersRequest)(nil),    // 7: log.v1.GetServersRequest
-	(*GetServersResponse)(nil),   // 8: log.v1.GetServersResponse
-	(*ProduceBatchRequest)(nil),  // 9: log.v1.ProduceBatchRequest
-	(*ProduceBatchResponse)(nil), // 10: log.v1.ProduceBatchResponse
-	(*ConsumeBatchRequest)(nil),  // 11: log.v1.ConsumeBatchRequest
-	(*ConsumeBatchResponse)(nil), // 12: log.v1.ConsumeBatchResponse
-	(*GetOffsetsRequest)(nil),    // 13: log.v1.GetOffsetsRequest
-	(*GetOffsetsResponse)(nil),   // 14: log.v1.GetOffsetsResponse
+	(Durability)(0),                  // 0: log.v1.Durability
+	(*Record)(nil),                   // 1: log.v1.Record
+	(*ProduceRequest)(nil),           // 2: log.v1.ProduceRequest
+	(*ProduceResponse)(nil),          // 3: log.v1.ProduceResponse
+	(*ConsumeRequest)(nil),           // 4: log.v1.ConsumeRequest
+	(*ConsumeResponse)(nil),          // 5: log.v1.ConsumeResponse
+	(*Server)(nil),                   // 6: log.v1.Server
+	(*GetServersRequest)(nil),        // 7: log.v1.GetServersRequest
+	(*GetServersResponse)(nil),       // 8: log.v1.GetServersResponse
+	(*ProduceBatchRequest)(nil),      // 9: log.v1.ProduceBatchRequest
+	(*ProduceBatchResponse)(nil),     // 10: log.v1.ProduceBatchResponse
+	(*ConsumeBatchRequest)(nil),      // 11: log.v1.ConsumeBatchRequest
+	(*ConsumeBatchResponse)(nil),     // 12: log.v1.ConsumeBatchResponse
+	(*GetOffsetsRequest)(nil),        // 13: log.v1.GetOffsetsRequest
+	(*GetOffsetsResponse)(nil),       // 14: log.v1.GetOffsetsResponse
+	(*GetOffsetForTimeRequest)(nil),  // 15: log.v1.GetOffsetForTimeRequest
+	(*GetOffsetForTimeResponse)(nil), // 16: log.v1.GetOffsetForTimeResponse
 }
 var file_api_v1_log_proto_depIdxs = []int32{
 	1,  // 0: log.v1.ProduceRequest.record:type_name -> log.v1.Record
@@ -1136,16 +1250,18 @@ var file_api_v1_log_proto_depIdxs = []int32{
 	9,  // 14: log.v1.Log.ProduceBatch:input_type -> log.v1.ProduceBatchRequest
 	11, // 15: log.v1.Log.ConsumeBatchStream:input_type -> log.v1.ConsumeBatchRequest
 	13, // 16: log.v1.Log.GetOffsets:input_type -> log.v1.GetOffsetsRequest
-	3,  // 17: log.v1.Log.Produce:output_type -> log.v1.ProduceResponse
-	5,  // 18: log.v1.Log.Consume:output_type -> log.v1.ConsumeResponse
-	5,  // 19: log.v1.Log.ConsumeStream:output_type -> log.v1.ConsumeResponse
-	3,  // 20: log.v1.Log.ProduceStream:output_type -> log.v1.ProduceResponse
-	8,  // 21: log.v1.Log.GetServers:output_type -> log.v1.GetServersResponse
-	10, // 22: log.v1.Log.ProduceBatch:output_type -> log.v1.ProduceBatchResponse
-	12, // 23: log.v1.Log.ConsumeBatchStream:output_type -> log.v1.ConsumeBatchResponse
-	14, // 24: log.v1.Log.GetOffsets:output_type -> log.v1.GetOffsetsResponse
-	17, // [17:25] is the sub-list for method output_type
-	9,  // [9:17] is the sub-list for method input_type
+	15, // 17: log.v1.Log.GetOffsetForTime:input_type -> log.v1.GetOffsetForTimeRequest
+	3,  // 18: log.v1.Log.Produce:output_type -> log.v1.ProduceResponse
+	5,  // 19: log.v1.Log.Consume:output_type -> log.v1.ConsumeResponse
+	5,  // 20: log.v1.Log.ConsumeStream:output_type -> log.v1.ConsumeResponse
+	3,  // 21: log.v1.Log.ProduceStream:output_type -> log.v1.ProduceResponse
+	8,  // 22: log.v1.Log.GetServers:output_type -> log.v1.GetServersResponse
+	10, // 23: log.v1.Log.ProduceBatch:output_type -> log.v1.ProduceBatchResponse
+	12, // 24: log.v1.Log.ConsumeBatchStream:output_type -> log.v1.ConsumeBatchResponse
+	14, // 25: log.v1.Log.GetOffsets:output_type -> log.v1.GetOffsetsResponse
+	16, // 26: log.v1.Log.GetOffsetForTime:output_type -> log.v1.GetOffsetForTimeResponse
+	18, // [18:27] is the sub-list for method output_type
+	9,  // [9:18] is the sub-list for method input_type
 	9,  // [9:9] is the sub-list for extension type_name
 	9,  // [9:9] is the sub-list for extension extendee
 	0,  // [0:9] is the sub-list for field type_name
@@ -1162,7 +1278,7 @@ func file_api_v1_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_v1_log_proto_rawDesc), len(file_api_v1_log_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

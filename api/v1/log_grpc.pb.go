@@ -32,8 +32,8 @@
 //   - UNAUTHENTICATED: the connection has no verified client certificate.
 //   - PERMISSION_DENIED: the certificate's subject (its CN) may not perform
 //     the action the RPC needs: "produce" for Produce, ProduceStream and
-//     ProduceBatch; "consume" for Consume, ConsumeStream, ConsumeBatchStream
-//     and GetOffsets.
+//     ProduceBatch; "consume" for Consume, ConsumeStream, ConsumeBatchStream,
+//     GetOffsets and GetOffsetForTime.
 //   - INVALID_ARGUMENT: a record or request that is too large or malformed.
 //     (A message larger than the transport's limit is refused by gRPC itself
 //     with RESOURCE_EXHAUSTED before the service sees it.)
@@ -66,6 +66,7 @@ const (
 	Log_ProduceBatch_FullMethodName       = "/log.v1.Log/ProduceBatch"
 	Log_ConsumeBatchStream_FullMethodName = "/log.v1.Log/ConsumeBatchStream"
 	Log_GetOffsets_FullMethodName         = "/log.v1.Log/GetOffsets"
+	Log_GetOffsetForTime_FullMethodName   = "/log.v1.Log/GetOffsetForTime"
 )
 
 // LogClient is the client API for Log service.
@@ -142,6 +143,18 @@ type LogClient interface {
 	// no leader can confirm the end of the log; PERMISSION_DENIED;
 	// UNAUTHENTICATED.
 	GetOffsets(ctx context.Context, in *GetOffsetsRequest, opts ...grpc.CallOption) (*GetOffsetsResponse, error)
+	// GetOffsetForTime returns the offset of the first record the receiving
+	// server retains whose timestamp is at or after request.timestamp: its
+	// lowest_offset when the time is at or before every retained record's
+	// (and for a timestamp of 0 or below), and next_offset when no record is
+	// that recent, so a consumer started there reads what is appended next.
+	// Records written before timestamps existed (timestamp 0) count as older
+	// than any time. Like GetOffsets it first learns the end of the log from
+	// the leader and waits until this server holds every record written before
+	// the call, so a record acknowledged before the call is never missed.
+	// Errors: UNAVAILABLE when no leader can confirm the end of the log;
+	// PERMISSION_DENIED; UNAUTHENTICATED.
+	GetOffsetForTime(ctx context.Context, in *GetOffsetForTimeRequest, opts ...grpc.CallOption) (*GetOffsetForTimeResponse, error)
 }
 
 type logClient struct {
@@ -253,6 +266,16 @@ func (c *logClient) GetOffsets(ctx context.Context, in *GetOffsetsRequest, opts 
 	return out, nil
 }
 
+func (c *logClient) GetOffsetForTime(ctx context.Context, in *GetOffsetForTimeRequest, opts ...grpc.CallOption) (*GetOffsetForTimeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetOffsetForTimeResponse)
+	err := c.cc.Invoke(ctx, Log_GetOffsetForTime_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // LogServer is the server API for Log service.
 // All implementations must embed UnimplementedLogServer
 // for forward compatibility.
@@ -327,6 +350,18 @@ type LogServer interface {
 	// no leader can confirm the end of the log; PERMISSION_DENIED;
 	// UNAUTHENTICATED.
 	GetOffsets(context.Context, *GetOffsetsRequest) (*GetOffsetsResponse, error)
+	// GetOffsetForTime returns the offset of the first record the receiving
+	// server retains whose timestamp is at or after request.timestamp: its
+	// lowest_offset when the time is at or before every retained record's
+	// (and for a timestamp of 0 or below), and next_offset when no record is
+	// that recent, so a consumer started there reads what is appended next.
+	// Records written before timestamps existed (timestamp 0) count as older
+	// than any time. Like GetOffsets it first learns the end of the log from
+	// the leader and waits until this server holds every record written before
+	// the call, so a record acknowledged before the call is never missed.
+	// Errors: UNAVAILABLE when no leader can confirm the end of the log;
+	// PERMISSION_DENIED; UNAUTHENTICATED.
+	GetOffsetForTime(context.Context, *GetOffsetForTimeRequest) (*GetOffsetForTimeResponse, error)
 	mustEmbedUnimplementedLogServer()
 }
 
@@ -360,6 +395,9 @@ func (UnimplementedLogServer) ConsumeBatchStream(*ConsumeBatchRequest, grpc.Serv
 }
 func (UnimplementedLogServer) GetOffsets(context.Context, *GetOffsetsRequest) (*GetOffsetsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetOffsets not implemented")
+}
+func (UnimplementedLogServer) GetOffsetForTime(context.Context, *GetOffsetForTimeRequest) (*GetOffsetForTimeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetOffsetForTime not implemented")
 }
 func (UnimplementedLogServer) mustEmbedUnimplementedLogServer() {}
 func (UnimplementedLogServer) testEmbeddedByValue()             {}
@@ -501,6 +539,24 @@ func _Log_GetOffsets_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Log_GetOffsetForTime_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetOffsetForTimeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LogServer).GetOffsetForTime(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Log_GetOffsetForTime_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LogServer).GetOffsetForTime(ctx, req.(*GetOffsetForTimeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Log_ServiceDesc is the grpc.ServiceDesc for Log service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -527,6 +583,10 @@ var Log_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetOffsets",
 			Handler:    _Log_GetOffsets_Handler,
+		},
+		{
+			MethodName: "GetOffsetForTime",
+			Handler:    _Log_GetOffsetForTime_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -168,6 +168,25 @@ func TestNewServerFieldsUseNewNumbers(t *testing.T) {
 	}
 }
 
+// TestRecordTimestampUsesANewNumber checks that a Record without a timestamp
+// encodes exactly as the original one did, and that the timestamp follows the
+// original fields as field 5.
+func TestRecordTimestampUsesANewNumber(t *testing.T) {
+	old := bookRecord([]byte("v"), 3, 1, 2)
+	if got := marshal(t, &Record{Value: []byte("v"), Offset: 3, Term: 1, Type: 2}); !bytes.Equal(got, old) {
+		t.Fatalf("Record without timestamp encodes as\n%x\nwant\n%x", got, old)
+	}
+	rec := &Record{Value: []byte("v"), Offset: 3, Term: 1, Type: 2, Timestamp: 1_800_000_000_123_456_789}
+	want := append(old, varintField(5, 1_800_000_000_123_456_789)...)
+	if got := marshal(t, rec); !bytes.Equal(got, want) {
+		t.Fatalf("Record with timestamp encodes as\n%x\nwant\n%x", got, want)
+	}
+	var back Record
+	if err := proto.Unmarshal(want, &back); err != nil || !proto.Equal(&back, rec) {
+		t.Fatalf("decoded %v, %v; want %v", &back, err, rec)
+	}
+}
+
 // TestDescriptor pins the package, the original field numbers and types, and
 // the RPCs with their streaming shape.
 func TestDescriptor(t *testing.T) {
@@ -217,6 +236,9 @@ func TestDescriptor(t *testing.T) {
 		{"ConsumeBatchResponse", "records", 1, protoreflect.MessageKind, true},
 		{"GetOffsetsResponse", "lowest_offset", 1, protoreflect.Uint64Kind, false},
 		{"GetOffsetsResponse", "next_offset", 2, protoreflect.Uint64Kind, false},
+		{"Record", "timestamp", 5, protoreflect.Int64Kind, false},
+		{"GetOffsetForTimeRequest", "timestamp", 1, protoreflect.Int64Kind, false},
+		{"GetOffsetForTimeResponse", "offset", 1, protoreflect.Uint64Kind, false},
 	}
 	for _, f := range fields {
 		md := fd.Messages().ByName(protoreflect.Name(f.msg))
@@ -248,6 +270,7 @@ func TestDescriptor(t *testing.T) {
 		"ProduceBatch":       {"ProduceBatchRequest", "ProduceBatchResponse", false, false},
 		"ConsumeBatchStream": {"ConsumeBatchRequest", "ConsumeBatchResponse", false, true},
 		"GetOffsets":         {"GetOffsetsRequest", "GetOffsetsResponse", false, false},
+		"GetOffsetForTime":   {"GetOffsetForTimeRequest", "GetOffsetForTimeResponse", false, false},
 	}
 	sd := fd.Services().ByName("Log")
 	if sd == nil || sd.FullName() != "log.v1.Log" {
