@@ -34,6 +34,15 @@ type readMark struct {
 // So a read index costs one quorum round trip, and a barrier (one small Raft
 // entry) only when something was committed since the last one.
 //
+// The VerifyLeader round is lease-like, not strict: hashicorp/raft counts a
+// heartbeat answer that arrives after the round began, also for a heartbeat
+// sent just before (its replication goroutine notifies every round waiting
+// then). Such an answer proves the followers took this server as leader a
+// heartbeat's round trip before the call; none of them can vote another in
+// before its heartbeat timeout runs out, long after. So a leader cut off
+// from its quorum may still confirm read indexes with the answers already in
+// flight (a heartbeat and an append per follower at most), and then refuses.
+//
 // On a follower it returns a *NotLeaderError naming the leader, which the
 // caller asks instead. If this server loses its leadership during the call it
 // returns a *NotLeaderError too. It returns ctx.Err() if ctx ends first.
