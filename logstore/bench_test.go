@@ -36,20 +36,10 @@ func BenchmarkAppend(b *testing.B) {
 	for _, batch := range []int{1, 1000} {
 		recs := benchRecords(batch)
 		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
-			l, err := Open(b.TempDir(), benchConfig())
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer l.Close()
-			b.SetBytes(int64(batch * benchRecordBytes))
-			b.ResetTimer()
-			for range b.N {
-				if _, err := l.Append(recs...); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "records/s")
+			benchAppend(b, batch, func(l *Log, _ int) error {
+				_, err := l.Append(recs...)
+				return err
+			})
 		})
 		b.Run(fmt.Sprintf("plain-file-write=%d", batch), func(b *testing.B) {
 			// The same bytes written with the same discipline as the log: files
@@ -197,26 +187,35 @@ func BenchmarkOpen(b *testing.B) {
 	})
 }
 
+// benchAppend runs appendOne (the i-th call) b.N times on a fresh log, each a
+// batch of batch records.
+func benchAppend(b *testing.B, batch int, appendOne func(l *Log, i int) error) {
+	l, err := Open(b.TempDir(), benchConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	b.SetBytes(int64(batch * benchRecordBytes))
+	b.ResetTimer()
+	for i := range b.N {
+		if err := appendOne(l, i); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "records/s")
+}
+
 // BenchmarkAppendTimed is BenchmarkAppend's Append with AppendTimed, a new
 // time each batch.
 func BenchmarkAppendTimed(b *testing.B) {
 	for _, batch := range []int{1, 1000} {
 		recs := benchRecords(batch)
 		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
-			l, err := Open(b.TempDir(), benchConfig())
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer l.Close()
-			b.SetBytes(int64(batch * benchRecordBytes))
-			b.ResetTimer()
-			for i := range b.N {
-				if _, err := l.AppendTimed(nil, int64(1+i), recs...); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "records/s")
+			benchAppend(b, batch, func(l *Log, i int) error {
+				_, err := l.AppendTimed(nil, int64(1+i), recs...)
+				return err
+			})
 		})
 	}
 }

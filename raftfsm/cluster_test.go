@@ -151,6 +151,29 @@ func (tc *testCluster) relink() {
 	}
 }
 
+// leaveBehind stops node lagger once it holds the first have values, appends
+// more values through the two others, and has both snapshot and compact past
+// everything the lagger has, so that whichever leads must send it a
+// snapshot when it starts again. Compaction keeps TrailingLogs (64)
+// entries, far fewer than the lagger misses.
+func (tc *testCluster) leaveBehind(lagger int, have, more uint64) {
+	tc.t.Helper()
+	tc.waitApplied(lagger, have)
+	laggerLast := tc.nodes[lagger].raft.LastIndex()
+	tc.stop(lagger)
+	others := []int{(lagger + 1) % 3, (lagger + 2) % 3}
+	tc.appendValues(have, more, others...)
+	for _, i := range others {
+		tc.waitApplied(i, have+more)
+		if err := tc.nodes[i].raft.Snapshot().Error(); err != nil {
+			tc.t.Fatalf("Snapshot on %s: %v", nodeID(i), err)
+		}
+		if first, err := tc.nodes[i].stores.FirstIndex(); err != nil || first <= laggerLast+1 {
+			tc.t.Fatalf("%s's log was not compacted past the lagger's last index %d: first index %d, %v", nodeID(i), laggerLast, first, err)
+		}
+	}
+}
+
 // partition cuts every link between the nodes in group and the others.
 func (tc *testCluster) partition(group ...int) {
 	in := map[int]bool{}
@@ -554,23 +577,7 @@ func TestFollowerCatchesUpThroughSnapshot(t *testing.T) {
 			lagger = i
 		}
 	}
-	tc.waitApplied(lagger, 50)
-	laggerLast := tc.nodes[lagger].raft.LastIndex()
-	tc.stop(lagger)
-	others := []int{(lagger + 1) % 3, (lagger + 2) % 3}
-	tc.appendValues(50, 2000, others...)
-	// Both others snapshot and compact past everything the lagger has, so
-	// whichever leads must send it a snapshot. Compaction keeps TrailingLogs
-	// (64) entries, far fewer than the lagger misses.
-	for _, i := range others {
-		tc.waitApplied(i, 2050)
-		if err := tc.nodes[i].raft.Snapshot().Error(); err != nil {
-			t.Fatalf("Snapshot on %s: %v", nodeID(i), err)
-		}
-		if first, err := tc.nodes[i].stores.FirstIndex(); err != nil || first <= laggerLast+1 {
-			t.Fatalf("%s's log was not compacted past the lagger's last index %d: first index %d, %v", nodeID(i), laggerLast, first, err)
-		}
-	}
+	tc.leaveBehind(lagger, 50, 2000)
 	tc.start(lagger, false)
 	tc.checkLog(lagger, 2050)
 	// The snapshot store holds what the leader sent before it is restored.

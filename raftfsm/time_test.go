@@ -55,16 +55,7 @@ func TestRecordsCarryTheLeadersTime(t *testing.T) {
 			lagger = i
 		}
 	}
-	tc.waitApplied(lagger, 50)
-	tc.stop(lagger)
-	others := []int{(lagger + 1) % 3, (lagger + 2) % 3}
-	tc.appendValues(50, 2000, others...)
-	for _, i := range others {
-		tc.waitApplied(i, 2050)
-		if err := tc.nodes[i].raft.Snapshot().Error(); err != nil {
-			t.Fatalf("Snapshot on %s: %v", nodeID(i), err)
-		}
-	}
+	tc.leaveBehind(lagger, 50, 2000)
 	tc.start(lagger, false)
 	tc.appendValues(2050, 10)
 	hi := time.Now().UnixNano()
