@@ -282,7 +282,7 @@ func lineValue(i int) string {
 func TestDevRestartKeepsData(t *testing.T) {
 	isolateConfig(t)
 	data := t.TempDir()
-	c := serveDev(t, 3, 0, data)
+	c := serveDev(t, 3, freeDevBase(t, 3), data)
 	mustRun(t, "", "produce", "before", "restart")
 	if err := c.stop(); err != nil {
 		t.Fatalf("stopping the dev cluster: %v", err)

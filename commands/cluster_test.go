@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -98,6 +100,10 @@ func isolateConfig(t *testing.T) {
 // serveDev runs `serve --dev` with n nodes on ports from base (0: free
 // ports) and data under dataDir, and waits until every node answers
 // `servers` and agrees on a leader.
+//
+// A base of 0 gives the nodes ports the system picks, which another process
+// may take once they are free again; a cluster that restarts on its
+// recorded ports starts on a base from freeDevBase instead.
 func serveDev(t *testing.T, n, base int, dataDir string) *devCluster {
 	t.Helper()
 	nodetest.EnsureDeadline(t)
@@ -138,6 +144,7 @@ func serveDev(t *testing.T, n, base int, dataDir string) *devCluster {
 	waitFor(t, 30*time.Second, "serve --dev to write the cluster's address", func() bool {
 		select {
 		case err := <-done:
+			done <- err // for stop, which the cleanup calls
 			t.Fatalf("serve --dev exited: %v\n%s", err, out.String())
 		default:
 		}
@@ -196,4 +203,37 @@ func exitError(t testing.TB, err error, want int, msg string) {
 	if got := ExitCode(err); got != want || err == nil || !strings.Contains(err.Error(), msg) {
 		t.Fatalf("error %v (exit %d), want exit %d with %q", err, got, want, msg)
 	}
+}
+
+// freeDevBase returns a base for --dev-port under which the ports of a dev
+// cluster of n nodes are free for TCP and UDP. It looks below the range the
+// system hands out for port 0 (from 32768 on), so that no other process is
+// given them meanwhile.
+func freeDevBase(t *testing.T, n int) int {
+	t.Helper()
+	free := func(port int) bool {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return false
+		}
+		defer ln.Close()
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return false
+		}
+		return pc.Close() == nil
+	}
+	for range 200 {
+		base := 20000 + 100*rand.IntN(120) // up to 31,900 + 10n
+		ok := true
+		for i := range n {
+			ok = ok && free(base+10*i) && free(base+10*i+1)
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no free dev ports below 32768 after 200 tries")
+	return 0
 }
