@@ -96,7 +96,7 @@ func TestBinaryRetention(t *testing.T) {
 		// Raft snapshots and compacts its own log often too: that log holds
 		// every record until then.
 		serve: []string{"--segment-bytes", strconv.Itoa(segment), "--retention-bytes", strconv.Itoa(retention),
-			"--raft-snapshot-interval", "500ms", "--raft-snapshot-threshold", "16", "--raft-trailing-logs", "16"},
+			"--raft-snapshot-interval", "500ms", "--raft-snapshot-threshold", "16", "--raft-trailing-logs", "16", "--raft-segment-bytes", "1048576"},
 	})
 	metrics := make([]string, len(c.procs))
 	for i, p := range c.procs {
@@ -183,8 +183,8 @@ func TestBinaryRetention(t *testing.T) {
 			t.Errorf("node-%d's snapshots hold %d bytes, more than two logs of the retention %d", i, snaps, retention)
 		}
 		// Raft's own store keeps 16 entries behind a snapshot and what came
-		// since (a round at most, some 600 KB here); bbolt grows its file
-		// in powers of two and reuses what compaction frees.
+		// since (a round at most, some 600 KB here) in segment files of
+		// 1 MiB, which compaction deletes.
 		if rb := dirBytes(t, filepath.Join(dir, "raft")); rb > 4<<20 {
 			t.Errorf("node-%d's Raft store holds %d bytes", i, rb)
 		}

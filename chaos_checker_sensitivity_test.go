@@ -273,7 +273,7 @@ func TestSoakProblems(t *testing.T) {
 	moved := series(func(time.Duration) (int64, int64, int64) { return 40 << 20, 80, 8 << 20 })
 	for i := range moved {
 		moved[i].rss, moved[i].goroutines = append(moved[i].rss, 40<<20), append(moved[i].goroutines, 50)
-		moved[i].disk, moved[i].log, moved[i].raftDB = append(moved[i].disk, 4<<20), append(moved[i].log, 4<<20), append(moved[i].raftDB, 1<<20)
+		moved[i].disk, moved[i].log, moved[i].raftStore = append(moved[i].disk, 4<<20), append(moved[i].log, 4<<20), append(moved[i].raftStore, 1<<20)
 		if moved[i].at >= 210*time.Second {
 			moved[i].goroutines = []int64{50, 80}
 		}

@@ -359,7 +359,7 @@ type soakSample struct {
 	// goroutines is go_goroutines from the node's /metrics (-1: no answer).
 	goroutines []int64
 	disk       []int64 // bytes outside log/
-	raftDB     []int64 // of disk, bytes of Raft's bolt store
+	raftStore  []int64 // of disk, bytes of Raft's log and stable store (raft/)
 	log        []int64 // bytes in log/
 	nodes      int
 }
@@ -394,7 +394,7 @@ func TestChaosSoak(t *testing.T) {
 				s.goroutines = append(s.goroutines, goroutines(nm.c.procs[i].metricsAddr))
 				s.fds = append(s.fds, openFiles(pid))
 				d, l, db := diskUse(dirs[i])
-				s.disk, s.log, s.raftDB = append(s.disk, d), append(s.log, l), append(s.raftDB, db)
+				s.disk, s.log, s.raftStore = append(s.disk, d), append(s.log, l), append(s.raftStore, db)
 			}
 			mu.Lock()
 			samples = append(samples, s)
@@ -418,7 +418,7 @@ func TestChaosSoak(t *testing.T) {
 	defer mu.Unlock()
 	for _, s := range samples {
 		if s.at.Truncate(time.Second)%(30*time.Second) == 0 {
-			t.Logf("soak %v: rss MiB %v, goroutines %v, fds %v, disk (outside log/) KiB %v (raft.db %v), log KiB %v", s.at.Round(time.Second), mib(s.rss), s.goroutines, s.fds, kib(s.disk), kib(s.raftDB), kib(s.log))
+			t.Logf("soak %v: rss MiB %v, goroutines %v, fds %v, disk (outside log/) KiB %v (raft/ %v), log KiB %v", s.at.Round(time.Second), mib(s.rss), s.goroutines, s.fds, kib(s.disk), kib(s.raftStore), kib(s.log))
 		}
 	}
 	probs, ratios := soakProblems(samples, 2*time.Minute, 0.2)
@@ -552,8 +552,8 @@ func openFiles(pid int) int {
 }
 
 // diskUse returns the bytes allocated under dir outside log/ and inside it,
-// each inode counted once.
-func diskUse(dir string) (other, log, raftDB int64) {
+// each inode counted once, and the bytes of Raft's store (raft/, also in other).
+func diskUse(dir string) (other, log, raftStore int64) {
 	seen := map[uint64]bool{}
 	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -568,15 +568,15 @@ func diskUse(dir string) (other, log, raftDB int64) {
 		switch {
 		case strings.HasPrefix(rel, "log"+string(filepath.Separator)):
 			log += st.Blocks * 512
-		case rel == filepath.Join("raft", "raft.db"):
-			raftDB += st.Blocks * 512
+		case strings.HasPrefix(rel, "raft"+string(filepath.Separator)):
+			raftStore += st.Blocks * 512
 			other += st.Blocks * 512
 		default:
 			other += st.Blocks * 512
 		}
 		return nil
 	})
-	return other, log, raftDB
+	return other, log, raftStore
 }
 
 func mib(v []int64) []int64 {

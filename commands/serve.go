@@ -20,6 +20,7 @@ import (
 	"github.com/proglogctl/proglogctl/discovery"
 	"github.com/proglogctl/proglogctl/node"
 	"github.com/proglogctl/proglogctl/raftfsm"
+	"github.com/proglogctl/proglogctl/raftfsm/raftlog"
 )
 
 // serveCommand runs one node. Every flag has a PROGLOG_* variable and may be
@@ -57,7 +58,8 @@ func serveCommand() *cli.Command {
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "raft-snapshot-interval", Usage: "how often Raft checks whether to snapshot and compact its own log", Value: node.DefaultConfig().Replica.SnapshotInterval, EnvVars: []string{"PROGLOG_RAFT_SNAPSHOT_INTERVAL"}}),
 		altsrc.NewUint64Flag(&cli.Uint64Flag{Name: "raft-snapshot-threshold", Usage: "Raft entries since the last snapshot that make Raft snapshot and compact its own log", Value: node.DefaultConfig().Replica.SnapshotThreshold, EnvVars: []string{"PROGLOG_RAFT_SNAPSHOT_THRESHOLD"}}),
 		altsrc.NewUint64Flag(&cli.Uint64Flag{Name: "raft-trailing-logs", Usage: "Raft entries kept behind a snapshot, so a follower that trails by fewer catches up without one", Value: node.DefaultConfig().Replica.TrailingLogs, EnvVars: []string{"PROGLOG_RAFT_TRAILING_LOGS"}}),
-		altsrc.NewStringFlag(&cli.StringFlag{Name: "raft-log-store", Usage: "Raft's log store for a new data directory: wal (raft-wal segment files) or bolt (raft-boltdb); a data directory keeps the one it was made with", Value: raftfsm.DefaultConfig().RaftLogStore, EnvVars: []string{"PROGLOG_RAFT_LOG_STORE"}}),
+		altsrc.NewStringFlag(&cli.StringFlag{Name: "raft-log-store", Usage: "Raft's log store for a new data directory: segments (this project's segment files, one fdatasync per append), wal (raft-wal) or bolt (raft-boltdb); a data directory keeps the one it was made with", Value: raftfsm.DefaultConfig().RaftLogStore, EnvVars: []string{"PROGLOG_RAFT_LOG_STORE"}}),
+		altsrc.NewIntFlag(&cli.IntFlag{Name: "raft-segment-bytes", Usage: "size of a segment file of Raft's log store (segments or wal): zero-filled when made, deleted whole as Raft compacts; a batch larger than that gets a segment of its own size", Value: raftlog.DefaultSegmentBytes, EnvVars: []string{"PROGLOG_RAFT_SEGMENT_BYTES"}}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "pprof-addr", Usage: "serve net/http/pprof on this loopback host:port (empty: off)", EnvVars: []string{"PROGLOG_PPROF_ADDR"}}),
 		&cli.BoolFlag{Name: "dev", Usage: "run a local cluster in this process, generating certificates and ACL on first use", EnvVars: []string{"PROGLOG_DEV"}},
 		&cli.IntFlag{Name: "nodes", Usage: "nodes of the --dev cluster", Value: 3, EnvVars: []string{"PROGLOG_DEV_NODES"}},
@@ -248,6 +250,10 @@ func serveConfig(c *cli.Context) (node.Config, error) {
 		return node.Config{}, UsageError{Err: fmt.Errorf("serve: --segment-bytes %d is too small to hold a record", cfg.Replica.Store.MaxStoreBytes)}
 	}
 	cfg.Replica.RaftLogStore = c.String("raft-log-store")
+	cfg.Replica.RaftSegmentBytes = c.Int("raft-segment-bytes")
+	if cfg.Replica.RaftSegmentBytes < 64<<10 {
+		return node.Config{}, UsageError{Err: fmt.Errorf("serve: --raft-segment-bytes %d is below 64 KiB", cfg.Replica.RaftSegmentBytes)}
+	}
 	bindHost, _, err := net.SplitHostPort(c.String("bind-addr"))
 	if err != nil {
 		return node.Config{}, UsageError{Err: fmt.Errorf("serve: --bind-addr %q: %w", c.String("bind-addr"), err)}

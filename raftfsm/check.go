@@ -122,8 +122,10 @@ func Check(dir string, o logstore.CheckOptions, boltTimeout time.Duration) (*Che
 // entries of records past applied, and lists the snapshots.
 func readRaftState(dir string, boltTimeout time.Duration, applied uint64) (RaftState, error) {
 	var s RaftState
-	if _, err := os.Stat(filepath.Join(dir, raftDir, walDir)); err == nil {
-		return readWALState(dir, applied)
+	for kind, sub := range map[string]string{RaftLogStoreWAL: walDir, RaftLogStoreSegments: segmentsDir} {
+		if _, err := os.Stat(filepath.Join(dir, raftDir, sub)); err == nil {
+			return readStoreState(dir, kind, applied)
+		}
 	}
 	path := filepath.Join(dir, raftDir, raftDBFile)
 	if _, err := os.Stat(path); err != nil {
@@ -163,27 +165,29 @@ func readRaftState(dir string, boltTimeout time.Duration, applied uint64) (RaftS
 	return s, s.readSnapshots(filepath.Join(dir, snapshotDir))
 }
 
-// readWALState reads Raft's state from a raft-wal store. raft-wal has no
-// read-only mode: it is opened as a node opens it, which Check does only once
-// logstore.Check has taken the log's lock (no node runs on dir).
-func readWALState(dir string, applied uint64) (RaftState, error) {
+// readStoreState reads Raft's state from a store of the given kind (wal or
+// segments), which has no read-only mode: it is opened as a node opens it,
+// which Check does only once logstore.Check has taken the log's lock (no
+// node runs on dir).
+func readStoreState(dir, kind string, applied uint64) (RaftState, error) {
 	var s RaftState
-	st, err := openRaftStores(filepath.Join(dir, raftDir), RaftLogStoreWAL, 0, slog.New(slog.DiscardHandler))
+	st, err := openRaftStores(filepath.Join(dir, raftDir), kind, 0, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return s, err
 	}
 	defer st.Close()
+	wrap := func(err error) error { return fmt.Errorf("raftfsm: Raft's %s store: %w", kind, err) }
 	if s.FirstIndex, err = st.FirstIndex(); err != nil {
-		return s, fmt.Errorf("raftfsm: Raft's WAL: %w", err)
+		return s, wrap(err)
 	}
 	if s.LastIndex, err = st.LastIndex(); err != nil {
-		return s, fmt.Errorf("raftfsm: Raft's WAL: %w", err)
+		return s, wrap(err)
 	}
 	if s.CurrentTerm, err = st.GetUint64(keyCurrentTerm); err != nil && !isNotFound(err) {
-		return s, fmt.Errorf("raftfsm: Raft's WAL: %w", err)
+		return s, wrap(err)
 	}
 	if s.CommandsAfter, err = countCommands(st, max(applied+1, s.FirstIndex), s.LastIndex); err != nil {
-		return s, fmt.Errorf("raftfsm: Raft's WAL: %w", err)
+		return s, wrap(err)
 	}
 	return s, s.readSnapshots(filepath.Join(dir, snapshotDir))
 }

@@ -57,7 +57,7 @@ func testConfig() Config {
 	c.CommitTimeout = 5 * time.Millisecond
 	c.SnapshotInterval = time.Hour // tests snapshot explicitly
 	c.SnapshotBytes = 0
-	c.walSegmentBytes = 4 << 10
+	c.RaftSegmentBytes = 16 << 10
 	c.SnapshotThreshold = 1 << 40
 	c.TrailingLogs = 64
 	c.Store.MaxStoreBytes = 64 << 10

@@ -75,9 +75,14 @@ type Config struct {
 	// rather than by receiving a snapshot, which is the whole local log.
 	TrailingBytes int64
 	// RaftLogStore is Raft's log and stable store for a new data directory:
-	// RaftLogStoreWAL or RaftLogStoreBolt. A data directory that holds one
-	// keeps it, whatever this says.
+	// RaftLogStoreSegments, RaftLogStoreWAL or RaftLogStoreBolt. A data
+	// directory that holds one keeps it, whatever this says.
 	RaftLogStore string
+	// RaftSegmentBytes is the size of a segment file of Raft's log store
+	// (segments or wal): the unit in which it grows, is zero-filled, and
+	// is deleted when Raft compacts. 0 is the store's default (8 MiB for
+	// segments, 16 MiB for wal).
+	RaftSegmentBytes int
 	// LogCacheBytes bounds the data of the newest entries kept in memory in
 	// front of Raft's log store (they are what Raft reads back when it
 	// replicates and applies); 0 disables the cache.
@@ -114,9 +119,7 @@ type Config struct {
 
 	// applyFault, when set, fails the FSM's appends for tests (see fsm.fault).
 	applyFault func() (err error, written bool)
-	// walSegmentBytes, when set, replaces defaultWALSegmentBytes: tests use
-	// small segments so that compaction deletes some.
-	walSegmentBytes int
+
 }
 
 // DefaultConfig returns settings for a LAN cluster.
@@ -133,7 +136,7 @@ func DefaultConfig() Config {
 		SnapshotBytes:           32 << 20,
 		TrailingBytes:           16 << 20,
 		LogCacheBytes:           8 << 20,
-		RaftLogStore:            RaftLogStoreBolt, // see docs/DESIGN.md: raft-wal lost a replica under the chaos test
+		RaftLogStore:            RaftLogStoreSegments, // see docs/DESIGN.md
 		SnapshotsRetained:       2,
 		MaxEntryBytes:           2 << 20, // a whole record of Store.MaxRecordBytes fits
 		MaxPendingEntries:       4,
@@ -160,8 +163,10 @@ func (c Config) Validate() error {
 		return errors.New("raftfsm: SnapshotBytes, TrailingBytes and LogCacheBytes must not be negative")
 	case c.SnapshotBytes > 0 && c.TrailingBytes < int64(c.MaxEntryBytes):
 		return fmt.Errorf("raftfsm: TrailingBytes %d must hold at least one entry of MaxEntryBytes %d", c.TrailingBytes, c.MaxEntryBytes)
-	case c.RaftLogStore != RaftLogStoreWAL && c.RaftLogStore != RaftLogStoreBolt:
-		return fmt.Errorf("raftfsm: RaftLogStore %q: want %q or %q", c.RaftLogStore, RaftLogStoreWAL, RaftLogStoreBolt)
+	case c.RaftSegmentBytes < 0:
+		return fmt.Errorf("raftfsm: RaftSegmentBytes %d must not be negative", c.RaftSegmentBytes)
+	case c.RaftLogStore != RaftLogStoreSegments && c.RaftLogStore != RaftLogStoreWAL && c.RaftLogStore != RaftLogStoreBolt:
+		return fmt.Errorf("raftfsm: RaftLogStore %q: want %s", c.RaftLogStore, raftLogStoreKinds)
 	case c.MaxPendingEntries < 1:
 		return fmt.Errorf("raftfsm: MaxPendingEntries %d must be at least 1", c.MaxPendingEntries)
 	case c.ProducerWindow < 1 || c.MaxProducers < 1 || c.ProducerMaxAge <= 0:

@@ -155,7 +155,7 @@ func New(id Identity, c Config) (*Log, error) {
 		prod: newProducers(c), stop: l.fsmStop, fault: c.applyFault}
 	l.fsm.setStatus(nil)
 
-	if l.stores, err = openRaftStores(filepath.Join(id.Dir, "raft"), c.RaftLogStore, c.walSegmentBytes, l.logger); err != nil {
+	if l.stores, err = openRaftStores(filepath.Join(id.Dir, "raft"), c.RaftLogStore, c.RaftSegmentBytes, l.logger); err != nil {
 		return nil, err
 	}
 	var logs raft.LogStore = l.stores

@@ -14,10 +14,16 @@ import (
 	raftwal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/metadb"
 	"go.etcd.io/bbolt"
+
+	"github.com/proglogctl/proglogctl/raftfsm/raftlog"
 )
 
 // Raft's log and stable store, Config.RaftLogStore.
 const (
+	// RaftLogStoreSegments is raftlog in raft/segments/: segment files of
+	// this project's own format, zero-filled when made, so an append is one
+	// write and one fdatasync; whole segments deleted when Raft compacts.
+	RaftLogStoreSegments = "segments"
 	// RaftLogStoreWAL is hashicorp/raft-wal in raft/wal/: segment files
 	// appended to with one fsync per write, whole segments deleted when Raft
 	// compacts.
@@ -30,14 +36,15 @@ const (
 
 // On-disk layout of Raft's stores under Identity.Dir/raft; never change.
 const (
-	boltFile = "raft.db"
-	walDir   = "wal"
+	boltFile    = "raft.db"
+	walDir      = "wal"
+	segmentsDir = "segments"
 )
 
 // defaultWALSegmentBytes is the size of a raft-wal segment file
 // (preallocated): the unit in which Raft's log grows and shrinks on disk. A
 // batch of entries larger than that goes whole into one segment, which is
-// sealed after it.
+// sealed after it. (raftlog's default is raftlog.DefaultSegmentBytes.)
 const defaultWALSegmentBytes = 16 << 20
 
 // raftStores is Raft's log store and stable store, one object of either kind.
@@ -51,9 +58,9 @@ type raftStores interface {
 // the directory already holds, else a new one of the given kind. So a data
 // directory keeps the store it was made with, and an upgrade that changes
 // the default does not strand an existing replica's Raft log.
-func openRaftStores(dir, kind string, walSegmentBytes int, logger *slog.Logger) (raftStores, error) {
-	boltPath, walPath := filepath.Join(dir, boltFile), filepath.Join(dir, walDir)
-	for _, k := range []struct{ kind, path string }{{RaftLogStoreBolt, boltPath}, {RaftLogStoreWAL, walPath}} {
+func openRaftStores(dir, kind string, segmentBytes int, logger *slog.Logger) (raftStores, error) {
+	boltPath, walPath, segPath := filepath.Join(dir, boltFile), filepath.Join(dir, walDir), filepath.Join(dir, segmentsDir)
+	for _, k := range []struct{ kind, path string }{{RaftLogStoreBolt, boltPath}, {RaftLogStoreWAL, walPath}, {RaftLogStoreSegments, segPath}} {
 		if _, err := os.Stat(k.path); err == nil {
 			if k.kind != kind {
 				logger.Info("Raft's log store is the one the data directory was made with, not the one configured", "in_use", k.kind, "configured", kind)
@@ -65,6 +72,12 @@ func openRaftStores(dir, kind string, walSegmentBytes int, logger *slog.Logger) 
 		}
 	}
 	switch kind {
+	case RaftLogStoreSegments:
+		s, err := raftlog.Open(segPath, raftlog.Options{SegmentBytes: int64(segmentBytes), Logger: logger})
+		if err != nil {
+			return nil, fmt.Errorf("raftfsm: open Raft's log: %w", err)
+		}
+		return s, nil
 	case RaftLogStoreBolt:
 		s, err := raftboltdb.New(raftboltdb.Options{
 			Path:        boltPath,
@@ -81,19 +94,22 @@ func openRaftStores(dir, kind string, walSegmentBytes int, logger *slog.Logger) 
 		// The WAL's own bolt file (wal-meta.db) takes an exclusive lock; the
 		// log directory's flock (logstore) has already turned a second
 		// process away by now.
-		if walSegmentBytes == 0 {
-			walSegmentBytes = defaultWALSegmentBytes
+		if segmentBytes == 0 {
+			segmentBytes = defaultWALSegmentBytes
 		}
 		meta := &metadb.BoltMetaDB{}
 		w, err := raftwal.Open(walPath, raftwal.WithLogger(newHCLogger(logger, "raft-wal")),
-			raftwal.WithSegmentSize(walSegmentBytes), raftwal.WithMetaStore(meta))
+			raftwal.WithSegmentSize(segmentBytes), raftwal.WithMetaStore(meta))
 		if err != nil {
 			return nil, errors.Join(fmt.Errorf("raftfsm: open Raft's WAL in %s: %w", walPath, err), meta.Close())
 		}
 		return walStores{w, meta}, nil
 	}
-	return nil, fmt.Errorf("raftfsm: RaftLogStore %q: want %q or %q", kind, RaftLogStoreWAL, RaftLogStoreBolt)
+	return nil, fmt.Errorf("raftfsm: RaftLogStore %q: want %s", kind, raftLogStoreKinds)
 }
+
+// raftLogStoreKinds names the kinds for errors and usage.
+const raftLogStoreKinds = `"segments", "wal" or "bolt"`
 
 // walStores is a raft-wal WAL whose Close also closes its metadata database:
 // raft-wal v0.4.0's Close leaves it open, and with it the file lock that the
@@ -109,7 +125,8 @@ func (w walStores) Close() error { return errors.Join(w.WAL.Close(), w.meta.Clos
 // HasRaftState reports whether dir, a replica's data directory (Identity.Dir),
 // holds Raft's store of either kind.
 func HasRaftState(dir string) (bool, error) {
-	for _, p := range []string{filepath.Join(dir, raftDir, boltFile), filepath.Join(dir, raftDir, walDir, metadb.FileName)} {
+	for _, p := range []string{filepath.Join(dir, raftDir, boltFile), filepath.Join(dir, raftDir, walDir, metadb.FileName),
+		filepath.Join(dir, raftDir, segmentsDir, raftlog.StableFile)} {
 		_, err := os.Stat(p)
 		if err == nil {
 			return true, nil

@@ -37,7 +37,7 @@ func TestRestartOverEachStore(t *testing.T) {
 
 // forEachStore runs test as a subtest on each kind of Raft store.
 func forEachStore(t *testing.T, test func(t *testing.T, kind string)) {
-	for _, kind := range []string{RaftLogStoreWAL, RaftLogStoreBolt} {
+	for _, kind := range []string{RaftLogStoreSegments, RaftLogStoreWAL, RaftLogStoreBolt} {
 		t.Run(kind, func(t *testing.T) { test(t, kind) })
 	}
 }

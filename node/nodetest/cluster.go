@@ -21,7 +21,7 @@ func NodeID(i int) string { return fmt.Sprintf("node-%d", i) }
 // Config is node i's configuration: the PKI's node certificate and ACL, a
 // free loopback port, a data directory of the test, node 0 bootstrapping,
 // no Serf, fast Raft timing (500 ms election), no snapshots, and small
-// segments (64 KiB), records (8 KiB) and Raft entries (32 KiB), logging
+// segments (64 KiB; Raft's 1 MiB), records (8 KiB) and Raft entries (32 KiB), logging
 // warnings to t.Log.
 func Config(t testing.TB, p *PKI, i int) node.Config {
 	t.Helper()
@@ -49,6 +49,7 @@ func Config(t testing.TB, p *PKI, i int) node.Config {
 	r.Store.MaxStoreBytes = 64 << 10
 	r.Store.MaxRecordBytes = 8 << 10
 	r.MaxEntryBytes = 32 << 10
+	r.RaftSegmentBytes = 1 << 20
 	r.ShutdownTransferTimeout = 2 * time.Second
 	return c
 }
