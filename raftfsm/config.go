@@ -119,7 +119,6 @@ type Config struct {
 
 	// applyFault, when set, fails the FSM's appends for tests (see fsm.fault).
 	applyFault func() (err error, written bool)
-
 }
 
 // DefaultConfig returns settings for a LAN cluster.
