@@ -128,6 +128,9 @@ type BenchResult struct {
 	Produce BenchPhase   `json:"produce"`
 	Consume *BenchPhase  `json:"consume,omitempty"`
 	Process *BenchMemory `json:"process,omitempty"`
+	// Servers is what each server reported of its RSS and disk use while
+	// the load ran (GetServers once a second); none for the floor.
+	Servers []BenchServer `json:"servers,omitempty"`
 	// FloorRun is the same load against the floor, and RatioToFloor the
 	// ratios of this run's figures to its (--compare-floor).
 	FloorRun     *BenchResult `json:"floor_run,omitempty"`
@@ -290,8 +293,8 @@ func benchFloor(c *cli.Context, o benchOptions) (res BenchResult, err error) {
 // benchAt runs the load against the servers of target with the client
 // credentials in files: one unmeasured record, the produce load, and with
 // o.consume the read back.
-func benchAt(c *cli.Context, o benchOptions, target string, files certs.TLSFiles) (BenchResult, error) {
-	res := BenchResult{Mode: o.mode, RecordSize: o.recordSize, Concurrency: o.concurrency, Batch: o.batch}
+func benchAt(c *cli.Context, o benchOptions, target string, files certs.TLSFiles) (res BenchResult, err error) {
+	res = BenchResult{Mode: o.mode, RecordSize: o.recordSize, Concurrency: o.concurrency, Batch: o.batch}
 	if o.mode == benchUnary {
 		res.Batch = 1
 	}
@@ -312,6 +315,8 @@ func benchAt(c *cli.Context, o benchOptions, target string, files certs.TLSFiles
 	if err != nil {
 		return res, fmt.Errorf("bench: warm-up: %w", callError(c, err))
 	}
+	stopSampling := sampleServers(c.Context, cl, time.Second)
+	defer func() { res.Servers = stopSampling() }()
 	prod, first, end, err := benchProduce(c.Context, cl, o, c.Duration("timeout"))
 	res.Produce = prod
 	if err != nil {
@@ -600,6 +605,7 @@ func printRun(out io.Writer, r BenchResult) {
 	if r.Process != nil {
 		fmt.Fprintf(out, "process: rss %.1f MB, peak %.1f MB\n", float64(r.Process.RSSBytes)/1e6, float64(r.Process.PeakRSSBytes)/1e6)
 	}
+	printServers(out, r.Servers, r.Produce.Bytes)
 }
 
 func printPhase(w io.Writer, p BenchPhase) {

@@ -41,6 +41,12 @@ func TestBench_local(t *testing.T) {
 			if r.Mode != tt.name || r.LocalNodes != 1 {
 				t.Errorf("mode %q, local nodes %d", r.Mode, r.LocalNodes)
 			}
+			// The one node reported its RSS (this process's) and disk use
+			// (at least Raft's zero-filled segment) at least at the end.
+			if len(r.Servers) != 1 || r.Servers[0].Samples == 0 || r.Servers[0].RSSBytes == 0 ||
+				r.Servers[0].MaxRSSBytes < r.Servers[0].RSSBytes || r.Servers[0].DiskBytes < 64<<10 {
+				t.Errorf("servers = %+v, want one that reported its RSS and disk bytes", r.Servers)
+			}
 		})
 	}
 }
@@ -48,7 +54,8 @@ func TestBench_local(t *testing.T) {
 func TestBench_text(t *testing.T) {
 	isolateConfig(t)
 	out := mustRun(t, "", "bench", "--local", "1", "--count", "10", "--duration", "60s")
-	for _, want := range []string{"produce: unary, 256 B records, concurrency 1, batch 1, local cluster of 1 nodes", "  10 records, 0.0 MB in ", "latency over 10 calls: p50 "} {
+	for _, want := range []string{"produce: unary, 256 B records, concurrency 1, batch 1, local cluster of 1 nodes", "  10 records, 0.0 MB in ", "latency over 10 calls: p50 ",
+		"server dev-0: rss ", "× the 0.0 MB produced)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -98,8 +105,8 @@ func TestBench_floor(t *testing.T) {
 			if err := json.Unmarshal([]byte(out), &r); err != nil {
 				t.Fatalf("output is not JSON: %v\n%s", err, out)
 			}
-			if !r.Floor || r.LocalNodes != 0 || r.FloorRun != nil {
-				t.Errorf("floor %v, local nodes %d, floor run %v: want a run on the floor alone", r.Floor, r.LocalNodes, r.FloorRun)
+			if !r.Floor || r.LocalNodes != 0 || r.FloorRun != nil || len(r.Servers) != 0 {
+				t.Errorf("floor %v, local nodes %d, floor run %v, servers %v: want a run on the floor alone", r.Floor, r.LocalNodes, r.FloorRun, r.Servers)
 			}
 			if r.Produce.Records != count || r.Produce.RecordsPerSec <= 0 || r.Produce.Latency == nil || r.Produce.Latency.P50 <= 0 {
 				t.Errorf("produce = %+v, latency %+v; want %d records at a positive rate", r.Produce, r.Produce.Latency, count)

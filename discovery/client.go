@@ -454,7 +454,8 @@ func (c *Client) Offsets(ctx context.Context) (lowest, next uint64, err error) {
 const StateUnreachable = "unreachable"
 
 // Servers returns the cluster's servers as one of them knows them, each with
-// its Raft state, next and lowest offset as it reports them itself: Servers asks
+// what it reports only of itself (state, next and lowest offset, durability,
+// RSS and disk bytes: copySelf): Servers asks
 // every other server directly, in parallel. A server that does not answer at
 // its address within askTimeout (and ctx), or where another server answers,
 // has State StateUnreachable.
@@ -466,7 +467,7 @@ func (c *Client) Servers(ctx context.Context) ([]*logv1.Server, error) {
 	var wg sync.WaitGroup
 	for _, s := range res.Servers {
 		if self := res.Self; self != nil && s.Id == self.Id {
-			s.State, s.NextOffset, s.LowestOffset, s.Durability = self.State, self.NextOffset, self.LowestOffset, self.Durability
+			copySelf(s, self)
 			continue
 		}
 		wg.Go(func() { c.askSelf(ctx, s) })
@@ -475,10 +476,10 @@ func (c *Client) Servers(ctx context.Context) ([]*logv1.Server, error) {
 	return res.Servers, nil
 }
 
-// askSelf sets s's State, NextOffset, LowestOffset and Durability to what the
-// server at s.RpcAddr reports of itself, if it is s.
+// askSelf sets what s reports of itself (copySelf) to what the server at
+// s.RpcAddr reports, if it is s.
 func (c *Client) askSelf(ctx context.Context, s *logv1.Server) {
-	s.State, s.NextOffset, s.LowestOffset, s.Durability = StateUnreachable, 0, 0, logv1.Durability_DURABILITY_UNSPECIFIED
+	copySelf(s, &logv1.Server{State: StateUnreachable})
 	conn, err := dialServer(s.RpcAddr, c.creds, c.opts...)
 	if err != nil {
 		return
@@ -488,8 +489,15 @@ func (c *Client) askSelf(ctx context.Context, s *logv1.Server) {
 	defer cancel()
 	res, err := logv1.NewLogClient(conn).GetServers(ctx, &logv1.GetServersRequest{})
 	if err == nil && res.Self.GetId() == s.Id {
-		s.State, s.NextOffset, s.LowestOffset, s.Durability = res.Self.State, res.Self.NextOffset, res.Self.LowestOffset, res.Self.Durability
+		copySelf(s, res.Self)
 	}
+}
+
+// copySelf copies to s what a server reports only of itself: its state,
+// next and lowest offset, durability, RSS and disk bytes.
+func copySelf(s, self *logv1.Server) {
+	s.State, s.NextOffset, s.LowestOffset, s.Durability = self.State, self.NextOffset, self.LowestOffset, self.Durability
+	s.RssBytes, s.DiskBytes = self.RssBytes, self.DiskBytes
 }
 
 // dialServer connects to the one server at addr, not through the resolver.

@@ -47,6 +47,7 @@ type Node struct {
 	health    *health.Server
 	members   *discovery.Membership // nil without Serf
 	metrics   *metrics
+	resources resources
 	http      *http.Server // nil without Config.MetricsAddr
 	httpLn    net.Listener // nil without Config.MetricsAddr
 	// ready is what the health watcher last published; nil before it ran.
@@ -120,6 +121,7 @@ func New(c Config) (*Node, error) {
 		logger:    c.Logger.With("node", c.NodeID),
 		advertise: advertise,
 		metrics:   m,
+		resources: resources{dir: c.DataDir},
 	}
 	n.stopCtx, n.stop = context.WithCancel(context.Background())
 	n.stopping = n.stopCtx.Done()

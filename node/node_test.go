@@ -313,8 +313,11 @@ func TestCluster(t *testing.T) {
 						t.Fatalf("leader state %q", s.State)
 					}
 				}
-				if s.RpcAddr == n.Addr() && s.NextOffset == 0 {
-					t.Fatalf("answering server has no next_offset: %+v", s)
+				if s.RpcAddr == n.Addr() && (s.NextOffset == 0 || s.RssBytes == 0 || s.DiskBytes == 0) {
+					t.Fatalf("answering server has no next_offset, RSS or disk bytes: %+v", s)
+				}
+				if s.RpcAddr != n.Addr() && (s.RssBytes != 0 || s.DiskBytes != 0) {
+					t.Fatalf("another server's RSS and disk bytes are reported, which the answering one does not know: %+v", s)
 				}
 			}
 			if leaders != 1 {
@@ -326,6 +329,11 @@ func TestCluster(t *testing.T) {
 			}
 			if self.GetRpcAddr() != n.Addr() || self.Id == "" || !self.IsVoter || self.NextOffset == 0 || self.State != wantState {
 				t.Fatalf("self = %+v, want the answering server %s, a voter with its state and next offset", self, n.Addr())
+			}
+			// The process holds three nodes, and each data dir at least
+			// Raft's zero-filled segment.
+			if self.RssBytes < 1<<20 || self.DiskBytes < 1<<20 {
+				t.Fatalf("self reports RSS %d and disk %d bytes, want each at least 1 MiB", self.RssBytes, self.DiskBytes)
 			}
 		}
 	})

@@ -561,13 +561,15 @@ func (s *service) GetServers(ctx context.Context, req *logv1.GetServersRequest) 
 	res := &logv1.GetServersResponse{
 		Servers: make([]*logv1.Server, 0, len(servers)),
 		Self: &logv1.Server{Id: n.conf.NodeID, RpcAddr: n.Addr(), IsLeader: n.log.IsLeader(), State: n.log.State(),
-			NextOffset: n.log.NextOffset(), LowestOffset: n.log.LowestOffset(), Durability: durability},
+			NextOffset: n.log.NextOffset(), LowestOffset: n.log.LowestOffset(), Durability: durability,
+			RssBytes: n.resources.rss(), DiskBytes: n.resources.disk()},
 	}
 	for _, sv := range servers {
 		out := &logv1.Server{Id: sv.ID, RpcAddr: sv.Address, IsLeader: sv.IsLeader, IsVoter: sv.IsVoter}
 		switch {
 		case sv.ID == n.conf.NodeID:
 			out.State, out.NextOffset, out.LowestOffset, out.Durability = res.Self.State, res.Self.NextOffset, res.Self.LowestOffset, durability
+			out.RssBytes, out.DiskBytes = res.Self.RssBytes, res.Self.DiskBytes
 			res.Self.IsVoter = sv.IsVoter
 		case sv.IsLeader:
 			out.State = "Leader"

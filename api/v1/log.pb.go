@@ -456,7 +456,14 @@ type Server struct {
 	LowestOffset uint64 `protobuf:"varint,7,opt,name=lowest_offset,json=lowestOffset,proto3" json:"lowest_offset,omitempty"`
 	// What an acknowledgement from this cluster guarantees, as the server
 	// reports it of itself; DURABILITY_UNSPECIFIED when unknown.
-	Durability    Durability `protobuf:"varint,8,opt,name=durability,proto3,enum=log.v1.Durability" json:"durability,omitempty"`
+	Durability Durability `protobuf:"varint,8,opt,name=durability,proto3,enum=log.v1.Durability" json:"durability,omitempty"`
+	// The server's resident memory (RSS) in bytes when it answered, as it
+	// reports it of itself; 0 when unknown (so only for the answering server).
+	RssBytes uint64 `protobuf:"varint,9,opt,name=rss_bytes,json=rssBytes,proto3" json:"rss_bytes,omitempty"`
+	// The bytes its data directory takes on disk (the local log, Raft's log
+	// and stable store, snapshots; a file linked twice counts once), as it
+	// reports it of itself; 0 when unknown.
+	DiskBytes     uint64 `protobuf:"varint,10,opt,name=disk_bytes,json=diskBytes,proto3" json:"disk_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -545,6 +552,20 @@ func (x *Server) GetDurability() Durability {
 		return x.Durability
 	}
 	return Durability_DURABILITY_UNSPECIFIED
+}
+
+func (x *Server) GetRssBytes() uint64 {
+	if x != nil {
+		return x.RssBytes
+	}
+	return 0
+}
+
+func (x *Server) GetDiskBytes() uint64 {
+	if x != nil {
+		return x.DiskBytes
+	}
+	return 0
 }
 
 // GetServersRequest asks for the cluster's servers. It has no fields.
@@ -1136,7 +1157,7 @@ const file_api_v1_log_proto_rawDesc = "" +
 	"\x0eConsumeRequest\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x04R\x06offset\"?\n" +
 	"\x0fConsumeResponse\x12&\n" +
-	"\x06record\x18\x02 \x01(\v2\x0e.log.v1.RecordR\x06recordJ\x04\b\x01\x10\x02\"\xfb\x01\n" +
+	"\x06record\x18\x02 \x01(\v2\x0e.log.v1.RecordR\x06recordJ\x04\b\x01\x10\x02\"\xb7\x02\n" +
 	"\x06Server\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\brpc_addr\x18\x02 \x01(\tR\arpcAddr\x12\x1b\n" +
@@ -1148,7 +1169,11 @@ const file_api_v1_log_proto_rawDesc = "" +
 	"\rlowest_offset\x18\a \x01(\x04R\flowestOffset\x122\n" +
 	"\n" +
 	"durability\x18\b \x01(\x0e2\x12.log.v1.DurabilityR\n" +
-	"durability\"\x13\n" +
+	"durability\x12\x1b\n" +
+	"\trss_bytes\x18\t \x01(\x04R\brssBytes\x12\x1d\n" +
+	"\n" +
+	"disk_bytes\x18\n" +
+	" \x01(\x04R\tdiskBytes\"\x13\n" +
 	"\x11GetServersRequest\"b\n" +
 	"\x12GetServersResponse\x12(\n" +
 	"\aservers\x18\x01 \x03(\v2\x0e.log.v1.ServerR\aservers\x12\"\n" +
