@@ -47,6 +47,13 @@ func benchCommand() *cli.Command {
 records/s, MB/s (10^6 bytes of record values) and the latency of each call (unary,
 batch) or of each record from send to acknowledgement (stream).
 
+--keep-going (unary and batch) tries a call that failed again, 10 ms later, until
+it succeeds or the run ends, instead of ending the run: its latency runs from the
+first try, so the max latency is the longest a client waited for an
+acknowledgement (across a leader's crash, say), and the failed tries are counted.
+A call whose outcome was unknown may then append its records twice. Every run
+reports the longest time in which no record was acknowledged (max gap).
+
 --local N runs the load against a throwaway in-process cluster of N nodes on free
 loopback ports (certificates and ACL generated in a temporary directory, removed
 afterwards), so one command reproduces a figure; the nodes share this process, so
@@ -73,6 +80,7 @@ it to FILE too. Every run is bounded in count and time.`,
 			&cli.IntFlag{Name: "concurrency", Aliases: []string{"c"}, Usage: "workers producing at once (each with its own calls or stream)", Value: 1, EnvVars: []string{"PROGLOG_BENCH_CONCURRENCY"}},
 			&cli.IntFlag{Name: "batch", Usage: "records per ProduceBatch (--mode batch), or records in flight per stream (--mode stream)", Value: 100, EnvVars: []string{"PROGLOG_BENCH_BATCH"}},
 			&cli.StringFlag{Name: "mode", Usage: "`unary` (Produce), batch (ProduceBatch) or stream (ProduceStream)", Value: benchUnary, EnvVars: []string{"PROGLOG_BENCH_MODE"}},
+			&cli.BoolFlag{Name: "keep-going", Usage: "unary and batch: try a failed call again until it succeeds or the run ends, rather than end the run (its latency runs from the first try)", EnvVars: []string{"PROGLOG_BENCH_KEEP_GOING"}},
 			&cli.BoolFlag{Name: "consume", Usage: "read back what was produced (ConsumeBatchStream) and report that too", EnvVars: []string{"PROGLOG_BENCH_CONSUME"}},
 			&cli.IntFlag{Name: "local", Usage: "run against an in-process cluster of `N` nodes in a temporary directory (0: the cluster of --addr)", EnvVars: []string{"PROGLOG_BENCH_LOCAL"}},
 			&cli.BoolFlag{Name: "floor", Usage: "run against an in-memory log.v1 server with a node's TLS (what gRPC and TLS cost here) instead of a cluster", EnvVars: []string{"PROGLOG_BENCH_FLOOR"}},
@@ -93,7 +101,7 @@ type benchOptions struct {
 	recordSize, count, concurrency, batch int
 	duration                              time.Duration
 	mode                                  string
-	consume                               bool
+	consume, keepGoing                    bool
 }
 
 func (o benchOptions) validate() error {
@@ -110,6 +118,8 @@ func (o benchOptions) validate() error {
 		return fmt.Errorf("bench: --batch %d must be positive", o.batch)
 	case o.mode != benchUnary && o.mode != benchBatch && o.mode != benchStream:
 		return fmt.Errorf("bench: --mode %q: want unary, batch or stream", o.mode)
+	case o.keepGoing && o.mode == benchStream:
+		return errors.New("bench: --keep-going goes with --mode unary or batch: a stream that breaks has records in flight whose outcome is unknown")
 	case o.mode == benchBatch && o.batch*(o.recordSize+8) > maxBatchBytes:
 		return fmt.Errorf("bench: --batch %d of --record-size %d is over the %d bytes a batch may carry", o.batch, o.recordSize, maxBatchBytes)
 	}
@@ -177,6 +187,12 @@ type BenchPhase struct {
 	// Latency is per call (unary, batch) or per record (stream), in
 	// milliseconds; absent for consume.
 	Latency *BenchLatency `json:"latency_ms,omitempty"`
+	// MaxGapMs is the longest time in which no record was acknowledged
+	// (from the start, between acknowledgements, and to the end), and
+	// FailedCalls the tries that failed and were made again
+	// (--keep-going); produce only.
+	MaxGapMs    float64 `json:"max_gap_ms,omitempty"`
+	FailedCalls int64   `json:"failed_calls,omitempty"`
 }
 
 // BenchLatency holds latency percentiles in milliseconds.
@@ -203,6 +219,7 @@ func runBench(c *cli.Context) (err error) {
 	o := benchOptions{
 		recordSize: c.Int("record-size"), count: c.Int("count"), duration: c.Duration("duration"),
 		concurrency: c.Int("concurrency"), batch: c.Int("batch"), mode: c.String("mode"), consume: c.Bool("consume"),
+		keepGoing: c.Bool("keep-going"),
 	}
 	if err := o.validate(); err != nil {
 		return UsageError{Err: err}
@@ -238,8 +255,13 @@ func runBench(c *cli.Context) (err error) {
 	case local > 0:
 		res, err = benchLocal(c, o, local, c.String("raft-log-store"), c.App.ErrWriter)
 	default:
-		files := certs.TLSFiles{CertFile: c.String("cert-file"), KeyFile: c.String("key-file"), CAFile: c.String("ca-file")}
-		res, err = benchAt(c, o, c.String("addr"), files)
+		// The cluster and credentials as every client command finds them:
+		// flags, then the profile, then the config directory's.
+		var cs clientSettings
+		if cs, err = settings(c); err != nil {
+			return err
+		}
+		res, err = benchAt(c, o, cs.Addr, certs.TLSFiles{CertFile: cs.CertFile, KeyFile: cs.KeyFile, CAFile: cs.CAFile})
 	}
 	if err != nil {
 		return err
@@ -362,7 +384,11 @@ func benchProduce(ctx context.Context, cl *discovery.Client, o benchOptions, tim
 		firstErr error
 		lo, hi   = ^uint64(0), uint64(0)
 		acked    atomic.Int64
+		failed   atomic.Int64
 		lats     = make([][]time.Duration, o.concurrency)
+		begin    = time.Now()
+		lastAck  = begin
+		maxGap   time.Duration
 	)
 	fail := func(err error) {
 		mu.Lock()
@@ -374,18 +400,19 @@ func benchProduce(ctx context.Context, cl *discovery.Client, o benchOptions, tim
 	}
 	note := func(off uint64, n int) {
 		acked.Add(int64(n))
+		now := time.Now()
 		mu.Lock()
 		lo, hi = min(lo, off), max(hi, off+uint64(n))
+		maxGap, lastAck = max(maxGap, now.Sub(lastAck)), now
 		mu.Unlock()
 	}
-	begin := time.Now()
 	var wg sync.WaitGroup
 	for w := range o.concurrency {
 		wg.Go(func() {
 			var err error
 			switch o.mode {
 			case benchUnary, benchBatch:
-				lats[w], err = benchCalls(stopCtx, cl, o, value, claim, note, timeout)
+				lats[w], err = benchCalls(stopCtx, cl, o, value, claim, note, &failed, timeout)
 			case benchStream:
 				lats[w], err = benchStreamWorker(ctx, stopCtx, cl, o, value, claim, note, timeout)
 			}
@@ -400,6 +427,8 @@ func benchProduce(ctx context.Context, cl *discovery.Client, o benchOptions, tim
 	n := acked.Load()
 	ph := phase(n, int64(o.recordSize), elapsed)
 	ph.Latency = latency(all)
+	ph.MaxGapMs = durationMs(max(maxGap, time.Since(lastAck)))
+	ph.FailedCalls = failed.Load()
 	if n == 0 {
 		lo = 0
 	}
@@ -407,8 +436,11 @@ func benchProduce(ctx context.Context, cl *discovery.Client, o benchOptions, tim
 }
 
 // benchCalls is one unary or batch worker: one call at a time until the
-// budget is spent or ctx ends. It returns each call's latency.
-func benchCalls(ctx context.Context, cl *discovery.Client, o benchOptions, value []byte, claim func(int) int, note func(uint64, int), timeout time.Duration) ([]time.Duration, error) {
+// budget is spent or ctx ends. It returns each call's latency. With
+// o.keepGoing a call that fails is made again 10 ms later (counted in
+// failed) until it succeeds or ctx ends, and its latency runs from the
+// first try.
+func benchCalls(ctx context.Context, cl *discovery.Client, o benchOptions, value []byte, claim func(int) int, note func(uint64, int), failed *atomic.Int64, timeout time.Duration) ([]time.Duration, error) {
 	per := 1
 	if o.mode == benchBatch {
 		per = o.batch
@@ -423,17 +455,26 @@ func benchCalls(ctx context.Context, cl *discovery.Client, o benchOptions, value
 		if n == 0 {
 			return lats, nil
 		}
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 		start := time.Now()
 		var off uint64
 		var err error
-		if o.mode == benchUnary {
-			off, err = cl.Produce(cctx, value)
-		} else {
-			off, err = cl.ProduceBatch(cctx, batch[:n])
+		for {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+			if o.mode == benchUnary {
+				off, err = cl.Produce(cctx, value)
+			} else {
+				off, err = cl.ProduceBatch(cctx, batch[:n])
+			}
+			cancel()
+			if err == nil || !o.keepGoing || !sleepCtx(ctx, 10*time.Millisecond) {
+				break
+			}
+			failed.Add(1)
 		}
-		cancel()
 		if err != nil {
+			if o.keepGoing {
+				return lats, nil // the run ended during the retries
+			}
 			return lats, err
 		}
 		lats = append(lats, time.Since(start))
@@ -529,6 +570,21 @@ func phase(n, size int64, elapsed time.Duration) BenchPhase {
 }
 
 // latency returns the percentiles of lats (nearest rank).
+// durationMs is d in milliseconds.
+func durationMs(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// sleepCtx waits d, or less when ctx ends: it reports whether d passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 func latency(lats []time.Duration) *BenchLatency {
 	if len(lats) == 0 {
 		return nil
@@ -537,7 +593,7 @@ func latency(lats []time.Duration) *BenchLatency {
 	at := func(p float64) float64 {
 		i := int(p*float64(len(lats))+0.5) - 1
 		i = min(max(i, 0), len(lats)-1)
-		return float64(lats[i]) / float64(time.Millisecond)
+		return durationMs(lats[i])
 	}
 	return &BenchLatency{Calls: len(lats), P50: at(0.50), P90: at(0.90), P99: at(0.99), P999: at(0.999), Max: at(1)}
 }
@@ -612,6 +668,7 @@ func printPhase(w io.Writer, p BenchPhase) {
 	fmt.Fprintf(w, "  %d records, %.1f MB in %.2fs: %.0f records/s, %.2f MB/s\n", p.Records, float64(p.Bytes)/1e6, p.Seconds, p.RecordsPerSec, p.MBPerSec)
 	if l := p.Latency; l != nil {
 		fmt.Fprintf(w, "  latency over %d calls: p50 %.3fms p90 %.3fms p99 %.3fms p99.9 %.3fms max %.3fms\n", l.Calls, l.P50, l.P90, l.P99, l.P999, l.Max)
+		fmt.Fprintf(w, "  longest time with no acknowledgement: %.3fms; failed tries made again: %d\n", p.MaxGapMs, p.FailedCalls)
 	}
 }
 

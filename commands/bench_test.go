@@ -19,6 +19,7 @@ func TestBench_local(t *testing.T) {
 		{name: "unary", args: []string{"--mode", "unary", "--concurrency", "3"}},
 		{name: "batch", args: []string{"--mode", "batch", "--batch", "7", "--concurrency", "2"}},
 		{name: "stream", args: []string{"--mode", "stream", "--batch", "16", "--concurrency", "2"}},
+		{name: "unary", args: []string{"--mode", "unary", "--keep-going"}},
 	}
 	const count = 50
 	for _, tt := range tests {
@@ -37,6 +38,13 @@ func TestBench_local(t *testing.T) {
 			}
 			if r.Consume == nil || r.Consume.Records != count || r.Consume.Bytes != count*33 {
 				t.Errorf("consume = %+v, want %d records", r.Consume, count)
+			}
+			// Nothing failed, so the longest wait for an acknowledgement is
+			// at most the whole run, and with one worker making one call at
+			// a time at least the slowest call.
+			if r.Produce.FailedCalls != 0 || r.Produce.MaxGapMs <= 0 || r.Produce.MaxGapMs > r.Produce.Seconds*1000 ||
+				(r.Produce.Latency != nil && r.Concurrency == 1 && tt.name != "stream" && r.Produce.MaxGapMs < r.Produce.Latency.Max) {
+				t.Errorf("max gap %.3f ms, failed calls %d, over %.3f s with max latency %+v", r.Produce.MaxGapMs, r.Produce.FailedCalls, r.Produce.Seconds, r.Produce.Latency)
 			}
 			if r.Mode != tt.name || r.LocalNodes != 1 {
 				t.Errorf("mode %q, local nodes %d", r.Mode, r.LocalNodes)
@@ -79,6 +87,7 @@ func TestBench_usage(t *testing.T) {
 		{"--scenarios", "nope"},
 		{"--scenarios", "quick", "--local", "1"},
 		{"--scenarios", "quick", "--runs", "0"},
+		{"--mode", "stream", "--keep-going"},
 	} {
 		_, _, err := run(t, append([]string{"bench"}, args...)...)
 		if ExitCode(err) != ExitUsage {
@@ -96,6 +105,7 @@ func TestBench_floor(t *testing.T) {
 		{name: "unary", args: []string{"--mode", "unary"}},
 		{name: "batch", args: []string{"--mode", "batch", "--batch", "7"}},
 		{name: "stream", args: []string{"--mode", "stream", "--batch", "16", "--concurrency", "2"}},
+		{name: "unary", args: []string{"--mode", "unary", "--keep-going"}},
 	}
 	const count = 50
 	for _, tt := range tests {

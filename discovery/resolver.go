@@ -138,18 +138,24 @@ func (r *clusterResolver) run() {
 		case <-r.now:
 		case <-t.C:
 		}
-		// Until an answer names a leader, writes wait: ask again soon,
-		// backing off up to the interval.
+		// Until the leader itself answers, writes wait (or go to a leader
+		// that may be gone): ask again soon, backing off up to
+		// maxUnconfirmedWait, so a new leader is found within that of its
+		// election.
 		wait := r.interval
 		if r.resolve() {
 			retry = 0
 		} else {
-			retry = min(max(2*retry, 50*time.Millisecond), r.interval)
+			retry = min(max(2*retry, 50*time.Millisecond), maxUnconfirmedWait, r.interval)
 			wait = retry
 		}
 		t.Reset(wait)
 	}
 }
+
+// maxUnconfirmedWait bounds the wait between resolves while no leader has
+// answered for itself (an election, or a cluster without a quorum).
+const maxUnconfirmedWait = 400 * time.Millisecond
 
 // hedgeDelay is how long resolve waits for a server's answer before it asks
 // the next candidate as well, so a server that accepts and never answers
@@ -164,12 +170,15 @@ type answer struct {
 	err     error
 }
 
-// resolve asks the servers it knows, then the seeds, until one answers with
-// a leader, and hands the answer to gRPC. It asks one server at a time, but
-// when one has not answered within hedgeDelay it asks the next as well, and
-// uses the first answer that names a leader; an answer without a leader is
-// used only if no server knows one. It reports whether the answer named a
-// leader.
+// resolve asks the servers it knows, then the seeds, until the leader
+// answers for itself, and hands the answer to gRPC. It asks one server at a
+// time, but when one has not answered within hedgeDelay it asks the next as
+// well; an answer that names another server as leader has that server asked
+// next. It uses the first answer that names a leader, unless a server answers
+// for itself that it leads and that answer names another (a follower may
+// name a dead leader for a while), else one without a leader. It reports
+// whether the leader it uses answered for itself: when not, the caller asks
+// again soon.
 func (r *clusterResolver) resolve() bool {
 	var candidates []string
 	if r.addr != "" {
@@ -204,7 +213,20 @@ func (r *clusterResolver) resolve() bool {
 		failAddrs []string
 		failErrs  []error
 	)
-	leads := func() bool { return best >= 0 && hasLeader(keep[best].servers) }
+	// confirmed: the leader the answer used names has answered for
+	// itself that it leads.
+	confirmed := false
+	leads := func() bool { return confirmed }
+	// askLeaderNext moves the leader an answer names, when not asked yet,
+	// to the front of the candidates still to ask.
+	askLeaderNext := func(a answer) {
+		l := leaderOf(a.servers)
+		if i := slices.Index(candidates, l); l != "" && i > asked {
+			candidates = slices.Insert(slices.Delete(candidates, i, i+1), asked, l)
+		} else if i < 0 && l != "" {
+			candidates = slices.Insert(candidates, asked, l)
+		}
+	}
 	askNext()
 	for pending := 1; pending > 0; {
 		select {
@@ -217,9 +239,15 @@ func (r *clusterResolver) resolve() bool {
 				failAddrs, failErrs = append(failAddrs, a.addr), append(failErrs, a.err)
 			} else {
 				keep = append(keep, a)
-				if best < 0 || (!leads() && hasLeader(a.servers)) {
+				l := leaderOf(a.servers)
+				switch {
+				case best < 0 || (l != "" && leaderOf(keep[best].servers) == ""):
 					best = len(keep) - 1
+				case l == a.addr && leaderOf(keep[best].servers) != l:
+					best = len(keep) - 1 // a leader's own word beats another's
 				}
+				confirmed = confirmed || (l == a.addr && leaderOf(keep[best].servers) == l)
+				askLeaderNext(a)
 			}
 			if leads() {
 				cancel() // the others' answers are not needed
@@ -278,7 +306,7 @@ func (r *clusterResolver) resolve() bool {
 		// ResolveNow again.
 		return false
 	}
-	return hasLeader(servers)
+	return leads()
 }
 
 // ask calls GetServers on addr within askTimeout, over conn when it is not
@@ -311,8 +339,14 @@ func (r *clusterResolver) closeConn() {
 	}
 }
 
-func hasLeader(servers []*logv1.Server) bool {
-	return slices.ContainsFunc(servers, func(s *logv1.Server) bool { return s.IsLeader })
+// leaderOf is the address of the server servers name leader, "" for none.
+func leaderOf(servers []*logv1.Server) string {
+	for _, s := range servers {
+		if s.IsLeader {
+			return s.RpcAddr
+		}
+	}
+	return ""
 }
 
 // hostOf is addr's host: each server's certificate is checked against the

@@ -236,3 +236,48 @@ func TestReadEndsWithinAnswerTimeout(t *testing.T) {
 		})
 	}
 }
+
+// staleServer answers GetServers as a follower that still names a leader
+// which is gone (dead, an address where nothing listens), with the real
+// leader of the cluster listed as a follower: what a follower says for up
+// to an election timeout after its leader died. It answers nothing else.
+type staleServer struct {
+	logv1.UnimplementedLogServer
+	addr, dead, leader string
+}
+
+func (s *staleServer) GetServers(context.Context, *logv1.GetServersRequest) (*logv1.GetServersResponse, error) {
+	self := &logv1.Server{Id: "stale", RpcAddr: s.addr, IsVoter: true, State: "Follower"}
+	return &logv1.GetServersResponse{Self: self, Servers: []*logv1.Server{
+		self,
+		{Id: "dead", RpcAddr: s.dead, IsVoter: true, IsLeader: true},
+		{Id: "real", RpcAddr: s.leader, IsVoter: true},
+	}}, nil
+}
+
+// A client whose first answer names a leader that is gone does not wait on
+// it: the resolver asks that leader, then the others, until a leader
+// answers for itself, and the write goes there. (Before, the first answer
+// naming any leader was final until the next refresh, which asked the same
+// server first: the write waited out its deadline.)
+func TestWritesFindALeaderTheirFirstAnswerDoesNotName(t *testing.T) {
+	c := startCluster(t, 1)
+	leader := c.Leader(t)
+	dead := nodetest.Listen(t)
+	deadAddr := dead.Addr().String()
+	dead.Close() // nothing listens there now
+	ln := nodetest.Listen(t)
+	stale := &staleServer{addr: ln.Addr().String(), dead: deadAddr, leader: leader.Addr()}
+	nodetest.Serve(t, ln, stale, nodetest.ServerTLS(t, c.PKI.Dir))
+
+	var s served
+	cl := c.dial(t, discovery.Scheme+"://"+stale.addr, &s)
+	ctx, cancel := context.WithTimeout(nodetest.Context(t), 5*time.Second)
+	defer cancel()
+	if _, err := cl.Produce(ctx, []byte("found")); err != nil {
+		t.Fatalf("Produce with a first answer naming a dead leader: %v", err)
+	}
+	if got := s.lastAddr(methodProduce); got != leader.Addr() {
+		t.Fatalf("Produce went to %s, want the leader %s", got, leader.Addr())
+	}
+}

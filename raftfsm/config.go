@@ -125,9 +125,11 @@ type Config struct {
 func DefaultConfig() Config {
 	rc := raft.DefaultConfig()
 	return Config{
-		HeartbeatTimeout:        rc.HeartbeatTimeout,
-		ElectionTimeout:         rc.ElectionTimeout,
-		LeaderLeaseTimeout:      rc.LeaderLeaseTimeout,
+		// Half of Raft's defaults (1 s, 1 s, 500 ms): a follower notices a
+		// dead leader after 0.5–1 s rather than 1–2 s (see docs/DESIGN.md).
+		HeartbeatTimeout:        500 * time.Millisecond,
+		ElectionTimeout:         500 * time.Millisecond,
+		LeaderLeaseTimeout:      250 * time.Millisecond,
 		CommitTimeout:           rc.CommitTimeout,
 		SnapshotInterval:        rc.SnapshotInterval,
 		SnapshotThreshold:       rc.SnapshotThreshold,
