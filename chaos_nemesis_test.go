@@ -598,7 +598,7 @@ func (nm *nemesis) inject(kind string) faultRecord {
 			holdFor = max(holdFor, 3*time.Second)
 		case faultDiskFull:
 			used, _ := nm.disks.usage(target)
-			err := nm.disks.resize(target, used+256<<10)
+			err := nm.disks.resize(target, used+64<<10)
 			rec.Fired = err == nil
 			nm.shrunk[target] = rec.Fired
 			if err != nil {

@@ -278,10 +278,10 @@ type streamResult struct {
 // ProduceStream reads requests on one goroutine, appends on a second and
 // answers on the handler's. Reading never waits for a commit: while one
 // append is in Raft, the requests read meanwhile queue (up to
-// ProduceStreamWindow) and go out together as the next append. One append
-// per stream is in flight at a time, so a stream's records get offsets in
-// request order; concurrent streams and calls still share Raft entries
-// (group commit in raftfsm). A request with a producer id is a batch of its
+// ProduceStreamWindow) and go out together as the next append. Up to
+// streamInFlight appends per stream are in Raft at once, submitted in order,
+// so a stream's records get offsets in request order; concurrent streams and
+// calls still share Raft entries (group commit in raftfsm). A request with a producer id is a batch of its
 // own, deduplicated by its producer id and sequence as a ProduceBatch is.
 func (s *service) ProduceStream(stream logv1.Log_ProduceStreamServer) error {
 	n := s.n
@@ -324,10 +324,18 @@ func (n *Node) readStream(stream logv1.Log_ProduceStreamServer, in chan<- stream
 	}
 }
 
-// appendStream appends what readStream read, one batch at a time: each
-// batch is the next request and every request already read behind it that
-// fits (nextBatch). It sends a result per batch, or the error that ends the
-// stream, to out, and closes out.
+// streamInFlight is how many batches of one ProduceStream are in Raft at
+// once: while they commit, the next ones are built and submitted, in order.
+const streamInFlight = 4
+
+// appendStream appends what readStream read in batches: each batch is the
+// next request and every request already read behind it that fits
+// (nextBatch). On the leader up to streamInFlight batches are submitted to
+// the replica at once (raftfsm.SubmitAs), which gives them offsets in the
+// order submitted, and their outcomes are sent to out in that order; on a
+// follower each batch is forwarded to the leader, one at a time, once the
+// batches in flight have their outcomes. It sends a result per batch, or
+// the error that ends the stream, to out, and closes out.
 func (n *Node) appendStream(ctx context.Context, in <-chan streamItem, out chan<- streamResult) {
 	defer close(out)
 	emit := func(r streamResult) bool {
@@ -338,18 +346,52 @@ func (n *Node) appendStream(ctx context.Context, in <-chan streamItem, out chan<
 			return false
 		}
 	}
-	var pending *streamItem // read while filling the previous batch
+	type inFlight struct {
+		p     *raftfsm.Pending
+		count int
+	}
+	var (
+		flight  []inFlight
+		pending *streamItem // read while filling the previous batch
+		ended   bool        // in was closed
+	)
+	// finish emits the outcome of the oldest batch in flight.
+	finish := func() bool {
+		f := flight[0]
+		flight = flight[1:]
+		first, dup, err := f.p.Wait(ctx)
+		return emit(streamResult{appended: appended{first: first, duplicate: dup}, count: f.count, err: err})
+	}
 	for {
 		var item streamItem
-		if pending != nil {
+		switch {
+		case pending != nil:
 			item, pending = *pending, nil
-		} else {
+		case ended || len(flight) == streamInFlight:
+			if len(flight) == 0 {
+				return
+			}
+			if !finish() {
+				return
+			}
+			continue
+		default:
+			var head <-chan struct{}
+			if len(flight) > 0 {
+				head = flight[0].p.Done()
+			}
 			var ok bool
 			select {
 			case item, ok = <-in:
 				if !ok {
+					ended = true
+					continue
+				}
+			case <-head:
+				if !finish() {
 					return
 				}
+				continue
 			case <-n.stopping:
 				emit(streamResult{err: errShuttingDown})
 				return
@@ -358,12 +400,33 @@ func (n *Node) appendStream(ctx context.Context, in <-chan streamItem, out chan<
 			}
 		}
 		if item.err != nil {
+			for len(flight) > 0 {
+				if !finish() {
+					return
+				}
+			}
 			emit(streamResult{err: item.err})
 			return
 		}
 		var b batch
 		b, pending = n.nextBatch(item, in)
-		a, err := n.append(ctx, b)
+		p, err := n.log.SubmitAs(ctx, b.producer, b.seq, b.recs...)
+		if err == nil {
+			flight = append(flight, inFlight{p, len(b.recs)})
+			continue
+		}
+		// Refused before it was submitted: the batches before it keep
+		// their order if they are answered first; a follower forwards.
+		for len(flight) > 0 {
+			if !finish() {
+				return
+			}
+		}
+		var a appended
+		var nl *raftfsm.NotLeaderError
+		if errors.As(err, &nl) {
+			a, err = n.append(ctx, b)
+		}
 		if !emit(streamResult{appended: a, count: len(b.recs), err: err}) {
 			return
 		}

@@ -92,30 +92,71 @@ func (l *Log) AppendAs(ctx context.Context, producer string, seq uint64, recs ..
 		first, err = l.AppendAtomic(ctx, recs...)
 		return first, false, err
 	}
-	if err := checkProducer(producer, seq); err != nil {
-		return 0, false, err
-	}
-	if len(recs) == 0 {
-		return 0, false, fmt.Errorf("%w: producer %q: a batch needs at least one record", ErrBadProducer, producer)
-	}
-	if err := l.checkRecords(recs); err != nil {
-		return 0, false, err
-	}
-	if size := entrySize(recs) + producerSize(producer); size > l.conf.MaxEntryBytes {
-		return 0, false, &BatchTooLargeError{Size: size, Max: l.conf.MaxEntryBytes}
-	}
-	if l.closed.Load() {
-		return 0, false, ErrClosed
-	}
-	if l.raft.State() != raft.Leader {
-		return 0, false, l.notLeader()
-	}
-	req := &appendReq{recs: recs, producer: producer, seq: seq, done: make(chan struct{})}
-	first, err = l.enqueue(ctx, req)
+	p, err := l.SubmitAs(ctx, producer, seq, recs...)
 	if err != nil {
 		return 0, false, err
 	}
-	return first, req.duplicate, nil
+	return p.Wait(ctx)
+}
+
+// Pending is a batch SubmitAs handed to the batcher, until its outcome.
+type Pending struct {
+	l   *Log
+	req *appendReq
+}
+
+// SubmitAs is AppendAs without the wait for the outcome: it checks the
+// batch (at least one record), hands it to the batcher and returns, so the
+// batches one goroutine submits get increasing offsets in the order
+// submitted while several of them are in Raft at once. A batch refused
+// before it was handed over (a check, a follower: *NotLeaderError, ctx)
+// returns an error and no Pending.
+func (l *Log) SubmitAs(ctx context.Context, producer string, seq uint64, recs ...[]byte) (*Pending, error) {
+	if len(recs) == 0 {
+		if producer != "" {
+			return nil, fmt.Errorf("%w: producer %q: a batch needs at least one record", ErrBadProducer, producer)
+		}
+		return nil, errors.New("raftfsm: a batch needs at least one record")
+	}
+	if err := l.checkRecords(recs); err != nil {
+		return nil, err
+	}
+	size := entrySize(recs)
+	if producer != "" {
+		if err := checkProducer(producer, seq); err != nil {
+			return nil, err
+		}
+		size += producerSize(producer)
+	}
+	if size > l.conf.MaxEntryBytes {
+		return nil, &BatchTooLargeError{Size: size, Max: l.conf.MaxEntryBytes}
+	}
+	if l.closed.Load() {
+		return nil, ErrClosed
+	}
+	if l.raft.State() != raft.Leader {
+		return nil, l.notLeader()
+	}
+	req := &appendReq{recs: recs, producer: producer, seq: seq, done: make(chan struct{})}
+	if err := l.submit(ctx, req); err != nil {
+		return nil, err
+	}
+	return &Pending{l: l, req: req}, nil
+}
+
+// Done is closed once the outcome is known. It stays open if the Log is
+// closed first: select on a stop of your own too, and call Wait.
+func (p *Pending) Done() <-chan struct{} { return p.req.done }
+
+// Wait waits for the outcome: the first offset of the batch, and whether it
+// was a duplicate of a producer's earlier batch (see AppendAs). If ctx ends
+// first the records may still be appended.
+func (p *Pending) Wait(ctx context.Context) (first uint64, duplicate bool, err error) {
+	first, err = p.l.awaitAppend(ctx, p.req)
+	if err != nil {
+		return 0, false, err
+	}
+	return first, p.req.duplicate, nil
 }
 
 // Batch gathers records for one AppendAtomic: Add takes records while they

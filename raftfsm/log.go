@@ -279,13 +279,26 @@ func (l *Log) Append(ctx context.Context, recs ...[]byte) (uint64, error) {
 
 // enqueue hands req to batchLoop and waits for its answer.
 func (l *Log) enqueue(ctx context.Context, req *appendReq) (uint64, error) {
+	if err := l.submit(ctx, req); err != nil {
+		return 0, err
+	}
+	return l.awaitAppend(ctx, req)
+}
+
+// submit hands req to batchLoop.
+func (l *Log) submit(ctx context.Context, req *appendReq) error {
 	select {
 	case l.reqs <- req:
+		return nil
 	case <-l.stop:
-		return 0, ErrClosed
+		return ErrClosed
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return ctx.Err()
 	}
+}
+
+// awaitAppend waits for the answer to a submitted req.
+func (l *Log) awaitAppend(ctx context.Context, req *appendReq) (uint64, error) {
 	select {
 	case <-req.done:
 		return req.first, req.err

@@ -633,3 +633,41 @@ func TestAppendAsConcurrentWithAppend(t *testing.T) {
 		}
 	}
 }
+
+// Batches one goroutine submits without waiting for any get offsets in the
+// order submitted; a producer's likewise, each answered as its own (not a
+// duplicate).
+func TestSubmitAsKeepsOrder(t *testing.T) {
+	tc := newTestCluster(t, 1)
+	l := tc.leader()
+	ctx := context.Background()
+	for _, producer := range []string{"", "p"} {
+		const batches = 40
+		var pend []*Pending
+		for i := range batches {
+			p, err := l.SubmitAs(ctx, producer, uint64(i+1), fmt.Appendf(nil, "%s%d-a", producer, i), fmt.Appendf(nil, "%s%d-b", producer, i))
+			if err != nil {
+				t.Fatalf("SubmitAs %d: %v", i, err)
+			}
+			pend = append(pend, p)
+		}
+		var prev uint64
+		for i, p := range pend {
+			first, dup, err := p.Wait(ctx)
+			if err != nil || dup {
+				t.Fatalf("batch %d: %d, duplicate %v, %v", i, first, dup, err)
+			}
+			if i > 0 && first <= prev {
+				t.Fatalf("batch %d got offset %d after batch %d's %d: not in the order submitted", i, first, i-1, prev)
+			}
+			recs, err := l.ReadRecords(first, 1<<20)
+			if err != nil || len(recs) < 2 || string(recs[0].Value) != fmt.Sprintf("%s%d-a", producer, i) || string(recs[1].Value) != fmt.Sprintf("%s%d-b", producer, i) {
+				t.Fatalf("batch %d at offset %d reads back %v, %v", i, first, recs, err)
+			}
+			prev = first
+		}
+	}
+	if _, err := l.SubmitAs(ctx, "", 0); err == nil {
+		t.Fatal("SubmitAs of no records succeeded")
+	}
+}

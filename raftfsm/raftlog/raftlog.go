@@ -397,9 +397,7 @@ func (s *Store) newSegment(first uint64, size int64) (*segment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raftlog: %w", err)
 	}
-	header := make([]byte, headerSize, 1<<20)
-	copy(header, segmentMagic)
-	binary.LittleEndian.PutUint64(header[8:], first)
+	header := headerBytes(first)
 	crc := crc32.Checksum(header, castagnoli)
 	err = writeZeroed(f, header, size)
 	if err == nil {
@@ -424,7 +422,13 @@ func (s *Store) newSegment(first uint64, size int64) (*segment, error) {
 	}
 	s.segs = append(s.segs, seg)
 	s.mu.Unlock()
-	if empty != nil && empty.path != path {
+	switch {
+	case empty == nil:
+	case empty.path == path: // renamed over: only its file is left to close
+		if err := empty.f.Close(); err != nil {
+			return seg, fmt.Errorf("raftlog: %w", err)
+		}
+	default:
 		return seg, removeSegments([]*segment{empty})
 	}
 	return seg, nil

@@ -372,3 +372,28 @@ func TestConcurrentReads(t *testing.T) {
 	close(done)
 	wg.Wait()
 }
+
+// A tail deleted back to the start of a segment leaves it empty; a batch
+// too large for it replaces it with a segment of the same name.
+func TestEmptiedSegmentIsReplaced(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, 2048)
+	store(t, s, entries(1, 10, 1, 100))
+	store(t, s, entries(11, 20, 1, 100))
+	if got := segmentFiles(t, dir); len(got) < 2 {
+		t.Fatalf("segments %v, want entries 11.. in a segment of their own", got)
+	}
+	var from uint64
+	for _, name := range segmentFiles(t, dir)[1:] {
+		first, _ := segmentFirst(name)
+		from = first
+	}
+	if err := s.DeleteRange(from, 20); err != nil {
+		t.Fatal(err)
+	}
+	big := entries(from, from, 2, 10_000)
+	store(t, s, big)
+	s.Close()
+	s = open(t, dir, 2048)
+	checkLog(t, s, append(entries(1, from-1, 1, 100), big...))
+}
