@@ -82,6 +82,14 @@ type Store struct {
 	// again (which recovers as at start).
 	err error
 
+	// spareMu guards the spare segment file made ahead (makeSpare), which
+	// spareWG waits for.
+	spareMu     sync.Mutex
+	spare       *os.File
+	making      bool
+	spareClosed bool
+	spareWG     sync.WaitGroup
+
 	mu     sync.RWMutex
 	segs   []*segment // oldest first; the last one is written to
 	first  uint64     // 0 when the log is empty
@@ -327,6 +335,7 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 	if s.err != nil {
 		return s.err
 	}
+	s.makeSpare() // a store only read (fsck) never makes one
 	for i, l := range logs[1:] {
 		if l.Index != logs[i].Index+1 {
 			return fmt.Errorf("raftlog: StoreLogs: index %d follows %d", l.Index, logs[i].Index)
@@ -388,33 +397,43 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 
 // newSegment makes an empty segment file for entries from first, of size
 // bytes, zero-filled and synced before it is named (so an fdatasync of a
-// write into it carries no metadata), and publishes it as the last one. An
-// empty last segment it replaces is removed.
+// write into it carries no metadata), and publishes it as the last one. A
+// segment of SegmentBytes is the spare one made ahead (takeSpare) when it
+// is ready: only its header is written then. An empty last segment it
+// replaces is removed. It starts making the next spare.
 func (s *Store) newSegment(first uint64, size int64) (*segment, error) {
+	defer s.makeSpare()
 	path := filepath.Join(s.dir, segmentName(first))
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("raftlog: %w", err)
-	}
 	header := headerBytes(first)
-	crc := crc32.Checksum(header, castagnoli)
-	err = writeZeroed(f, header, size)
-	if err == nil {
-		err = f.Sync()
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
+	var f *os.File
+	var err error
+	if spare := s.takeSpare(size); spare != nil {
+		f = spare
+		_, err = f.WriteAt(header, 0)
+		if err == nil {
+			err = unix.Fdatasync(int(f.Fd()))
+		}
+		if err == nil {
+			err = os.Rename(filepath.Join(s.dir, spareFile), path)
+		}
+	} else {
+		f, err = createZeroed(path+".tmp", header, size)
+		if err == nil {
+			err = os.Rename(path+".tmp", path)
+		}
 	}
 	if err == nil {
 		err = syncDir(s.dir)
 	}
 	if err != nil {
-		f.Close()
-		os.Remove(tmp)
+		if f != nil {
+			f.Close()
+			os.Remove(path + ".tmp")
+			os.Remove(filepath.Join(s.dir, spareFile))
+		}
 		return nil, fmt.Errorf("raftlog: new segment for index %d: %w", first, err)
 	}
-	seg := &segment{first: first, path: path, f: f, end: headerSize, size: size, crc: crc}
+	seg := &segment{first: first, path: path, f: f, end: headerSize, size: size, crc: crc32.Checksum(header, castagnoli)}
 	s.mu.Lock()
 	var empty *segment
 	if last := s.lastSegment(); last != nil && len(last.offs) == 0 {
@@ -432,6 +451,70 @@ func (s *Store) newSegment(first uint64, size int64) (*segment, error) {
 		return seg, removeSegments([]*segment{empty})
 	}
 	return seg, nil
+}
+
+// spareFile is the next segment, made ahead: SegmentBytes of zeros,
+// synced, so a full segment is followed by the next without writing
+// megabytes of zeros on the write path. Open removes a leftover one.
+const spareFile = "spare.tmp"
+
+// makeSpare starts making the spare segment file on a goroutine of its own
+// unless one is ready or being made, or the store is closed.
+func (s *Store) makeSpare() {
+	s.spareMu.Lock()
+	defer s.spareMu.Unlock()
+	if s.spare != nil || s.making || s.spareClosed {
+		return
+	}
+	s.making = true
+	s.spareWG.Go(func() {
+		f, err := createZeroed(filepath.Join(s.dir, spareFile), nil, s.opts.SegmentBytes)
+		s.spareMu.Lock()
+		defer s.spareMu.Unlock()
+		s.making = false
+		switch {
+		case err != nil:
+			// A full disk, say: the next segment is made on the write
+			// path, which reports what fails.
+			os.Remove(filepath.Join(s.dir, spareFile))
+			s.logger.Debug("Raft's log: making the next segment ahead failed", "err", err)
+		case s.spareClosed:
+			f.Close()
+			os.Remove(filepath.Join(s.dir, spareFile))
+		default:
+			s.spare = f
+		}
+	})
+}
+
+// takeSpare returns the spare segment file when it is ready and size is
+// its size, else nil.
+func (s *Store) takeSpare(size int64) *os.File {
+	s.spareMu.Lock()
+	defer s.spareMu.Unlock()
+	f := s.spare
+	if f == nil || size != s.opts.SegmentBytes {
+		return nil
+	}
+	s.spare = nil
+	return f
+}
+
+// createZeroed creates path with header, then zeros up to size, synced.
+func createZeroed(path string, header []byte, size int64) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	err = writeZeroed(f, header, size)
+	if err == nil {
+		err = f.Sync()
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // writeZeroed writes header, then zeros up to size.
@@ -561,6 +644,15 @@ func removeSegments(segs []*segment) error {
 
 // Close closes the files and releases the directory.
 func (s *Store) Close() error {
+	s.spareMu.Lock()
+	s.spareClosed = true
+	if s.spare != nil {
+		s.spare.Close()
+		s.spare = nil
+		os.Remove(filepath.Join(s.dir, spareFile))
+	}
+	s.spareMu.Unlock()
+	s.spareWG.Wait()
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	s.mu.Lock()

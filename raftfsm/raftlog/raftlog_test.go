@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -396,4 +397,44 @@ func TestEmptiedSegmentIsReplaced(t *testing.T) {
 	s.Close()
 	s = open(t, dir, 2048)
 	checkLog(t, s, append(entries(1, from-1, 1, 100), big...))
+}
+
+// A full segment is followed by the spare made ahead: its file becomes the
+// next segment (same inode), which reads back after a reopen; Close leaves
+// no spare behind.
+func TestNextSegmentIsTheSpare(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, 4096)
+	store(t, s, entries(1, 1, 1, 100))
+	spare := filepath.Join(dir, spareFile)
+	s.spareWG.Wait() // StoreLogs started making it
+	s.spareMu.Lock()
+	ready := s.spare != nil
+	s.spareMu.Unlock()
+	if !ready {
+		t.Fatal("no spare segment was made after the first write")
+	}
+	before, err := os.Stat(spare)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := entries(1, 1, 1, 100)
+	for from := uint64(2); len(segmentFiles(t, dir)) < 2; from += 10 {
+		batch := entries(from, from+9, 1, 100)
+		store(t, s, batch)
+		all = append(all, batch...)
+	}
+	second, err := os.Stat(filepath.Join(dir, segmentFiles(t, dir)[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !os.SameFile(before, second) {
+		t.Fatal("the second segment is not the spare made ahead")
+	}
+	s.Close()
+	if _, err := os.Stat(spare); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("after Close: %s: %v, want it removed", spareFile, err)
+	}
+	s = open(t, dir, 4096)
+	checkLog(t, s, all)
 }
