@@ -281,8 +281,9 @@ type streamResult struct {
 // ProduceStreamWindow) and go out together as the next append. Up to
 // streamInFlight appends per stream are in Raft at once, submitted in order,
 // so a stream's records get offsets in request order; concurrent streams and
-// calls still share Raft entries (group commit in raftfsm). A request with a producer id is a batch of its
-// own, deduplicated by its producer id and sequence as a ProduceBatch is.
+// calls still share Raft entries (group commit in raftfsm). A request with a
+// producer id is a batch of its own, deduplicated by its producer id and
+// sequence as a ProduceBatch is.
 func (s *service) ProduceStream(stream logv1.Log_ProduceStreamServer) error {
 	n := s.n
 	in := make(chan streamItem, n.conf.ProduceStreamWindow)
@@ -338,48 +339,22 @@ const streamInFlight = 4
 // the error that ends the stream, to out, and closes out.
 func (n *Node) appendStream(ctx context.Context, in <-chan streamItem, out chan<- streamResult) {
 	defer close(out)
-	emit := func(r streamResult) bool {
-		select {
-		case out <- r:
-			return r.err == nil
-		case <-ctx.Done():
-			return false
-		}
-	}
-	type inFlight struct {
-		p     *raftfsm.Pending
-		count int
-	}
+	q := &streamFlight{ctx: ctx, out: out}
 	var (
-		flight  []inFlight
 		pending *streamItem // read while filling the previous batch
 		ended   bool        // in was closed
 	)
-	// finish emits the outcome of the oldest batch in flight.
-	finish := func() bool {
-		f := flight[0]
-		flight = flight[1:]
-		first, dup, err := f.p.Wait(ctx)
-		return emit(streamResult{appended: appended{first: first, duplicate: dup}, count: f.count, err: err})
-	}
 	for {
 		var item streamItem
 		switch {
 		case pending != nil:
 			item, pending = *pending, nil
-		case ended || len(flight) == streamInFlight:
-			if len(flight) == 0 {
-				return
-			}
-			if !finish() {
+		case ended || len(q.batches) == streamInFlight:
+			if len(q.batches) == 0 || !q.finish() {
 				return
 			}
 			continue
 		default:
-			var head <-chan struct{}
-			if len(flight) > 0 {
-				head = flight[0].p.Done()
-			}
 			var ok bool
 			select {
 			case item, ok = <-in:
@@ -387,50 +362,96 @@ func (n *Node) appendStream(ctx context.Context, in <-chan streamItem, out chan<
 					ended = true
 					continue
 				}
-			case <-head:
-				if !finish() {
+			case <-q.headDone():
+				if !q.finish() {
 					return
 				}
 				continue
 			case <-n.stopping:
-				emit(streamResult{err: errShuttingDown})
+				q.emit(streamResult{err: errShuttingDown})
 				return
 			case <-ctx.Done():
 				return
 			}
 		}
 		if item.err != nil {
-			for len(flight) > 0 {
-				if !finish() {
-					return
-				}
+			if q.drain() {
+				q.emit(streamResult{err: item.err})
 			}
-			emit(streamResult{err: item.err})
 			return
 		}
 		var b batch
 		b, pending = n.nextBatch(item, in)
 		p, err := n.log.SubmitAs(ctx, b.producer, b.seq, b.recs...)
 		if err == nil {
-			flight = append(flight, inFlight{p, len(b.recs)})
+			q.batches = append(q.batches, inFlight{p, len(b.recs)})
 			continue
 		}
-		// Refused before it was submitted: the batches before it keep
-		// their order if they are answered first; a follower forwards.
-		for len(flight) > 0 {
-			if !finish() {
-				return
-			}
+		// Refused before it was submitted: the batches before it are
+		// answered first, then this one's error, or a follower forwards it.
+		if !q.drain() {
+			return
 		}
 		var a appended
 		var nl *raftfsm.NotLeaderError
 		if errors.As(err, &nl) {
 			a, err = n.append(ctx, b)
 		}
-		if !emit(streamResult{appended: a, count: len(b.recs), err: err}) {
+		if !q.emit(streamResult{appended: a, count: len(b.recs), err: err}) {
 			return
 		}
 	}
+}
+
+// streamFlight is the batches of one ProduceStream in Raft, oldest first,
+// and where their outcomes go.
+type streamFlight struct {
+	ctx     context.Context
+	out     chan<- streamResult
+	batches []inFlight
+}
+
+// inFlight is a batch submitted to the replica and its count of records.
+type inFlight struct {
+	p     *raftfsm.Pending
+	count int
+}
+
+// emit sends r to out; false when r is an error or the stream ended.
+func (q *streamFlight) emit(r streamResult) bool {
+	select {
+	case q.out <- r:
+		return r.err == nil
+	case <-q.ctx.Done():
+		return false
+	}
+}
+
+// headDone is closed when the oldest batch has its outcome; nil (never
+// ready) when none is in flight.
+func (q *streamFlight) headDone() <-chan struct{} {
+	if len(q.batches) == 0 {
+		return nil
+	}
+	return q.batches[0].p.Done()
+}
+
+// finish waits for the oldest batch's outcome and emits it.
+func (q *streamFlight) finish() bool {
+	f := q.batches[0]
+	q.batches = q.batches[1:]
+	first, dup, err := f.p.Wait(q.ctx)
+	return q.emit(streamResult{appended: appended{first: first, duplicate: dup}, count: f.count, err: err})
+}
+
+// drain finishes every batch in flight, in order.
+func (q *streamFlight) drain() bool {
+	for len(q.batches) > 0 {
+		if !q.finish() {
+			return false
+		}
+	}
+	return true
 }
 
 // nextBatch starts a batch with first and adds the requests already waiting
