@@ -225,13 +225,18 @@ const (
 // write makes a write call, and makes it again while a server refuses it
 // without appending it (the leader changed, or none is known yet), asking the
 // cluster for its servers afresh each time, until ctx ends. A write whose
-// outcome is unknown is never sent again.
+// outcome is unknown is never sent again, but the cluster is asked for its
+// servers afresh when it timed out or the server went away (a paused or
+// dead leader), so the next write goes to the leader it has now.
 func (c *Client) write(ctx context.Context, call func(p *peer.Peer) error) error {
 	wait := rewriteMin
 	for {
 		var p peer.Peer
 		err := call(&p)
 		if err == nil || !notAppended(err) {
+			if code := status.Code(err); code == codes.DeadlineExceeded || code == codes.Unavailable {
+				c.rb.resolveNow()
+			}
 			return sentTo(&p, err)
 		}
 		if !c.waitToResend(ctx, &wait) {

@@ -281,3 +281,46 @@ func TestWritesFindALeaderTheirFirstAnswerDoesNotName(t *testing.T) {
 		t.Fatalf("Produce went to %s, want the leader %s", got, leader.Addr())
 	}
 }
+
+// hungLeader is a server that says it leads and never answers a write, as a
+// leader paused (SIGSTOP) does; it counts the GetServers calls it answers.
+type hungLeader struct {
+	logv1.UnimplementedLogServer
+	addr string
+	asks atomic.Int32
+}
+
+func (s *hungLeader) GetServers(context.Context, *logv1.GetServersRequest) (*logv1.GetServersResponse, error) {
+	s.asks.Add(1)
+	self := &logv1.Server{Id: "hung", RpcAddr: s.addr, IsVoter: true, IsLeader: true, State: "Leader"}
+	return &logv1.GetServersResponse{Self: self, Servers: []*logv1.Server{self}}, nil
+}
+
+func (s *hungLeader) Produce(ctx context.Context, _ *logv1.ProduceRequest) (*logv1.ProduceResponse, error) {
+	<-ctx.Done()
+	return nil, status.FromContextError(ctx.Err()).Err()
+}
+
+// A write that timed out has the client ask the cluster for its servers
+// again at once (not at its next refresh, an hour away here), so the next
+// write goes to the leader the cluster has by then.
+func TestTimedOutWriteAsksForTheServers(t *testing.T) {
+	p := nodetest.NewPKI(t)
+	ln := nodetest.Listen(t)
+	s := &hungLeader{addr: ln.Addr().String()}
+	nodetest.Serve(t, ln, s, nodetest.ServerTLS(t, p.Dir))
+	cl, err := discovery.DialForTest(discovery.Scheme+"://"+s.addr, p.ClientTLS(t, certs.RootSubject), time.Hour, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	ctx, cancel := context.WithTimeout(nodetest.Context(t), 300*time.Millisecond)
+	defer cancel()
+	if _, err := cl.Produce(ctx, []byte("lost in a pause")); status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("Produce to a hung leader = %v, want DEADLINE_EXCEEDED", err)
+	}
+	asked := s.asks.Load()
+	nodetest.WaitFor(t, 5*time.Second, "the client to ask for the servers again after a write timed out", func() bool {
+		return s.asks.Load() > asked
+	})
+}
