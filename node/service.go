@@ -347,13 +347,13 @@ func (n *Node) appendStream(ctx context.Context, in <-chan streamItem, out chan<
 	for {
 		var item streamItem
 		switch {
-		case pending != nil:
-			item, pending = *pending, nil
-		case ended || len(q.batches) == streamInFlight:
+		case len(q.batches) == streamInFlight || (ended && pending == nil):
 			if len(q.batches) == 0 || !q.finish() {
 				return
 			}
 			continue
+		case pending != nil:
+			item, pending = *pending, nil
 		default:
 			var ok bool
 			select {
@@ -368,7 +368,9 @@ func (n *Node) appendStream(ctx context.Context, in <-chan streamItem, out chan<
 				}
 				continue
 			case <-n.stopping:
-				q.emit(streamResult{err: errShuttingDown})
+				if q.finishDone() {
+					q.emit(streamResult{err: errShuttingDown})
+				}
 				return
 			case <-ctx.Done():
 				return
@@ -436,12 +438,35 @@ func (q *streamFlight) headDone() <-chan struct{} {
 	return q.batches[0].p.Done()
 }
 
-// finish waits for the oldest batch's outcome and emits it.
+// finish waits for the oldest batch's outcome and emits it. A batch
+// refused as not appended while later ones are in flight is reported as of
+// unknown outcome: a later one may commit, so resending would duplicate it
+// and put this one after it.
 func (q *streamFlight) finish() bool {
 	f := q.batches[0]
 	q.batches = q.batches[1:]
 	first, dup, err := f.p.Wait(q.ctx)
+	var nl *raftfsm.NotLeaderError
+	if len(q.batches) > 0 && errors.As(err, &nl) {
+		err = fmt.Errorf("%w (a later batch of the stream was in flight)", raftfsm.ErrLeadershipLost)
+	}
 	return q.emit(streamResult{appended: appended{first: first, duplicate: dup}, count: f.count, err: err})
+}
+
+// finishDone emits the outcomes of the oldest batches that have them
+// already, without waiting.
+func (q *streamFlight) finishDone() bool {
+	for len(q.batches) > 0 {
+		select {
+		case <-q.headDone():
+			if !q.finish() {
+				return false
+			}
+		default:
+			return true
+		}
+	}
+	return true
 }
 
 // drain finishes every batch in flight, in order.

@@ -25,13 +25,14 @@
 // Open reads each segment up to its first frame that is incomplete, fails
 // its checksum, does not carry the next index, or has a lower term than
 // the entry before. In the last segment that is where a write that never
-// returned begins, and the log ends there; an earlier segment that ends
+// returned begins (or where a tail was cut), and the log ends there; an earlier segment that ends
 // short of the next segment's first entry is corruption, and Open refuses
 // it. The chained checksum is what keeps entries a tail deletion cut off
 // from coming back: new entries are written over them, and an old frame
 // after them cannot match a chain it was not written in.
 //
-// A write or fdatasync that fails leaves what reached the disk unknown
-// (after a failed fsync the kernel may have dropped the pages), so the
-// store refuses every later write until it is opened again.
+// A write or fdatasync of entries (or of a tail's cut) that fails leaves
+// what reached the disk unknown (after a failed fsync the kernel may have
+// dropped the pages), so the store refuses every later StoreLogs until it
+// is opened again.
 package raftlog

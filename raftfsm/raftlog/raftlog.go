@@ -407,7 +407,8 @@ func (s *Store) newSegment(first uint64, size int64) (*segment, error) {
 	header := headerBytes(first)
 	var f *os.File
 	var err error
-	if spare := s.takeSpare(size); spare != nil {
+	spare := s.takeSpare(size)
+	if spare != nil {
 		f = spare
 		_, err = f.WriteAt(header, 0)
 		if err == nil {
@@ -428,8 +429,11 @@ func (s *Store) newSegment(first uint64, size int64) (*segment, error) {
 	if err != nil {
 		if f != nil {
 			f.Close()
-			os.Remove(path + ".tmp")
+		}
+		if spare != nil {
 			os.Remove(filepath.Join(s.dir, spareFile))
+		} else {
+			os.Remove(path + ".tmp")
 		}
 		return nil, fmt.Errorf("raftlog: new segment for index %d: %w", first, err)
 	}
@@ -448,7 +452,11 @@ func (s *Store) newSegment(first uint64, size int64) (*segment, error) {
 			return seg, fmt.Errorf("raftlog: %w", err)
 		}
 	default:
-		return seg, removeSegments([]*segment{empty})
+		// Synced, so a crash cannot leave it before the new one.
+		if err := removeSegments([]*segment{empty}); err != nil {
+			return seg, err
+		}
+		return seg, syncDir(s.dir)
 	}
 	return seg, nil
 }
@@ -585,12 +593,12 @@ func (s *Store) deleteHead(from uint64) error {
 	return removeSegments(gone)
 }
 
-// deleteTail cuts the log before index from (first < from <= last): the
-// later segments are removed, newest first, and the directory synced
-// before it returns, so none of them comes back after the entries that
-// replace them; in the segment that held from, the entries after the cut
-// stay on disk but cannot be read back after new ones, whose chained
-// checksums differ.
+// deleteTail cuts the log before index from (first < from <= last): in
+// the segment that held from, a zero frame length is written and synced at
+// the cut, and the later segments are removed, newest first, and the
+// directory synced before it returns, so none of the cut entries comes
+// back. (New entries written over the cut ones could not be followed by
+// them anyway: their chained checksums differ.)
 func (s *Store) deleteTail(from uint64) error {
 	s.mu.Lock()
 	k := len(s.segs) - 1
@@ -614,6 +622,18 @@ func (s *Store) deleteTail(from uint64) error {
 	seg.end, seg.offs, seg.crc = seg.offs[cut], seg.offs[:cut], crc
 	s.last = from - 1
 	s.mu.Unlock()
+	// The cut frames stay valid on disk: if the next entries went to a new
+	// segment (they did not fit here), Open would read them again and find
+	// this segment overlapping the next. A zero length at the cut ends it.
+	var zero [frameHeader]byte
+	_, err := seg.f.WriteAt(zero[:], seg.end)
+	if err == nil {
+		err = unix.Fdatasync(int(seg.f.Fd()))
+	}
+	if err != nil {
+		s.err = fmt.Errorf("raftlog: cutting %s failed, the store refuses writes until it is opened again: %w", seg.path, err)
+		return s.err
+	}
 	if err := removeSegments(gone); err != nil {
 		return err
 	}

@@ -438,3 +438,20 @@ func TestNextSegmentIsTheSpare(t *testing.T) {
 	s = open(t, dir, 4096)
 	checkLog(t, s, all)
 }
+
+// A tail cut, then entries too large for the rest of that segment, which
+// go to a new one: the cut entries must not come back at Open, where the
+// old segment would then overlap the new (and Open would refuse the log).
+func TestCutTailThenNewSegment(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, 4096)
+	store(t, s, entries(1, 20, 1, 100))
+	if err := s.DeleteRange(11, 20); err != nil {
+		t.Fatal(err)
+	}
+	newer := entries(11, 14, 2, 700)
+	store(t, s, newer)
+	s.Close()
+	s = open(t, dir, 4096)
+	checkLog(t, s, append(entries(1, 10, 1, 100), newer...))
+}
