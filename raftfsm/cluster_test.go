@@ -108,6 +108,17 @@ func newTestClusterWith(t testing.TB, n int, tune func(i int, dir string, c *Con
 		}
 		joined = append(joined, i)
 	}
+	// Every node knows every member before a test cuts any off: a follower
+	// that missed a member's joining refuses that member's votes ("not in
+	// configuration"), so two such nodes without the third never elect.
+	waitFor(t, 20*time.Second, fmt.Sprintf("every node to know all %d members", n), func() bool {
+		for _, l := range tc.nodes {
+			if s, err := l.Servers(); err != nil || len(s) != n {
+				return false
+			}
+		}
+		return true
+	})
 	return tc
 }
 
