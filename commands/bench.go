@@ -23,7 +23,6 @@ import (
 	logv1 "github.com/proglogctl/proglogctl/api/v1"
 	"github.com/proglogctl/proglogctl/certs"
 	"github.com/proglogctl/proglogctl/discovery"
-	"github.com/proglogctl/proglogctl/node"
 	"github.com/proglogctl/proglogctl/raftfsm"
 )
 
@@ -280,7 +279,7 @@ func runBench(c *cli.Context) (err error) {
 // store store, closed before it returns, and reports this process's memory.
 // logs receives the nodes' errors.
 func benchLocal(c *cli.Context, o benchOptions, n int, store string, logs io.Writer) (res BenchResult, err error) {
-	lc, err := startLocal(c.Context, n, func(nc *node.Config) { nc.Replica.RaftLogStore = store }, logs, 30*time.Second)
+	lc, err := startLocal(c.Context, n, store, logs, 30*time.Second)
 	if err != nil {
 		return res, err
 	}

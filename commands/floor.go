@@ -18,6 +18,7 @@ import (
 	"github.com/proglogctl/proglogctl/certs"
 	"github.com/proglogctl/proglogctl/discovery"
 	"github.com/proglogctl/proglogctl/node"
+	"github.com/proglogctl/proglogctl/raftfsm"
 )
 
 // floorMaxBytes bounds the record bytes a floor holds: a bench is bounded in
@@ -73,8 +74,7 @@ func startFloor() (_ *localCluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	nc := node.DefaultConfig()
-	if lc.floor, err = newFloorServer(devAddr(0, 0), serverTLS, nc.Replica.Store.MaxRecordBytes, nc.ConsumeBatchBytes); err != nil {
+	if lc.floor, err = newFloorServer(devAddr(0, 0), serverTLS, raftfsm.DefaultConfig().MaxRecordBytes(), node.DefaultConfig().ConsumeBatchBytes); err != nil {
 		return nil, err
 	}
 	lc.client = pki.client

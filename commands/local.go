@@ -16,6 +16,7 @@ import (
 	"github.com/proglogctl/proglogctl/certs"
 	"github.com/proglogctl/proglogctl/discovery"
 	"github.com/proglogctl/proglogctl/node"
+	"github.com/proglogctl/proglogctl/raftfsm"
 )
 
 // startNodes starts a cluster of len(listen) nodes the way `serve --dev`
@@ -124,10 +125,10 @@ func newLocalPKI(dir string) (localPKI, error) {
 	return p, nil
 }
 
-// startLocal starts a local cluster of n nodes with replica settings from
-// replica, and waits (up to timeout) until the leader counts n voters.
+// startLocal starts a local cluster of n nodes whose Raft log store is
+// raftStore, and waits (up to timeout) until the leader counts n voters.
 // logs receives the nodes' errors.
-func startLocal(ctx context.Context, n int, replica func(*node.Config), logs io.Writer, timeout time.Duration) (_ *localCluster, err error) {
+func startLocal(ctx context.Context, n int, raftStore string, logs io.Writer, timeout time.Duration) (_ *localCluster, err error) {
 	lc, pki, err := newLocalDir("proglog-local-")
 	if err != nil {
 		return nil, err
@@ -154,9 +155,9 @@ func startLocal(ctx context.Context, n int, replica func(*node.Config), logs io.
 		if cfg.Authorizer, err = authz.New(filepath.Join(cfgDir, authz.ModelFileName), filepath.Join(cfgDir, authz.PolicyFileName)); err != nil {
 			return cfg, err
 		}
-		if replica != nil {
-			replica(&cfg)
-		}
+		rc := raftfsm.DefaultConfig()
+		rc.RaftLogStore = raftStore
+		cfg.Replica = rc
 		return cfg, nil
 	}
 	listen := make([]devNodeAddrs, n)

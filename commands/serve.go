@@ -54,10 +54,10 @@ func serveCommand() *cli.Command {
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "metrics-addr", Usage: "host:port serving Prometheus /metrics, /healthz and /readyz over HTTP (off when empty; with --dev: port+10i+2 of node i)", EnvVars: []string{"PROGLOG_METRICS_ADDR"}}),
 		altsrc.NewInt64Flag(&cli.Int64Flag{Name: "retention-bytes", Usage: "drop the oldest segments while the log is larger than this many bytes (0: keep everything); set it alike on every node", EnvVars: []string{"PROGLOG_RETENTION_BYTES"}}),
 		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "retention-age", Usage: "drop segments whose last record is older than this, e.g. 168h (0: keep everything)", EnvVars: []string{"PROGLOG_RETENTION_AGE"}}),
-		altsrc.NewInt64Flag(&cli.Int64Flag{Name: "segment-bytes", Usage: "size at which a log segment is sealed and a new one started; retention drops whole segments. Below 4 MiB, a Raft entry and a record are limited to half a segment", Value: node.DefaultConfig().Replica.Store.MaxStoreBytes, EnvVars: []string{"PROGLOG_SEGMENT_BYTES"}}),
-		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "raft-snapshot-interval", Usage: "how often Raft checks whether to snapshot and compact its own log", Value: node.DefaultConfig().Replica.SnapshotInterval, EnvVars: []string{"PROGLOG_RAFT_SNAPSHOT_INTERVAL"}}),
-		altsrc.NewUint64Flag(&cli.Uint64Flag{Name: "raft-snapshot-threshold", Usage: "Raft entries since the last snapshot that make Raft snapshot and compact its own log", Value: node.DefaultConfig().Replica.SnapshotThreshold, EnvVars: []string{"PROGLOG_RAFT_SNAPSHOT_THRESHOLD"}}),
-		altsrc.NewUint64Flag(&cli.Uint64Flag{Name: "raft-trailing-logs", Usage: "Raft entries kept behind a snapshot, so a follower that trails by fewer catches up without one", Value: node.DefaultConfig().Replica.TrailingLogs, EnvVars: []string{"PROGLOG_RAFT_TRAILING_LOGS"}}),
+		altsrc.NewInt64Flag(&cli.Int64Flag{Name: "segment-bytes", Usage: "size at which a log segment is sealed and a new one started; retention drops whole segments. Below 4 MiB, a Raft entry and a record are limited to half a segment", Value: raftfsm.DefaultConfig().Store.MaxStoreBytes, EnvVars: []string{"PROGLOG_SEGMENT_BYTES"}}),
+		altsrc.NewDurationFlag(&cli.DurationFlag{Name: "raft-snapshot-interval", Usage: "how often Raft checks whether to snapshot and compact its own log", Value: raftfsm.DefaultConfig().SnapshotInterval, EnvVars: []string{"PROGLOG_RAFT_SNAPSHOT_INTERVAL"}}),
+		altsrc.NewUint64Flag(&cli.Uint64Flag{Name: "raft-snapshot-threshold", Usage: "Raft entries since the last snapshot that make Raft snapshot and compact its own log", Value: raftfsm.DefaultConfig().SnapshotThreshold, EnvVars: []string{"PROGLOG_RAFT_SNAPSHOT_THRESHOLD"}}),
+		altsrc.NewUint64Flag(&cli.Uint64Flag{Name: "raft-trailing-logs", Usage: "Raft entries kept behind a snapshot, so a follower that trails by fewer catches up without one", Value: raftfsm.DefaultConfig().TrailingLogs, EnvVars: []string{"PROGLOG_RAFT_TRAILING_LOGS"}}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "raft-log-store", Usage: "Raft's log store for a new data directory: segments (this project's segment files, one fdatasync per append), wal (raft-wal) or bolt (raft-boltdb); a data directory keeps the one it was made with", Value: raftfsm.DefaultConfig().RaftLogStore, EnvVars: []string{"PROGLOG_RAFT_LOG_STORE"}}),
 		altsrc.NewIntFlag(&cli.IntFlag{Name: "raft-segment-bytes", Usage: "size of a segment file of Raft's log store (segments or wal): zero-filled when made, deleted whole as Raft compacts; a batch larger than that gets a segment of its own size", Value: raftlog.DefaultSegmentBytes, EnvVars: []string{"PROGLOG_RAFT_SEGMENT_BYTES"}}),
 		altsrc.NewStringFlag(&cli.StringFlag{Name: "pprof-addr", Usage: "serve net/http/pprof on this loopback host:port (empty: off)", EnvVars: []string{"PROGLOG_PPROF_ADDR"}}),
@@ -205,6 +205,30 @@ func serveUntilDone(c *cli.Context, logger *slog.Logger, nodes ...*node.Node) {
 // id of up to raftfsm.MaxProducerIDBytes, a sequence and two varints).
 const entryOverheadBytes = raftfsm.MaxProducerIDBytes + 64
 
+// serveReplicaConfig maps the flags onto the replica's configuration.
+func serveReplicaConfig(c *cli.Context) (raftfsm.Config, error) {
+	rc := raftfsm.DefaultConfig()
+	rc.Store.RetainBytes = c.Int64("retention-bytes")
+	rc.Store.RetainAge = c.Duration("retention-age")
+	rc.Store.MaxStoreBytes = c.Int64("segment-bytes")
+	rc.SnapshotInterval = c.Duration("raft-snapshot-interval")
+	rc.SnapshotThreshold = c.Uint64("raft-snapshot-threshold")
+	rc.TrailingLogs = c.Uint64("raft-trailing-logs")
+	// A Raft entry may take at most half a segment, and a record must fit
+	// in an entry: small segments lower both limits.
+	rc.MaxEntryBytes = min(rc.MaxEntryBytes, int(rc.Store.MaxStoreBytes/2))
+	rc.Store.MaxRecordBytes = min(rc.Store.MaxRecordBytes, rc.MaxEntryBytes-entryOverheadBytes)
+	if rc.Store.MaxRecordBytes <= 0 {
+		return rc, UsageError{Err: fmt.Errorf("serve: --segment-bytes %d is too small to hold a record", rc.Store.MaxStoreBytes)}
+	}
+	rc.RaftLogStore = c.String("raft-log-store")
+	rc.RaftSegmentBytes = c.Int("raft-segment-bytes")
+	if rc.RaftSegmentBytes < 64<<10 {
+		return rc, UsageError{Err: fmt.Errorf("serve: --raft-segment-bytes %d is below 64 KiB", rc.RaftSegmentBytes)}
+	}
+	return rc, nil
+}
+
 // serveConfig maps the flags onto node.Config, loading certificates and the
 // ACL: a missing or unreadable one is an error, never a fallback to open.
 func serveConfig(c *cli.Context) (node.Config, error) {
@@ -236,24 +260,11 @@ func serveConfig(c *cli.Context) (node.Config, error) {
 	cfg.Bootstrap = c.Bool("bootstrap")
 	cfg.LeaveOnClose = c.Bool("leave-on-shutdown")
 	cfg.MetricsAddr = c.String("metrics-addr")
-	cfg.Replica.Store.RetainBytes = c.Int64("retention-bytes")
-	cfg.Replica.Store.RetainAge = c.Duration("retention-age")
-	cfg.Replica.Store.MaxStoreBytes = c.Int64("segment-bytes")
-	cfg.Replica.SnapshotInterval = c.Duration("raft-snapshot-interval")
-	cfg.Replica.SnapshotThreshold = c.Uint64("raft-snapshot-threshold")
-	cfg.Replica.TrailingLogs = c.Uint64("raft-trailing-logs")
-	// A Raft entry may take at most half a segment, and a record must fit
-	// in an entry: small segments lower both limits.
-	cfg.Replica.MaxEntryBytes = min(cfg.Replica.MaxEntryBytes, int(cfg.Replica.Store.MaxStoreBytes/2))
-	cfg.Replica.Store.MaxRecordBytes = min(cfg.Replica.Store.MaxRecordBytes, cfg.Replica.MaxEntryBytes-entryOverheadBytes)
-	if cfg.Replica.Store.MaxRecordBytes <= 0 {
-		return node.Config{}, UsageError{Err: fmt.Errorf("serve: --segment-bytes %d is too small to hold a record", cfg.Replica.Store.MaxStoreBytes)}
+	rc, err := serveReplicaConfig(c)
+	if err != nil {
+		return node.Config{}, err
 	}
-	cfg.Replica.RaftLogStore = c.String("raft-log-store")
-	cfg.Replica.RaftSegmentBytes = c.Int("raft-segment-bytes")
-	if cfg.Replica.RaftSegmentBytes < 64<<10 {
-		return node.Config{}, UsageError{Err: fmt.Errorf("serve: --raft-segment-bytes %d is below 64 KiB", cfg.Replica.RaftSegmentBytes)}
-	}
+	cfg.Replica = rc
 	bindHost, _, err := net.SplitHostPort(c.String("bind-addr"))
 	if err != nil {
 		return node.Config{}, UsageError{Err: fmt.Errorf("serve: --bind-addr %q: %w", c.String("bind-addr"), err)}

@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/proglogctl/proglogctl/node"
+	"github.com/proglogctl/proglogctl/raftfsm"
 )
 
 // serveConfigOf parses `serve args` and returns the node.Config serveConfig
@@ -53,8 +54,8 @@ func TestServeRetentionMetricsAndLogFlags(t *testing.T) {
 		metrics       string
 		json          bool
 	}
-	def := node.DefaultConfig()
-	defaults := want{segment: def.Replica.Store.MaxStoreBytes, entry: def.Replica.MaxEntryBytes, record: def.Replica.Store.MaxRecordBytes}
+	def := raftfsm.DefaultConfig()
+	defaults := want{segment: def.Store.MaxStoreBytes, entry: def.MaxEntryBytes, record: def.Store.MaxRecordBytes}
 	small := want{retainBytes: 1 << 20, retainAge: time.Hour, segment: 64 << 10, entry: 32 << 10, record: 32<<10 - entryOverheadBytes,
 		metrics: "127.0.0.1:9102", json: true}
 	file := filepath.Join(t.TempDir(), "serve.yaml")
@@ -84,7 +85,7 @@ func TestServeRetentionMetricsAndLogFlags(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			r := cfg.Replica
+			r := cfg.Replica.(raftfsm.Config)
 			got := want{r.Store.RetainBytes, r.Store.RetainAge, r.Store.MaxStoreBytes, r.MaxEntryBytes, r.Store.MaxRecordBytes, cfg.MetricsAddr, false}
 			cfg.Logger.Info("hello")
 			got.json = strings.HasPrefix(logs.String(), `{"time":`)

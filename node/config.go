@@ -13,7 +13,7 @@ import (
 	"github.com/proglogctl/proglogctl/authz"
 	"github.com/proglogctl/proglogctl/certs"
 	"github.com/proglogctl/proglogctl/discovery"
-	"github.com/proglogctl/proglogctl/raftfsm"
+	"github.com/proglogctl/proglogctl/raftfsm/replica"
 )
 
 // Authorizer decides whether a subject (a client certificate's common name)
@@ -44,7 +44,7 @@ type Config struct {
 	// otherwise.
 	AdvertiseAddr string
 	// Bootstrap makes a new single-voter cluster when DataDir holds no Raft
-	// state yet; see raftfsm.Identity.Bootstrap.
+	// state yet; see replica.Identity.Bootstrap.
 	Bootstrap bool
 
 	// ServerTLS is the gRPC side's TLS configuration; it should require and
@@ -72,10 +72,10 @@ type Config struct {
 	// Gossip.BindAddr runs the node without Serf; members are then added
 	// with Join.
 	Gossip discovery.Config
-	// Replica tunes the replicated log: Raft timing, entry and store
-	// settings. The replica is this node: DataDir, NodeID, Bootstrap, the
-	// node's port and Logger.
-	Replica raftfsm.Config
+	// Replica tunes the replicated log and opens it: a raftfsm.Config
+	// (Raft timing, entry and store settings). Required. The replica is
+	// this node: DataDir, NodeID, Bootstrap, the node's port and Logger.
+	Replica replica.Config
 
 	// ConsumeBatchBytes is the largest record budget of one
 	// ConsumeBatchStream message; a request asking for more (or for 0, the
@@ -107,10 +107,9 @@ type Config struct {
 }
 
 // DefaultConfig returns settings for a LAN cluster. The identity, addresses,
-// TLS configurations and Authorizer are left for the caller.
+// TLS configurations, Authorizer and Replica are left for the caller.
 func DefaultConfig() Config {
 	return Config{
-		Replica:             raftfsm.DefaultConfig(),
 		ConsumeBatchBytes:   1 << 20,
 		ProduceStreamWindow: 1024,
 		GracefulStopTimeout: 10 * time.Second,
@@ -136,6 +135,8 @@ func (c Config) Validate() error {
 		return errors.New("node: set ServerTLS or ServerCerts, and PeerTLS or PeerCerts, not both")
 	case c.Authorizer == nil:
 		return errors.New("node: Authorizer is nil: nothing falls back to open access")
+	case c.Replica == nil:
+		return errors.New("node: Replica is nil: give the replica's configuration (raftfsm.DefaultConfig())")
 	case c.Logger == nil:
 		return errors.New("node: Logger is nil")
 	case c.ConsumeBatchBytes <= 0:
@@ -185,8 +186,8 @@ func checkAdvertise(addr string) error {
 }
 
 // replicaIdentity is the replica this node is, reached over t.
-func (c Config) replicaIdentity(t raft.Transport) raftfsm.Identity {
-	return raftfsm.Identity{Dir: c.DataDir, NodeID: c.NodeID, Bootstrap: c.Bootstrap, Transport: t, Logger: c.Logger}
+func (c Config) replicaIdentity(t raft.Transport, onSync func(time.Duration, error)) replica.Identity {
+	return replica.Identity{Dir: c.DataDir, NodeID: c.NodeID, Bootstrap: c.Bootstrap, Transport: t, Logger: c.Logger, OnSync: onSync}
 }
 
 // memberIdentity is the Serf member this node is, reached at advertise.

@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"github.com/proglogctl/proglogctl/raftfsm"
+	"github.com/proglogctl/proglogctl/raftfsm/replica"
 )
 
 // ErrDataDir wraps every reason New refuses its data directory; the message
@@ -30,8 +30,8 @@ type dataDir struct {
 
 // checkDataDir makes sure path is a directory the node can use: created if
 // missing, writable, and either empty or holding a replica that got as far
-// as its Raft state. Errors wrap ErrDataDir.
-func checkDataDir(path string) (dataDir, error) {
+// as its Raft state (r.CheckDir). Errors wrap ErrDataDir.
+func checkDataDir(path string, r replica.Config) (dataDir, error) {
 	d := dataDir{path: path}
 	fi, err := os.Stat(path)
 	switch {
@@ -74,18 +74,8 @@ func checkDataDir(path string) (dataDir, error) {
 		f.Close()
 		os.Remove(f.Name())
 	}
-	// A log without Raft state: raft/ was removed, or a first start was
-	// killed between creating the log and the Raft store. Raft would start
-	// from nothing while the log holds what it applied before, so entries
-	// would be skipped as applied: refuse.
-	has, err := raftfsm.HasRaftState(path)
-	if err != nil {
-		return d, fmt.Errorf("%w: %s: %v", ErrDataDir, path, err)
-	}
-	if !has {
-		if entries, err := os.ReadDir(filepath.Join(path, "log")); err == nil && len(entries) > 0 {
-			return d, fmt.Errorf("%w: %s is half made: it holds a log (log/) but no Raft state (raft/), as after a first start that was killed or a raft/ that was removed; move the directory away and start again (a member of a cluster gets its records back from the others)", ErrDataDir, path)
-		}
+	if err := r.CheckDir(path); err != nil {
+		return d, fmt.Errorf("%w: %s", ErrDataDir, withoutPackage(err.Error()))
 	}
 	return d, nil
 }

@@ -1,11 +1,12 @@
 // Package node runs one member of a proglogctl cluster: the replicated log
-// (raftfsm), Raft and the log.v1 gRPC API, all on one TCP port.
+// (a replica.Log, which raftfsm implements), Raft and the log.v1 gRPC API, all
+// on one TCP port.
 //
 // # One port
 //
 //	          TCP listener (Config.RPCAddr)
 //	                    |
-//	             raftfsm.Mux: first byte
+//	             transport.Mux: first byte
 //	         /                         \
 //	0x01 → Mux.Raft()              other → Mux.Other()
 //	StreamLayer, mTLS with         grpc.Server, TLS terminated by gRPC
@@ -70,7 +71,7 @@
 //
 // Reads are linearizable: an offset a node does not hold yet is OUT_OF_RANGE
 // only when it is at or past the leader's end of the log at some moment of
-// the call (the read index, raftfsm.Log.ReadIndex). The leader answers that
+// the call (the read index, replica.Log.ReadIndex). The leader answers that
 // itself; a follower asks the leader's GetOffsets over the forwarding
 // connection, which lets node certificates through for this. Obtaining it is
 // bounded below the call's deadline, so with no leader the client hears
@@ -89,12 +90,12 @@
 //
 // The standard health service reports SERVING, for "" and "log.v1.Log",
 // while the node knows a leader, can apply entries and has caught up, and
-// NOT_SERVING otherwise (and after Close starts), following raftfsm's
+// NOT_SERVING otherwise (and after Close starts), following the replica's
 // leader-change and apply-status channels. With Config.MetricsAddr the node
 // also serves, over plain HTTP, /readyz (200 exactly when health says
 // SERVING: both show what the watcher last computed), /healthz (200 until
 // Close starts) and Prometheus /metrics from a registry of its own
-// (metrics.go: counters kept by interceptors and logstore's fsync hook, the
+// (metrics.go: counters kept by interceptors and the replica's fsync hook, the
 // rest read from the replica and Serf when scraped).
 //
 // # Concurrency
@@ -103,6 +104,6 @@
 // gRPC server, the health watcher, the metrics HTTP server, the retention
 // ticker and the helpers of ProduceStream. Streams
 // never poll: ConsumeStream and a following ConsumeBatchStream wait on the
-// log's commit notification (raftfsm.Log.Wait) and end when the client
+// log's commit notification (replica.Log.Wait) and end when the client
 // cancels or the node closes (UNAVAILABLE, "shutting down").
 package node

@@ -12,7 +12,7 @@ import (
 	logv1 "github.com/proglogctl/proglogctl/api/v1"
 	"github.com/proglogctl/proglogctl/authz"
 	"github.com/proglogctl/proglogctl/certs"
-	"github.com/proglogctl/proglogctl/raftfsm"
+	"github.com/proglogctl/proglogctl/raftfsm/replica"
 )
 
 var (
@@ -39,7 +39,7 @@ func (n *Node) status(err error) error {
 	}
 	msg := withoutPackage(err.Error())
 	var code codes.Code
-	var nl *raftfsm.NotLeaderError
+	var nl *replica.NotLeaderError
 	switch {
 	case errors.Is(err, errNoLeader):
 		// Before the context cases: obtaining a read index is bounded
@@ -51,15 +51,15 @@ func (n *Node) status(err error) error {
 		code = codes.Canceled
 	case errors.Is(err, context.DeadlineExceeded):
 		code = codes.DeadlineExceeded
-	case errors.Is(err, raftfsm.ErrOffsetOutOfRange):
+	case errors.Is(err, replica.ErrOffsetOutOfRange):
 		code = codes.OutOfRange
 	case errors.Is(err, certs.ErrUnauthenticated):
 		code = codes.Unauthenticated
 	case errors.Is(err, authz.ErrPermissionDenied), errors.Is(err, errUnknownMethod):
 		code = codes.PermissionDenied
-	case errors.Is(err, raftfsm.ErrRecordTooLarge), errors.Is(err, raftfsm.ErrBatchTooLarge), errors.Is(err, raftfsm.ErrBadProducer), errors.Is(err, errInvalid):
+	case errors.Is(err, replica.ErrRecordTooLarge), errors.Is(err, replica.ErrBatchTooLarge), errors.Is(err, replica.ErrBadProducer), errors.Is(err, errInvalid):
 		code = codes.InvalidArgument
-	case errors.Is(err, raftfsm.ErrSequence):
+	case errors.Is(err, replica.ErrSequence):
 		// Nothing was appended; the same request will be refused again.
 		code = codes.FailedPrecondition
 	case errors.As(err, &nl):
@@ -73,13 +73,13 @@ func (n *Node) status(err error) error {
 			return status.Error(codes.Unavailable, msg)
 		}
 		return st.Err()
-	case errors.Is(err, raftfsm.ErrLeadershipLost):
+	case errors.Is(err, replica.ErrLeadershipLost):
 		code = codes.Unavailable
 		msg = "leadership changed before the records were known to commit: the outcome is unknown, they may or may not be in the log"
-	case errors.Is(err, raftfsm.ErrClosed), errors.Is(err, raftfsm.ErrStoreClosed), errors.Is(err, errShuttingDown):
+	case errors.Is(err, replica.ErrClosed), errors.Is(err, replica.ErrStoreClosed), errors.Is(err, errShuttingDown):
 		code = codes.Unavailable
 		msg = "the node is shutting down"
-	case errors.Is(err, raftfsm.ErrCorrupt):
+	case errors.Is(err, replica.ErrCorrupt):
 		code = codes.Internal
 		n.logger.Error("corrupt data", "err", err)
 	default:

@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/proglogctl/proglogctl/discovery"
-	"github.com/proglogctl/proglogctl/raftfsm"
+	"github.com/proglogctl/proglogctl/raftfsm/replica"
 )
 
 // membership turns Serf's events into Raft membership changes. Every member
@@ -19,7 +19,7 @@ func (m membership) Join(name, addr string) error { return ignorable(m.n.log.Joi
 func (m membership) Leave(name string) error      { return ignorable(m.n.log.Leave(name)) }
 
 func ignorable(err error) error {
-	if errors.Is(err, raftfsm.ErrNotLeader) {
+	if errors.Is(err, replica.ErrNotLeader) {
 		return fmt.Errorf("%w: %w", discovery.ErrIgnorable, err)
 	}
 	return err
@@ -43,7 +43,7 @@ func (n *Node) reconcile() {
 		case discovery.StatusLeft:
 			err = n.log.Leave(m.Name)
 		}
-		if err != nil && !errors.Is(err, raftfsm.ErrNotLeader) {
+		if err != nil && !errors.Is(err, replica.ErrNotLeader) {
 			n.logger.Warn("reconciling membership with Serf", "member", m.Name, "status", m.Status, "err", err)
 		}
 	}

@@ -18,8 +18,9 @@ import (
 // metrics is a node's Prometheus instrumentation, on a registry of its own
 // (several nodes run in one process under serve --dev and in tests, so
 // nothing is registered globally). Counters are updated by the gRPC
-// interceptors and logstore's fsync hook; everything else is read from the
-// replica and Serf when scraped (nodeCollector).
+// interceptors and the replica's fsync hook (replica.Identity.OnSync);
+// everything else is read from the replica and Serf when scraped
+// (nodeCollector).
 type metrics struct {
 	reg  *prometheus.Registry
 	grpc *grpcprom.ServerMetrics

@@ -20,7 +20,8 @@ import (
 
 	logv1 "github.com/proglogctl/proglogctl/api/v1"
 	"github.com/proglogctl/proglogctl/discovery"
-	"github.com/proglogctl/proglogctl/raftfsm"
+	"github.com/proglogctl/proglogctl/raftfsm/replica"
+	"github.com/proglogctl/proglogctl/raftfsm/transport"
 )
 
 // Node is one running member of the cluster: the replicated log, Raft and the
@@ -38,9 +39,9 @@ type Node struct {
 	conf      Config
 	logger    *slog.Logger
 	advertise string
-	mux       *raftfsm.Mux
-	stream    *raftfsm.StreamLayer
-	log       *raftfsm.Log
+	mux       *transport.Mux
+	stream    *transport.StreamLayer
+	log       replica.Log
 	peerTLS   atomic.Pointer[tls.Config]
 	reloadMu  sync.Mutex
 	grpc      *grpc.Server
@@ -89,7 +90,7 @@ func New(c Config) (*Node, error) {
 			return nil, err
 		}
 	}
-	dir, err := checkDataDir(c.DataDir)
+	dir, err := checkDataDir(c.DataDir, c.Replica)
 	if err != nil {
 		return nil, err
 	}
@@ -111,11 +112,6 @@ func New(c Config) (*Node, error) {
 	}
 
 	m := newMetrics()
-	if hook := c.Replica.Store.OnSync; hook != nil {
-		c.Replica.Store.OnSync = func(d time.Duration, err error) { m.observeSync(d, err); hook(d, err) }
-	} else {
-		c.Replica.Store.OnSync = m.observeSync
-	}
 	n := &Node{
 		conf:      c,
 		logger:    c.Logger.With("node", c.NodeID),
@@ -133,11 +129,11 @@ func New(c Config) (*Node, error) {
 		peerTLS = c.PeerCerts.PeerConfig()
 	}
 	n.peerTLS.Store(peerTLS)
-	n.mux = raftfsm.NewMux(ln, n.logger)
-	n.stream = raftfsm.NewStreamLayer(n.mux.Raft(), advertisedAddr(advertise), peerTLS, peerTLS)
-	transport := raftfsm.NewTransport(n.stream, c.RaftTimeout, n.logger)
-	if n.log, err = raftfsm.New(c.replicaIdentity(transport), c.Replica); err != nil {
-		transport.Close()
+	n.mux = transport.NewMux(ln, n.logger)
+	n.stream = transport.NewStreamLayer(n.mux.Raft(), advertisedAddr(advertise), peerTLS, peerTLS)
+	rt := transport.NewTransport(n.stream, c.RaftTimeout, n.logger)
+	if n.log, err = c.Replica.Open(c.replicaIdentity(rt, m.observeSync)); err != nil {
+		rt.Close()
 		n.mux.Close()
 		n.stop()
 		return nil, errors.Join(fmt.Errorf("node: %w", err), dir.undo())
@@ -149,7 +145,7 @@ func New(c Config) (*Node, error) {
 		grpc.ChainUnaryInterceptor(m.grpc.UnaryServerInterceptor(), n.authorizeUnary, n.countUnary),
 		grpc.ChainStreamInterceptor(m.grpc.StreamServerInterceptor(), n.authorizeStream, n.countStream),
 		// A request carries at least one whole record.
-		grpc.MaxRecvMsgSize(max(4<<20, c.Replica.Store.MaxRecordBytes+64<<10)),
+		grpc.MaxRecvMsgSize(max(4<<20, c.Replica.MaxRecordBytes()+64<<10)),
 		// Stop, after GracefulStop timed out, still waits for handlers, so
 		// Close can join what they started.
 		grpc.WaitForHandlers(true),
@@ -177,7 +173,6 @@ func New(c Config) (*Node, error) {
 		n.Close()
 		return nil, err
 	}
-	n.startRetention()
 	n.logger.Info("node started", "addr", advertise, "bootstrap", c.Bootstrap, "gossip_addr", c.Gossip.BindAddr, "metrics_addr", n.MetricsAddr())
 	return n, nil
 }
@@ -247,7 +242,7 @@ func (n *Node) Addr() string { return n.advertise }
 
 // Join adds the node id, reachable at addr (its RPC address: Raft shares the
 // port), as a voter. It must be called on the leader; elsewhere it returns a
-// *raftfsm.NotLeaderError. It is idempotent.
+// *replica.NotLeaderError. It is idempotent.
 func (n *Node) Join(id, addr string) error { return n.log.Join(id, addr) }
 
 // Leave removes the node id from the cluster. It must be called on the

@@ -23,6 +23,7 @@ import (
 	logv1 "github.com/proglogctl/proglogctl/api/v1"
 	"github.com/proglogctl/proglogctl/certs"
 	"github.com/proglogctl/proglogctl/node"
+	"github.com/proglogctl/proglogctl/node/nodetest"
 )
 
 func value(i int) []byte { return []byte(fmt.Sprintf("record-%06d", i)) }
@@ -536,10 +537,11 @@ func handlers(name string) int {
 func TestRetentionOutOfRange(t *testing.T) {
 	p := newPKI(t)
 	nodes := startCluster(t, p, 1, func(c *node.Config) {
-		c.Replica.Store.MaxStoreBytes = 16 << 10
-		c.Replica.Store.MaxRecordBytes = 1 << 10
-		c.Replica.MaxEntryBytes = 8 << 10
-		c.Replica.Store.RetainBytes = 32 << 10
+		r := nodetest.Replica(c)
+		r.Store.MaxStoreBytes = 16 << 10
+		r.Store.MaxRecordBytes = 1 << 10
+		r.MaxEntryBytes = 8 << 10
+		r.Store.RetainBytes = 32 << 10
 	})
 	c := p.client(t, nodes[0].Addr(), certs.RootSubject)
 	var offs *logv1.GetOffsetsResponse
@@ -683,7 +685,7 @@ func TestConfigValidate(t *testing.T) {
 		{"no authorizer", func(c *node.Config) { c.Authorizer = nil }, "Authorizer"},
 		{"unroutable advertise", func(c *node.Config) { c.AdvertiseAddr = "0.0.0.0:8400" }, "not routable"},
 		{"no logger", func(c *node.Config) { c.Logger = nil }, "Logger"},
-		{"bad replica", func(c *node.Config) { c.Replica.MaxPendingEntries = 0 }, "MaxPendingEntries"},
+		{"bad replica", func(c *node.Config) { nodetest.Replica(c).MaxPendingEntries = 0 }, "MaxPendingEntries"},
 		{"bad gossip", func(c *node.Config) { c.Gossip.BindAddr, c.Gossip.RetryJoinInterval = "127.0.0.1:0", 0 }, "RetryJoinInterval"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	logv1 "github.com/proglogctl/proglogctl/api/v1"
 	"github.com/proglogctl/proglogctl/certs"
 	"github.com/proglogctl/proglogctl/node"
+	"github.com/proglogctl/proglogctl/node/nodetest"
 )
 
 // TestFollowerReadsItsOwnWrites produces through a follower and at once
@@ -61,7 +62,7 @@ func selfOf(t testing.TB, c logv1.LogClient) *logv1.Server {
 func lagCluster(t *testing.T) (p *pki, leaderClient, followerClient logv1.LogClient) {
 	t.Helper()
 	p = newPKI(t)
-	nodes := startCluster(t, p, 3, func(c *node.Config) { c.Replica.CommitTimeout = 2 * time.Second })
+	nodes := startCluster(t, p, 3, func(c *node.Config) { nodetest.Replica(c).CommitTimeout = 2 * time.Second })
 	ld := leader(t, nodes)
 	var f *node.Node
 	for _, n := range nodes {

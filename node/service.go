@@ -12,7 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	logv1 "github.com/proglogctl/proglogctl/api/v1"
-	"github.com/proglogctl/proglogctl/raftfsm"
+	"github.com/proglogctl/proglogctl/raftfsm/replica"
 )
 
 // service implements log.v1 on a Node. Authorization has been done by the
@@ -57,7 +57,7 @@ type appended struct {
 // is not forwarded again; the caller gets Unavailable and retries.
 func (n *Node) append(ctx context.Context, b batch) (appended, error) {
 	first, dup, err := n.log.AppendAs(ctx, b.producer, b.seq, b.recs...)
-	var nl *raftfsm.NotLeaderError
+	var nl *replica.NotLeaderError
 	if !errors.As(err, &nl) || nl.LeaderAddr == "" || nl.LeaderAddr == n.advertise || callerFrom(ctx).peer {
 		return appended{first: first, duplicate: dup}, err
 	}
@@ -77,7 +77,7 @@ func (n *Node) forwardAppend(ctx context.Context, addr string, b batch) (appende
 	res, err := client.ProduceBatch(ctx, req)
 	if status.Code(err) == codes.Canceled && ctx.Err() == nil {
 		// The connection was replaced under the call: the leader changed.
-		return appended{}, raftfsm.ErrLeadershipLost
+		return appended{}, replica.ErrLeadershipLost
 	}
 	if err != nil {
 		return appended{}, err
@@ -107,7 +107,7 @@ func (n *Node) awaitApplied(ctx context.Context, end uint64) {
 
 // readIndex returns an offset at or past the leader's commit point at some
 // moment during the call: every record acknowledged before the call has an
-// offset below it (raftfsm.Log.ReadIndex). The leader answers itself; a
+// offset below it (replica.Log.ReadIndex). The leader answers itself; a
 // follower asks the leader with a GetOffsets over the forwarding connection
 // (a call that arrived from a node is not passed on again). It is the one
 // step of a read that needs the leader, and is bounded by readIndexTimeout: with
@@ -118,7 +118,7 @@ func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 	rctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	ri, err := n.log.ReadIndex(rctx)
-	var nl *raftfsm.NotLeaderError
+	var nl *replica.NotLeaderError
 	if errors.As(err, &nl) && nl.LeaderAddr != "" && nl.LeaderAddr != n.advertise && !callerFrom(ctx).peer {
 		ri, err = n.leaderReadIndex(rctx, nl.LeaderAddr)
 	}
@@ -172,28 +172,28 @@ func (n *Node) leaderReadIndex(ctx context.Context, addr string) (uint64, error)
 // until this node has applied off and returns the record; at or past it, off
 // is not written yet and the answer is an OutOfRangeError that names the read
 // index as the end.
-func (n *Node) readPastEnd(ctx context.Context, off uint64) (raftfsm.Record, error) {
+func (n *Node) readPastEnd(ctx context.Context, off uint64) (replica.Record, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(n.stopCtx, cancel)()
 	ri, err := n.readIndex(ctx)
 	if err != nil {
-		return raftfsm.Record{}, n.endErr(err)
+		return replica.Record{}, n.endErr(err)
 	}
 	if off >= ri {
-		return raftfsm.Record{}, &raftfsm.OutOfRangeError{Off: off, Lowest: n.log.LowestOffset(), Next: ri}
+		return replica.Record{}, &replica.OutOfRangeError{Off: off, Lowest: n.log.LowestOffset(), Next: ri}
 	}
 	if err := n.log.Wait(ctx, off); err != nil {
-		return raftfsm.Record{}, n.endErr(err)
+		return replica.Record{}, n.endErr(err)
 	}
 	return n.readRecord(off)
 }
 
 // readRecord reads the record at off with its time.
-func (n *Node) readRecord(off uint64) (raftfsm.Record, error) {
+func (n *Node) readRecord(off uint64) (replica.Record, error) {
 	recs, err := n.log.ReadRecords(off, 1) // one record: it never fits in 1 byte
 	if err != nil {
-		return raftfsm.Record{}, err
+		return replica.Record{}, err
 	}
 	return recs[0], nil
 }
@@ -281,7 +281,7 @@ type streamResult struct {
 // ProduceStreamWindow) and go out together as the next append. Up to
 // streamInFlight appends per stream are in Raft at once, submitted in order,
 // so a stream's records get offsets in request order; concurrent streams and
-// calls still share Raft entries (group commit in raftfsm). A request with a
+// calls still share Raft entries (group commit in the replica). A request with a
 // producer id is a batch of its own, deduplicated by its producer id and
 // sequence as a ProduceBatch is.
 func (s *service) ProduceStream(stream logv1.Log_ProduceStreamServer) error {
@@ -332,7 +332,7 @@ const streamInFlight = 4
 // appendStream appends what readStream read in batches: each batch is the
 // next request and every request already read behind it that fits
 // (nextBatch). On the leader up to streamInFlight batches are submitted to
-// the replica at once (raftfsm.SubmitAs), which gives them offsets in the
+// the replica at once (replica.Log.SubmitAs), which gives them offsets in the
 // order submitted, and their outcomes are sent to out in that order; on a
 // follower each batch is forwarded to the leader, one at a time, once the
 // batches in flight have their outcomes. It sends a result per batch, or
@@ -395,7 +395,7 @@ func (n *Node) appendStream(ctx context.Context, in <-chan streamItem, out chan<
 			return
 		}
 		var a appended
-		var nl *raftfsm.NotLeaderError
+		var nl *replica.NotLeaderError
 		if errors.As(err, &nl) {
 			a, err = n.append(ctx, b)
 		}
@@ -415,7 +415,7 @@ type streamFlight struct {
 
 // inFlight is a batch submitted to the replica and its count of records.
 type inFlight struct {
-	p     *raftfsm.Pending
+	p     replica.Pending
 	count int
 }
 
@@ -446,9 +446,9 @@ func (q *streamFlight) finish() bool {
 	f := q.batches[0]
 	q.batches = q.batches[1:]
 	first, dup, err := f.p.Wait(q.ctx)
-	var nl *raftfsm.NotLeaderError
+	var nl *replica.NotLeaderError
 	if len(q.batches) > 0 && errors.As(err, &nl) {
-		err = fmt.Errorf("%w (a later batch of the stream was in flight)", raftfsm.ErrLeadershipLost)
+		err = fmt.Errorf("%w (a later batch of the stream was in flight)", replica.ErrLeadershipLost)
 	}
 	return q.emit(streamResult{appended: appended{first: first, duplicate: dup}, count: f.count, err: err})
 }
@@ -532,7 +532,7 @@ func (n *Node) answerStream(stream logv1.Log_ProduceStreamServer, out <-chan str
 // needs a read index first (readPastEnd).
 func (s *service) Consume(ctx context.Context, req *logv1.ConsumeRequest) (*logv1.ConsumeResponse, error) {
 	r, err := s.n.readRecord(req.Offset)
-	var oor *raftfsm.OutOfRangeError
+	var oor *replica.OutOfRangeError
 	if errors.As(err, &oor) && req.Offset >= oor.Next {
 		r, err = s.n.readPastEnd(ctx, req.Offset)
 	}
@@ -547,13 +547,13 @@ func (s *service) Consume(ctx context.Context, req *logv1.ConsumeRequest) (*logv
 // node's log it waits for the next commit when atEnd is nil; otherwise it asks
 // atEnd(off) and returns unless that says records from off on are coming. It
 // ends with errShuttingDown when the node closes.
-func (n *Node) follow(ctx context.Context, off, end uint64, maxBytes int, atEnd func(ctx context.Context, off uint64) (bool, error), send func(recs []raftfsm.Record) error) error {
+func (n *Node) follow(ctx context.Context, off, end uint64, maxBytes int, atEnd func(ctx context.Context, off uint64) (bool, error), send func(recs []replica.Record) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(n.stopCtx, cancel)()
 	for end == 0 || off < end {
 		recs, err := n.log.ReadRecords(off, maxBytes)
-		var oor *raftfsm.OutOfRangeError
+		var oor *replica.OutOfRangeError
 		switch {
 		case errors.As(err, &oor) && off >= oor.Next:
 			if atEnd != nil {
@@ -587,7 +587,7 @@ func (n *Node) follow(ctx context.Context, off, end uint64, maxBytes int, atEnd 
 func (n *Node) endErr(err error) error {
 	select {
 	case <-n.stopping:
-		if errors.Is(err, context.Canceled) || errors.Is(err, raftfsm.ErrClosed) || errors.Is(err, raftfsm.ErrStoreClosed) {
+		if errors.Is(err, context.Canceled) || errors.Is(err, replica.ErrClosed) || errors.Is(err, replica.ErrStoreClosed) {
 			return errShuttingDown
 		}
 	default:
@@ -596,7 +596,7 @@ func (n *Node) endErr(err error) error {
 }
 
 func (s *service) ConsumeStream(req *logv1.ConsumeRequest, stream logv1.Log_ConsumeStreamServer) error {
-	err := s.n.follow(stream.Context(), req.Offset, 0, s.n.conf.ConsumeBatchBytes, nil, func(recs []raftfsm.Record) error {
+	err := s.n.follow(stream.Context(), req.Offset, 0, s.n.conf.ConsumeBatchBytes, nil, func(recs []replica.Record) error {
 		for _, r := range recs {
 			if err := stream.Send(&logv1.ConsumeResponse{Record: &logv1.Record{Value: r.Value, Offset: r.Offset, Timestamp: r.Time}}); err != nil {
 				return err
@@ -634,7 +634,7 @@ func (s *service) ConsumeBatchStream(req *logv1.ConsumeBatchRequest, stream logv
 				return n.status(err)
 			}
 			if req.Offset > ri {
-				return n.status(&raftfsm.OutOfRangeError{Off: req.Offset, Lowest: n.log.LowestOffset(), Next: ri})
+				return n.status(&replica.OutOfRangeError{Off: req.Offset, Lowest: n.log.LowestOffset(), Next: ri})
 			}
 		}
 		atEnd = func(ctx context.Context, off uint64) (bool, error) {
@@ -648,7 +648,7 @@ func (s *service) ConsumeBatchStream(req *logv1.ConsumeBatchRequest, stream logv
 	if req.MaxBytes != 0 && int(req.MaxBytes) < budget {
 		budget = int(req.MaxBytes)
 	}
-	err := n.follow(stream.Context(), req.Offset, req.EndOffset, budget, atEnd, func(recs []raftfsm.Record) error {
+	err := n.follow(stream.Context(), req.Offset, req.EndOffset, budget, atEnd, func(recs []replica.Record) error {
 		// One allocation for the message's records, one for their pointers.
 		out := make([]logv1.Record, len(recs))
 		msg := &logv1.ConsumeBatchResponse{Records: make([]*logv1.Record, len(recs))}

@@ -7,51 +7,14 @@ import (
 
 	"github.com/hashicorp/raft"
 
-	"github.com/proglogctl/proglogctl/logstore"
+	"github.com/proglogctl/proglogctl/raftfsm/replica"
 )
-
-// Errors of the local log that a Log's methods return, named here so that
-// callers handle them without reaching below raftfsm. They are logstore's own
-// values and types: errors.Is and errors.As match either name.
-var (
-	// ErrOffsetOutOfRange is matched by *OutOfRangeError.
-	ErrOffsetOutOfRange = logstore.ErrOffsetOutOfRange
-	// ErrRecordTooLarge is matched by *RecordTooLargeError.
-	ErrRecordTooLarge = logstore.ErrRecordTooLarge
-	// ErrCorrupt marks data that fails verification on this server.
-	ErrCorrupt = logstore.ErrCorrupt
-	// ErrStoreClosed is returned by reads of a log whose store has closed.
-	ErrStoreClosed = logstore.ErrClosed
-)
-
-type (
-	// OutOfRangeError is a read outside [lowest, next): it carries both.
-	OutOfRangeError = logstore.OutOfRangeError
-	// RecordTooLargeError names a record over Store.MaxRecordBytes.
-	RecordTooLargeError = logstore.RecordTooLargeError
-)
-
-// ErrBatchTooLarge is matched by *BatchTooLargeError.
-var ErrBatchTooLarge = errors.New("raftfsm: batch larger than one Raft entry")
-
-// BatchTooLargeError refuses an atomic batch that does not fit one Raft entry:
-// Raft would carry it in several, which could commit in part.
-type BatchTooLargeError struct {
-	Size, Max int // the batch's encoded size and MaxEntryBytes
-}
-
-func (e *BatchTooLargeError) Error() string {
-	return fmt.Sprintf("raftfsm: the batch takes %d bytes, more than the largest atomic batch (%d bytes)", e.Size, e.Max)
-}
-
-// Is makes errors.Is(err, ErrBatchTooLarge) true.
-func (e *BatchTooLargeError) Is(target error) bool { return target == ErrBatchTooLarge }
 
 // CheckRecord returns a *RecordTooLargeError when r is over the record limit.
 // It is the one place a record's size is checked on its way in.
 func (l *Log) CheckRecord(r []byte) error {
 	if len(r) > l.conf.Store.MaxRecordBytes {
-		return &RecordTooLargeError{Size: len(r), Max: l.conf.Store.MaxRecordBytes}
+		return &replica.RecordTooLargeError{Size: len(r), Max: l.conf.Store.MaxRecordBytes}
 	}
 	return nil
 }
@@ -59,7 +22,7 @@ func (l *Log) CheckRecord(r []byte) error {
 // checkRecords is CheckRecord over a batch, naming the record by its index.
 func (l *Log) checkRecords(recs [][]byte) error {
 	for i, r := range recs {
-		var tooLarge *RecordTooLargeError
+		var tooLarge *replica.RecordTooLargeError
 		if err := l.CheckRecord(r); errors.As(err, &tooLarge) {
 			tooLarge.Index = i
 			return tooLarge
@@ -76,7 +39,7 @@ func (l *Log) AppendAtomic(ctx context.Context, recs ...[]byte) (uint64, error) 
 		return 0, err
 	}
 	if size := entrySize(recs); size > l.conf.MaxEntryBytes {
-		return 0, &BatchTooLargeError{Size: size, Max: l.conf.MaxEntryBytes}
+		return 0, &replica.BatchTooLargeError{Size: size, Max: l.conf.MaxEntryBytes}
 	}
 	return l.Append(ctx, recs...)
 }
@@ -111,10 +74,10 @@ type Pending struct {
 // submitted while several of them are in Raft at once. A batch refused
 // before it was handed over (a check, a follower: *NotLeaderError, ctx)
 // returns an error and no Pending.
-func (l *Log) SubmitAs(ctx context.Context, producer string, seq uint64, recs ...[]byte) (*Pending, error) {
+func (l *Log) SubmitAs(ctx context.Context, producer string, seq uint64, recs ...[]byte) (replica.Pending, error) {
 	if len(recs) == 0 {
 		if producer != "" {
-			return nil, fmt.Errorf("%w: producer %q: a batch needs at least one record", ErrBadProducer, producer)
+			return nil, fmt.Errorf("%w: producer %q: a batch needs at least one record", replica.ErrBadProducer, producer)
 		}
 		return nil, errors.New("raftfsm: a batch needs at least one record")
 	}
@@ -129,10 +92,10 @@ func (l *Log) SubmitAs(ctx context.Context, producer string, seq uint64, recs ..
 		size += producerSize(producer)
 	}
 	if size > l.conf.MaxEntryBytes {
-		return nil, &BatchTooLargeError{Size: size, Max: l.conf.MaxEntryBytes}
+		return nil, &replica.BatchTooLargeError{Size: size, Max: l.conf.MaxEntryBytes}
 	}
 	if l.closed.Load() {
-		return nil, ErrClosed
+		return nil, replica.ErrClosed
 	}
 	if l.raft.State() != raft.Leader {
 		return nil, l.notLeader()
@@ -167,7 +130,7 @@ type Batch struct {
 }
 
 // NewBatch returns an empty batch bounded by one entry and maxBytes.
-func (l *Log) NewBatch(maxBytes int) *Batch {
+func (l *Log) NewBatch(maxBytes int) replica.Batch {
 	return &Batch{limit: min(l.conf.MaxEntryBytes, maxBytes), size: entrySize(nil)}
 }
 

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/proglogctl/proglogctl/raftfsm/replica"
 )
 
 // testCluster is a cluster of replicas in one process on raft's in-memory
@@ -44,8 +46,8 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // testIdentity is replica i's identity in dir on tr, logging to t.Log.
-func testIdentity(t testing.TB, dir string, i int, tr raft.Transport, bootstrap bool) Identity {
-	return Identity{Dir: dir, NodeID: nodeID(i), Bootstrap: bootstrap, Transport: tr, Logger: testLogger(t)}
+func testIdentity(t testing.TB, dir string, i int, tr raft.Transport, bootstrap bool) replica.Identity {
+	return replica.Identity{Dir: dir, NodeID: nodeID(i), Bootstrap: bootstrap, Transport: tr, Logger: testLogger(t)}
 }
 
 // testConfig is a configuration with fast timeouts and small segments.
@@ -102,7 +104,7 @@ func newTestClusterWith(t testing.TB, n int, tune func(i int, dir string, c *Con
 			if err == nil {
 				break
 			}
-			if !errors.Is(err, ErrNotLeader) || tries == 20 {
+			if !errors.Is(err, replica.ErrNotLeader) || tries == 20 {
 				t.Fatalf("Join(%s): %v", nodeID(i), err)
 			}
 		}
@@ -138,11 +140,11 @@ func (tc *testCluster) start(i int, bootstrap bool) {
 }
 
 // identity is node i's identity on tr.
-func (tc *testCluster) identity(i int, tr raft.Transport, bootstrap bool) Identity {
+func (tc *testCluster) identity(i int, tr raft.Transport, bootstrap bool) replica.Identity {
 	if tc.logger == nil {
 		tc.logger = testLogger(tc.t)
 	}
-	return Identity{Dir: tc.dirs[i], NodeID: nodeID(i), Bootstrap: bootstrap, Transport: tr, Logger: tc.logger}
+	return replica.Identity{Dir: tc.dirs[i], NodeID: nodeID(i), Bootstrap: bootstrap, Transport: tr, Logger: tc.logger}
 }
 
 // relink connects every pair of running nodes whose link is not cut.
@@ -362,21 +364,24 @@ func values(i, end uint64) [][]byte {
 // leadership left unknown is first looked up in the new leader's log.
 func (tc *testCluster) appendValues(from, n uint64, among ...int) {
 	tc.t.Helper()
-	for i, tries := from, 0; i < from+n; tries++ {
-		if tries > 100 {
-			tc.t.Fatalf("gave up appending at offset %d after %d tries", i, tries)
+	for i, failed := from, 0; i < from+n; {
+		if failed > 100 {
+			tc.t.Fatalf("gave up appending at offset %d after %d failed tries", i, failed)
 		}
 		batch := values(i, from+n)
 		l := tc.leader(among...)
 		off, err := l.Append(context.Background(), batch...)
+		if err != nil {
+			failed++
+		}
 		switch {
 		case err == nil:
 			if off != i {
 				tc.t.Fatalf("Append(%d..) got offset %d", i, off)
 			}
 			i += uint64(len(batch))
-		case errors.Is(err, ErrNotLeader):
-		case errors.Is(err, ErrLeadershipLost):
+		case errors.Is(err, replica.ErrNotLeader):
+		case errors.Is(err, replica.ErrLeadershipLost):
 			l = tc.leader(among...)
 			if err := l.raft.Barrier(10 * time.Second).Error(); err != nil {
 				continue // leadership moved again; look again
@@ -414,9 +419,9 @@ func TestAppendOnFollower(t *testing.T) {
 			continue
 		}
 		_, err := n.Append(context.Background(), []byte("x"))
-		var nl *NotLeaderError
+		var nl *replica.NotLeaderError
 		if !errors.As(err, &nl) || nl.LeaderAddr == "" {
-			t.Fatalf("Append on a follower: %v, want NotLeaderError naming the leader", err)
+			t.Fatalf("Append on a follower: %v, want replica.NotLeaderError naming the leader", err)
 		}
 	}
 	// Bad input never reaches Raft.
@@ -435,8 +440,8 @@ func TestAppendAfterClose(t *testing.T) {
 	tc := newTestCluster(t, 1)
 	l := tc.nodes[0]
 	tc.stop(0)
-	if _, err := l.Append(context.Background(), []byte("x")); !errors.Is(err, ErrClosed) {
-		t.Fatalf("Append after Close = %v, want ErrClosed", err)
+	if _, err := l.Append(context.Background(), []byte("x")); !errors.Is(err, replica.ErrClosed) {
+		t.Fatalf("Append after Close = %v, want replica.ErrClosed", err)
 	}
 	if err := l.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
@@ -475,7 +480,7 @@ func TestConcurrentAppendsGetDenseOffsets(t *testing.T) {
 						continue
 					}
 					off, err := leader.Append(context.Background(), batch...)
-					if errors.Is(err, ErrNotLeader) || errors.Is(err, ErrLeadershipLost) {
+					if errors.Is(err, replica.ErrNotLeader) || errors.Is(err, replica.ErrLeadershipLost) {
 						continue
 					}
 					if err != nil {
@@ -746,7 +751,7 @@ func TestJoinLeaveAreIdempotent(t *testing.T) {
 			if err == nil {
 				return
 			}
-			if !errors.Is(err, ErrNotLeader) || tries == 20 {
+			if !errors.Is(err, replica.ErrNotLeader) || tries == 20 {
 				t.Fatal(err)
 			}
 		}

@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/proglogctl/proglogctl/raftfsm/replica"
 )
 
 // Raft compacts its log after a snapshot, and decides when to snapshot by
@@ -75,7 +77,7 @@ func (l *Log) compactLoop() {
 			continue
 		}
 		if err := l.snapshotByBytes(); err != nil {
-			if errors.Is(err, ErrClosed) {
+			if errors.Is(err, replica.ErrClosed) {
 				return
 			}
 			l.logger.Warn("snapshot to compact Raft's log failed", "err", err, "applied_bytes", applied)
@@ -112,11 +114,11 @@ func (l *Log) snapshotByBytes() error {
 	case <-l.stop:
 		// Raft has been shut down (Close stops it first); the future
 		// returns when Raft's goroutines have.
-		return ErrClosed
+		return replica.ErrClosed
 	}
 	switch {
 	case errors.Is(err, raft.ErrRaftShutdown):
-		return ErrClosed
+		return replica.ErrClosed
 	case err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot):
 		return err
 	}

@@ -3,39 +3,18 @@ package raftfsm
 import (
 	"errors"
 	"fmt"
-	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/hashicorp/raft"
 
 	"github.com/proglogctl/proglogctl/logstore"
+	"github.com/proglogctl/proglogctl/raftfsm/replica"
 )
 
-// Identity is what makes a replica this one and no other: where it keeps its
-// state, its name in the cluster, how peers reach it and where it logs. Its
-// owner (the node) decides it; Config is the tuning, the same on every
-// replica, so it can be built, validated and nested before an Identity exists.
-type Identity struct {
-	// Dir holds everything the replica keeps: raft/ (Raft's log and stable
-	// store), snapshots/, log/ (the records) and scratch directories.
-	Dir string
-	// NodeID names this server in the Raft configuration; it must be unique
-	// in the cluster and stable across restarts.
-	NodeID string
-	// Bootstrap makes a new cluster with this server as its only voter when Dir
-	// holds no Raft state yet. A server with state never bootstraps again.
-	Bootstrap bool
-	// Transport carries Raft's RPCs: NewTransport over a StreamLayer on the
-	// node's shared port in production, raft.NewInmemTransport in tests. The
-	// Log closes it.
-	Transport raft.Transport
-	// Logger receives the replica's logs, Raft's and its local log's (it
-	// takes the place of Config.Store.Logger).
-	Logger *slog.Logger
-}
-
-// Validate reports the first field that is missing.
-func (id Identity) Validate() error {
+// validateIdentity reports the first field of id that is missing.
+func validateIdentity(id replica.Identity) error {
 	switch {
 	case id.Dir == "":
 		return errors.New("raftfsm: Identity.Dir is empty")
@@ -181,6 +160,37 @@ func (c Config) Validate() error {
 	// Raft checks the timing; the server ID it also wants is the Identity's.
 	return raft.ValidateConfig(c.raftConfig("id"))
 }
+
+// MaxRecordBytes is the largest record the replica takes: Store's limit.
+func (c Config) MaxRecordBytes() int { return c.Store.MaxRecordBytes }
+
+// CheckDir refuses a data directory that holds a log without Raft state:
+// raft/ was removed, or a first start was killed between creating the log
+// and the Raft store. Raft would start from nothing while the log holds what
+// it applied before, so entries would be skipped as applied.
+func (c Config) CheckDir(dir string) error {
+	has, err := HasRaftState(dir)
+	if err != nil {
+		return err
+	}
+	if !has {
+		if entries, err := os.ReadDir(filepath.Join(dir, logDir)); err == nil && len(entries) > 0 {
+			return fmt.Errorf("raftfsm: %s is half made: it holds a log (log/) but no Raft state (raft/), as after a first start that was killed or a raft/ that was removed; move the directory away and start again (a member of a cluster gets its records back from the others)", dir)
+		}
+	}
+	return nil
+}
+
+// Open opens the replica id names with New.
+func (c Config) Open(id replica.Identity) (replica.Log, error) {
+	l, err := New(id, c)
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+var _ replica.Config = Config{}
 
 // raftConfig is Raft's configuration for c on the server id.
 func (c Config) raftConfig(id string) *raft.Config {

@@ -6,28 +6,30 @@ import (
 	"testing"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/proglogctl/proglogctl/raftfsm/replica"
 )
 
 func TestIdentityValidate(t *testing.T) {
 	_, tr := raft.NewInmemTransport("")
 	defer tr.Close()
-	valid := Identity{Dir: t.TempDir(), NodeID: "n1", Transport: tr, Logger: slog.Default()}
+	valid := replica.Identity{Dir: t.TempDir(), NodeID: "n1", Transport: tr, Logger: slog.Default()}
 	tests := []struct {
 		name    string
-		change  func(id *Identity)
+		change  func(id *replica.Identity)
 		wantErr string
 	}{
-		{name: "complete", change: func(*Identity) {}},
-		{name: "no dir", change: func(id *Identity) { id.Dir = "" }, wantErr: "Dir"},
-		{name: "no node id", change: func(id *Identity) { id.NodeID = "" }, wantErr: "NodeID"},
-		{name: "no transport", change: func(id *Identity) { id.Transport = nil }, wantErr: "Transport"},
-		{name: "no logger", change: func(id *Identity) { id.Logger = nil }, wantErr: "Logger"},
+		{name: "complete", change: func(*replica.Identity) {}},
+		{name: "no dir", change: func(id *replica.Identity) { id.Dir = "" }, wantErr: "Dir"},
+		{name: "no node id", change: func(id *replica.Identity) { id.NodeID = "" }, wantErr: "NodeID"},
+		{name: "no transport", change: func(id *replica.Identity) { id.Transport = nil }, wantErr: "Transport"},
+		{name: "no logger", change: func(id *replica.Identity) { id.Logger = nil }, wantErr: "Logger"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			id := valid
 			tt.change(&id)
-			checkValidateErr(t, id.Validate(), tt.wantErr)
+			checkValidateErr(t, validateIdentity(id), tt.wantErr)
 		})
 	}
 }

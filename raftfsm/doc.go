@@ -41,11 +41,14 @@
 // logstore.Replace. Raft does not restore snapshots on start
 // (NoSnapshotRestoreOnStart): the FSM resumes from its own state.
 //
-// # Transport
+// # Boundaries
 //
-// Raft shares the node's RPC port with gRPC: Mux routes connections whose
-// first byte is RaftRPC to StreamLayer, which speaks mutual TLS with peers
-// (transport.go).
+// A node sees a replica only through package replica: *Log implements
+// replica.Log and Config implements replica.Config, whose Open calls New.
+// The errors of the local log are translated at this package's edge
+// (storeerr.go), so nothing above names logstore. Raft's network transport,
+// sharing the node's RPC port with gRPC under mutual TLS, is package
+// raftfsm/transport.
 //
 // # Concurrency
 //

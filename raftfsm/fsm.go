@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/proglogctl/proglogctl/logstore"
+	"github.com/proglogctl/proglogctl/raftfsm/replica"
 )
 
 // fsm applies committed entries to the local log.
@@ -128,7 +129,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 		if f.gaveUp {
 			// Given up: Raft is shutting down, or only a restart helps.
 			clear(e.recs)
-			resp[i] = applyResult{err: ErrClosed}
+			resp[i] = applyResult{err: replica.ErrClosed}
 			continue
 		}
 		dup, serr := f.prod.check(e.producer, e.seq, len(e.recs))
@@ -202,13 +203,13 @@ func (f *fsm) append(index uint64, ts int64, recs [][]byte) (uint64, error) {
 		case <-f.stop:
 			t.Stop()
 			f.logger.Warn("giving up applying committed entries: the replica is closing", "last_index", index, "err", err)
-			return 0, ErrClosed
+			return 0, replica.ErrClosed
 		case <-t.C:
 		}
 		backoff = min(2*backoff, applyRetryMax)
 		if err = f.log.Recover(); err != nil {
 			if errors.Is(err, logstore.ErrClosed) {
-				return 0, ErrClosed
+				return 0, replica.ErrClosed
 			}
 			f.logger.Debug("the local log cannot recover yet", "tries", tries, "err", err)
 			continue

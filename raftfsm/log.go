@@ -15,38 +15,9 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/proglogctl/proglogctl/logstore"
+	"github.com/proglogctl/proglogctl/raftfsm/replica"
+	"github.com/proglogctl/proglogctl/raftfsm/transport"
 )
-
-var (
-	// ErrClosed is returned by a Log's methods after Close.
-	ErrClosed = errors.New("raftfsm: log closed")
-	// ErrNotLeader is matched (errors.Is) by *NotLeaderError. The records were
-	// not appended: retrying on the leader is safe.
-	ErrNotLeader = errors.New("raftfsm: not the leader")
-	// ErrLeadershipLost: this server stopped leading before the records were
-	// known to commit. They may or may not be in the log.
-	ErrLeadershipLost = errors.New("raftfsm: leadership lost before the records were known to commit; they may or may not be in the log")
-	// ErrShutdownTimeout is returned by Close when Raft did not stop within
-	// Config.ShutdownTimeout; the stores are closed all the same.
-	ErrShutdownTimeout = errors.New("raftfsm: Raft did not shut down")
-)
-
-// NotLeaderError is returned by writes on a server that is not the leader. It
-// names the leader when this server knows one, so the caller can forward.
-type NotLeaderError struct {
-	LeaderID   string // empty when no leader is known
-	LeaderAddr string
-}
-
-func (e *NotLeaderError) Error() string {
-	if e.LeaderAddr == "" {
-		return "raftfsm: not the leader, and no leader is known"
-	}
-	return fmt.Sprintf("raftfsm: not the leader; the leader is %s at %s", e.LeaderID, e.LeaderAddr)
-}
-
-// Is makes errors.Is(err, ErrNotLeader) true.
-func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
 
 // Log is a log replicated with Raft: records appended on the leader are
 // committed by a quorum, then applied, exactly once and at the same offsets, to
@@ -56,7 +27,7 @@ func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
 // into Raft entries (group commit) and hands each entry's future to a second
 // goroutine that answers the callers in order. Close stops both.
 type Log struct {
-	id     Identity
+	id     replica.Identity
 	conf   Config
 	logger *slog.Logger
 	raft   *raft.Raft
@@ -89,14 +60,6 @@ type Log struct {
 	closed    atomic.Bool
 }
 
-// Server is one member of the Raft configuration.
-type Server struct {
-	ID       string
-	Address  string
-	IsLeader bool
-	IsVoter  bool
-}
-
 type leaderState struct {
 	id, addr string
 	changed  chan struct{} // closed when the leader changes
@@ -104,8 +67,8 @@ type leaderState struct {
 
 // New opens (or creates) the replica id in id.Dir, tuned by c, and starts
 // Raft.
-func New(id Identity, c Config) (*Log, error) {
-	if err := id.Validate(); err != nil {
+func New(id replica.Identity, c Config) (*Log, error) {
+	if err := validateIdentity(id); err != nil {
 		return nil, err
 	}
 	if err := c.Validate(); err != nil {
@@ -144,6 +107,13 @@ func New(id Identity, c Config) (*Log, error) {
 	}
 	sc := c.Store
 	sc.Logger = l.logger
+	if id.OnSync != nil {
+		if hook := sc.OnSync; hook != nil {
+			sc.OnSync = func(d time.Duration, err error) { id.OnSync(d, err); hook(d, err) }
+		} else {
+			sc.OnSync = id.OnSync
+		}
+	}
 	if l.store, err = logstore.Open(filepath.Join(id.Dir, "log"), sc); err != nil {
 		return nil, err
 	}
@@ -172,7 +142,7 @@ func New(id Identity, c Config) (*Log, error) {
 	}
 
 	rc := c.raftConfig(id.NodeID)
-	rc.Logger = newHCLogger(l.logger, "raft")
+	rc.Logger = transport.NewHCLogger(l.logger, "raft")
 	if id.Bootstrap {
 		has, err := raft.HasExistingState(logs, l.stores, snaps)
 		if err != nil {
@@ -202,6 +172,10 @@ func New(id Identity, c Config) (*Log, error) {
 	if c.SnapshotBytes > 0 {
 		l.wg.Add(1)
 		go l.compactLoop()
+	}
+	if c.Store.RetainAge > 0 {
+		l.wg.Add(1)
+		go l.retainLoop()
 	}
 	l.noteLeader()
 	l.startFastElection()
@@ -263,7 +237,7 @@ type pendingEntry struct {
 // still be appended.
 func (l *Log) Append(ctx context.Context, recs ...[]byte) (uint64, error) {
 	if l.closed.Load() {
-		return 0, ErrClosed
+		return 0, replica.ErrClosed
 	}
 	if len(recs) == 0 {
 		return l.store.NextOffset(), nil
@@ -291,7 +265,7 @@ func (l *Log) submit(ctx context.Context, req *appendReq) error {
 	case l.reqs <- req:
 		return nil
 	case <-l.stop:
-		return ErrClosed
+		return replica.ErrClosed
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -309,7 +283,7 @@ func (l *Log) awaitAppend(ctx context.Context, req *appendReq) (uint64, error) {
 		case <-req.done:
 			return req.first, req.err
 		default:
-			return 0, ErrClosed
+			return 0, replica.ErrClosed
 		}
 	case <-ctx.Done():
 		return 0, ctx.Err()
@@ -318,7 +292,7 @@ func (l *Log) awaitAppend(ctx context.Context, req *appendReq) (uint64, error) {
 
 func (l *Log) notLeader() error {
 	addr, id := l.raft.LeaderWithID()
-	return &NotLeaderError{LeaderID: string(id), LeaderAddr: string(addr)}
+	return &replica.NotLeaderError{LeaderID: string(id), LeaderAddr: string(addr)}
 }
 
 // batchLoop owns the encoding of entries. It keeps at most MaxPendingEntries
@@ -488,7 +462,7 @@ func (l *Log) completeLoop() {
 		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout):
 			err = l.notLeader() // never entered the log
 		case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown):
-			err = ErrLeadershipLost
+			err = replica.ErrLeadershipLost
 		}
 		for i, r := range p.reqs {
 			if err != nil && r.err == nil {
@@ -506,23 +480,30 @@ func (l *Log) completeLoop() {
 }
 
 // Read returns the record at off from the local log.
-func (l *Log) Read(off uint64) ([]byte, error) { return l.store.Read(off) }
+func (l *Log) Read(off uint64) ([]byte, error) {
+	v, err := l.store.Read(off)
+	return v, storeErr(err)
+}
 
 // ReadBatch returns records from off on from the local log; see
 // logstore.Log.ReadBatch.
 func (l *Log) ReadBatch(off uint64, maxBytes int) ([][]byte, error) {
-	return l.store.ReadBatch(off, maxBytes)
+	vs, err := l.store.ReadBatch(off, maxBytes)
+	return vs, storeErr(err)
 }
-
-// Record is a record read from the local log with its offset and time: the
-// leader's unix nanoseconds when it appended the record, 0 for a record
-// written before times were stored.
-type Record = logstore.Record
 
 // ReadRecords is ReadBatch that also returns each record's offset and time;
 // see logstore.Log.ReadRecords.
-func (l *Log) ReadRecords(off uint64, maxBytes int) ([]Record, error) {
-	return l.store.ReadRecords(off, maxBytes)
+func (l *Log) ReadRecords(off uint64, maxBytes int) ([]replica.Record, error) {
+	rs, err := l.store.ReadRecords(off, maxBytes)
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	out := make([]replica.Record, len(rs))
+	for i, r := range rs {
+		out[i] = replica.Record(r)
+	}
+	return out, nil
 }
 
 // OffsetForTime returns the offset of the first record retained on this
@@ -530,10 +511,13 @@ func (l *Log) ReadRecords(off uint64, maxBytes int) ([]Record, error) {
 // ts is at or before every record's time, NextOffset when no record is that
 // recent. Records without time count as older than any time. See
 // logstore.Log.OffsetForTime.
-func (l *Log) OffsetForTime(ts int64) (uint64, error) { return l.store.OffsetForTime(ts) }
+func (l *Log) OffsetForTime(ts int64) (uint64, error) {
+	off, err := l.store.OffsetForTime(ts)
+	return off, storeErr(err)
+}
 
 // Wait blocks until off has been applied on this server, ctx ends or the log closes.
-func (l *Log) Wait(ctx context.Context, off uint64) error { return l.store.Wait(ctx, off) }
+func (l *Log) Wait(ctx context.Context, off uint64) error { return storeErr(l.store.Wait(ctx, off)) }
 
 // LowestOffset returns the lowest offset retained on this server.
 func (l *Log) LowestOffset() uint64 { return l.store.LowestOffset() }
@@ -545,7 +529,7 @@ func (l *Log) NextOffset() uint64 { return l.store.NextOffset() }
 // and must be called on the leader.
 func (l *Log) Join(id, addr string) error {
 	if l.closed.Load() {
-		return ErrClosed
+		return replica.ErrClosed
 	}
 	f := l.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
@@ -568,7 +552,7 @@ func (l *Log) Join(id, addr string) error {
 // error. It must be called on the leader.
 func (l *Log) Leave(id string) error {
 	if l.closed.Load() {
-		return ErrClosed
+		return replica.ErrClosed
 	}
 	return l.mapErr(l.raft.RemoveServer(raft.ServerID(id), 0, 0).Error())
 }
@@ -580,21 +564,21 @@ func (l *Log) mapErr(err error) error {
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost):
 		return l.notLeader()
 	case errors.Is(err, raft.ErrRaftShutdown):
-		return ErrClosed
+		return replica.ErrClosed
 	}
 	return fmt.Errorf("raftfsm: %w", err)
 }
 
 // Servers returns the members of the Raft configuration.
-func (l *Log) Servers() ([]Server, error) {
+func (l *Log) Servers() ([]replica.Server, error) {
 	f := l.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return nil, l.mapErr(err)
 	}
 	_, leaderID := l.raft.LeaderWithID()
-	var out []Server
+	var out []replica.Server
 	for _, s := range f.Configuration().Servers {
-		out = append(out, Server{
+		out = append(out, replica.Server{
 			ID:       string(s.ID),
 			Address:  string(s.Address),
 			IsLeader: s.ID == leaderID,
@@ -714,7 +698,7 @@ func (l *Log) shutdownRaft() error {
 		return err
 	case <-timer.C:
 		l.logger.Error("Raft did not shut down in time; closing the stores under it", "timeout", l.conf.ShutdownTimeout)
-		return fmt.Errorf("%w after %v", ErrShutdownTimeout, l.conf.ShutdownTimeout)
+		return fmt.Errorf("%w after %v", replica.ErrShutdownTimeout, l.conf.ShutdownTimeout)
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+
+	"github.com/proglogctl/proglogctl/raftfsm/replica"
 )
 
 // Exactly-once produce. A client names itself with a stable producer id and
@@ -53,44 +55,13 @@ const (
 	producersVersion = 1      // on-disk format; never change
 )
 
-// ErrSequence is matched by *SequenceError.
-var ErrSequence = errors.New("raftfsm: producer sequence refused")
-
-// ErrBadProducer: a producer id over MaxProducerIDBytes, or a producer id
-// with sequence 0.
-var ErrBadProducer = errors.New("raftfsm: invalid producer id or sequence")
-
-// SequenceError refuses a batch whose outcome the table cannot tell: its
-// sequence is below the producer's last appended one and no longer
-// remembered, or it is remembered with another number of records.
-type SequenceError struct {
-	Producer string
-	Seq      uint64
-	Last     uint64 // the producer's last appended sequence
-	// Count and PrevCount are set when Seq was appended with PrevCount
-	// records and is sent again with Count.
-	Count, PrevCount int
-}
-
-func (e *SequenceError) Error() string {
-	if e.PrevCount != e.Count {
-		return fmt.Sprintf("raftfsm: producer %q sent sequence %d again with %d records; it was appended with %d",
-			e.Producer, e.Seq, e.Count, e.PrevCount)
-	}
-	return fmt.Sprintf("raftfsm: producer %q: sequence %d is below its last appended sequence %d and too old to check for a duplicate; use a new sequence",
-		e.Producer, e.Seq, e.Last)
-}
-
-// Is makes errors.Is(err, ErrSequence) true.
-func (e *SequenceError) Is(target error) bool { return target == ErrSequence }
-
 // checkProducer refuses a producer id or sequence no entry may carry.
 func checkProducer(producer string, seq uint64) error {
 	switch {
 	case len(producer) > MaxProducerIDBytes:
-		return fmt.Errorf("%w: producer id of %d bytes is longer than %d", ErrBadProducer, len(producer), MaxProducerIDBytes)
+		return fmt.Errorf("%w: producer id of %d bytes is longer than %d", replica.ErrBadProducer, len(producer), MaxProducerIDBytes)
 	case producer != "" && seq == 0:
-		return fmt.Errorf("%w: producer %q: sequences start at 1", ErrBadProducer, producer)
+		return fmt.Errorf("%w: producer %q: sequences start at 1", replica.ErrBadProducer, producer)
 	}
 	return nil
 }
@@ -162,13 +133,13 @@ func (t *producers) check(p string, seq uint64, count int) (*sentBatch, error) {
 	for i := range pr.batches {
 		if b := &pr.batches[i]; b.seq == seq {
 			if b.count != count {
-				return nil, &SequenceError{Producer: p, Seq: seq, Last: last, Count: count, PrevCount: b.count}
+				return nil, &replica.SequenceError{Producer: p, Seq: seq, Last: last, Count: count, PrevCount: b.count}
 			}
 			dup := *b
 			return &dup, nil
 		}
 	}
-	return nil, &SequenceError{Producer: p, Seq: seq, Last: last, Count: count, PrevCount: count}
+	return nil, &replica.SequenceError{Producer: p, Seq: seq, Last: last, Count: count, PrevCount: count}
 }
 
 // applied takes in the entry e at index: its timestamp moves the clock, and

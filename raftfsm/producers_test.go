@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/proglogctl/proglogctl/logstore"
+	"github.com/proglogctl/proglogctl/raftfsm/replica"
 )
 
 func TestEntryCodec(t *testing.T) {
@@ -189,10 +190,10 @@ func TestProducerWindow(t *testing.T) {
 			if next != before {
 				t.Fatalf("appended %d records", next-before)
 			}
-			var se *SequenceError
+			var se *replica.SequenceError
 			if tc.err {
-				if !errors.As(got.err, &se) || !errors.Is(got.err, ErrSequence) {
-					t.Fatalf("got %+v, want a *SequenceError", got)
+				if !errors.As(got.err, &se) || !errors.Is(got.err, replica.ErrSequence) {
+					t.Fatalf("got %+v, want a *replica.SequenceError", got)
 				}
 				t.Log(got.err)
 				return
@@ -367,7 +368,7 @@ func TestFSMDedupesAndReplayRebuildsTheTable(t *testing.T) {
 		commandLog(8, entry{ts: 16, producer: "p", seq: 3, recs: v("p3")}),
 		commandLog(9, entry{ts: 17, producer: "p", seq: 2, recs: v("p2")}),
 	})
-	if res[0].(applyResult).err != nil || !errors.Is(res[1].(applyResult).err, ErrSequence) {
+	if res[0].(applyResult).err != nil || !errors.Is(res[1].(applyResult).err, replica.ErrSequence) {
 		t.Fatalf("after the window moved: %+v", res)
 	}
 	f.prod.window = DefaultConfig().ProducerWindow
@@ -477,7 +478,7 @@ func TestExactlyOnceAcrossLeaderChangeAndRestart(t *testing.T) {
 		t.Helper()
 		for tries := 0; ; tries++ {
 			first, dup, err := tc.leader().AppendAs(ctx, "producer-1", seq, batch...)
-			if errors.Is(err, ErrNotLeader) && tries < 20 {
+			if errors.Is(err, replica.ErrNotLeader) && tries < 20 {
 				continue
 			}
 			if err != nil || first != want || dup != wantDup {
@@ -532,17 +533,17 @@ func TestAppendAsRefusesBadProducers(t *testing.T) {
 	tc := newTestCluster(t, 1)
 	l := tc.leader()
 	ctx := context.Background()
-	if _, _, err := l.AppendAs(ctx, "p", 0, []byte("v")); !errors.Is(err, ErrBadProducer) {
+	if _, _, err := l.AppendAs(ctx, "p", 0, []byte("v")); !errors.Is(err, replica.ErrBadProducer) {
 		t.Fatalf("sequence 0: %v", err)
 	}
-	if _, _, err := l.AppendAs(ctx, strings.Repeat("p", MaxProducerIDBytes+1), 1, []byte("v")); !errors.Is(err, ErrBadProducer) {
+	if _, _, err := l.AppendAs(ctx, strings.Repeat("p", MaxProducerIDBytes+1), 1, []byte("v")); !errors.Is(err, replica.ErrBadProducer) {
 		t.Fatalf("long producer id: %v", err)
 	}
 	if _, _, err := l.AppendAs(ctx, "p", 5, []byte("v")); err != nil {
 		t.Fatal(err)
 	}
 	_, _, err := l.AppendAs(ctx, "p", 5, []byte("v"), []byte("w"))
-	var se *SequenceError
+	var se *replica.SequenceError
 	if !errors.As(err, &se) {
 		t.Fatalf("sequence 5 again with 2 records: %v", err)
 	}
@@ -643,7 +644,7 @@ func TestSubmitAsKeepsOrder(t *testing.T) {
 	ctx := context.Background()
 	for _, producer := range []string{"", "p"} {
 		const batches = 40
-		var pend []*Pending
+		var pend []replica.Pending
 		for i := range batches {
 			p, err := l.SubmitAs(ctx, producer, uint64(i+1), fmt.Appendf(nil, "%s%d-a", producer, i), fmt.Appendf(nil, "%s%d-b", producer, i))
 			if err != nil {

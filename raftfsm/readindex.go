@@ -5,6 +5,8 @@ import (
 	"errors"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/proglogctl/proglogctl/raftfsm/replica"
 )
 
 // readMark records a Raft barrier this server completed as leader: every
@@ -49,7 +51,7 @@ type readMark struct {
 func (l *Log) ReadIndex(ctx context.Context) (uint64, error) {
 	for {
 		if l.closed.Load() {
-			return 0, ErrClosed
+			return 0, replica.ErrClosed
 		}
 		if err := ctx.Err(); err != nil {
 			return 0, err
@@ -109,7 +111,7 @@ func (l *Log) await(ctx context.Context, f raft.Future) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-l.stop:
-		return ErrClosed
+		return replica.ErrClosed
 	}
 	switch {
 	case err == nil:
@@ -117,7 +119,7 @@ func (l *Log) await(ctx context.Context, f raft.Future) error {
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrEnqueueTimeout):
 		return l.notLeader()
 	case errors.Is(err, raft.ErrRaftShutdown):
-		return ErrClosed
+		return replica.ErrClosed
 	}
 	return l.mapErr(err)
 }

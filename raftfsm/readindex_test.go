@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/proglogctl/proglogctl/raftfsm/replica"
 )
 
 func TestReadIndex(t *testing.T) {
@@ -24,9 +26,9 @@ func TestReadIndex(t *testing.T) {
 			continue
 		}
 		_, err := n.ReadIndex(ctx)
-		var nl *NotLeaderError
+		var nl *replica.NotLeaderError
 		if !errors.As(err, &nl) || nl.LeaderAddr != string(tc.trans[li].LocalAddr()) {
-			t.Fatalf("%s ReadIndex: %v; want a NotLeaderError naming %s", nodeID(i), err, tc.trans[li].LocalAddr())
+			t.Fatalf("%s ReadIndex: %v; want a replica.NotLeaderError naming %s", nodeID(i), err, tc.trans[li].LocalAddr())
 		}
 	}
 
@@ -57,8 +59,8 @@ func TestReadIndex(t *testing.T) {
 		t.Fatalf("ReadIndex with a cancelled context: %v", err)
 	}
 	tc.stop(li)
-	if _, err := l.ReadIndex(ctx); !errors.Is(err, ErrClosed) {
-		t.Fatalf("ReadIndex after Close: %v, want ErrClosed", err)
+	if _, err := l.ReadIndex(ctx); !errors.Is(err, replica.ErrClosed) {
+		t.Fatalf("ReadIndex after Close: %v, want replica.ErrClosed", err)
 	}
 }
 
@@ -91,11 +93,11 @@ func TestReadIndexOnDeposedLeader(t *testing.T) {
 	confirmed := 0
 	for {
 		ri, err := tc.nodes[old].ReadIndex(ctx)
-		if errors.Is(err, ErrNotLeader) {
+		if errors.Is(err, replica.ErrNotLeader) {
 			break
 		}
 		if err != nil || ri != 10 {
-			t.Fatalf("ReadIndex on a leader cut off from its quorum = %d, %v; want 10 or a NotLeaderError", ri, err)
+			t.Fatalf("ReadIndex on a leader cut off from its quorum = %d, %v; want 10 or a replica.NotLeaderError", ri, err)
 		}
 		// Each follower has at most a heartbeat and an append in flight.
 		if confirmed++; confirmed > 2*len(rest) {
@@ -109,7 +111,7 @@ func TestReadIndexOnDeposedLeader(t *testing.T) {
 	if ri, err := nl.ReadIndex(ctx); err != nil || ri != 20 {
 		t.Fatalf("new leader ReadIndex = %d, %v; want 20", ri, err)
 	}
-	if _, err := tc.nodes[old].ReadIndex(ctx); !errors.Is(err, ErrNotLeader) {
-		t.Fatalf("ReadIndex on the old leader after the election: %v; want a NotLeaderError", err)
+	if _, err := tc.nodes[old].ReadIndex(ctx); !errors.Is(err, replica.ErrNotLeader) {
+		t.Fatalf("ReadIndex on the old leader after the election: %v; want a replica.NotLeaderError", err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/proglogctl/proglogctl/raftfsm/raftlog"
+	"github.com/proglogctl/proglogctl/raftfsm/transport"
 )
 
 // Raft's log and stable store, Config.RaftLogStore.
@@ -98,7 +99,7 @@ func openRaftStores(dir, kind string, segmentBytes int, logger *slog.Logger) (ra
 			segmentBytes = defaultWALSegmentBytes
 		}
 		meta := &metadb.BoltMetaDB{}
-		w, err := raftwal.Open(walPath, raftwal.WithLogger(newHCLogger(logger, "raft-wal")),
+		w, err := raftwal.Open(walPath, raftwal.WithLogger(transport.NewHCLogger(logger, "raft-wal")),
 			raftwal.WithSegmentSize(segmentBytes), raftwal.WithMetaStore(meta))
 		if err != nil {
 			return nil, errors.Join(fmt.Errorf("raftfsm: open Raft's WAL in %s: %w", walPath, err), meta.Close())

@@ -12,13 +12,15 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/proglogctl/proglogctl/certs"
+	"github.com/proglogctl/proglogctl/raftfsm/replica"
+	"github.com/proglogctl/proglogctl/raftfsm/transport"
 )
 
 // tcpNode is a replica on a real loopback port, its Raft traffic behind a Mux
 // as in a node.
 type tcpNode struct {
 	log *Log
-	mux *Mux
+	mux *transport.Mux
 }
 
 func (n *tcpNode) close() {
@@ -29,15 +31,15 @@ func (n *tcpNode) close() {
 // startTCPNode starts the replica id (its Transport left to this function)
 // on 127.0.0.1. peerTLS, when non-nil, is used for both sides of Raft's
 // connections.
-func startTCPNode(t testing.TB, id Identity, c Config, peerTLS *tls.Config) *tcpNode {
+func startTCPNode(t testing.TB, id replica.Identity, c Config, peerTLS *tls.Config) *tcpNode {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux := NewMux(ln, id.Logger)
-	stream := NewStreamLayer(mux.Raft(), ln.Addr(), peerTLS, peerTLS)
-	id.Transport = NewTransport(stream, 10*time.Second, id.Logger)
+	mux := transport.NewMux(ln, id.Logger)
+	stream := transport.NewStreamLayer(mux.Raft(), ln.Addr(), peerTLS, peerTLS)
+	id.Transport = transport.NewTransport(stream, 10*time.Second, id.Logger)
 	l, err := New(id, c)
 	if err != nil {
 		mux.Close()
@@ -58,7 +60,7 @@ func startTCPCluster(t testing.TB, n int, logger *slog.Logger, conf func(i int) 
 	})
 	dir := t.TempDir()
 	for i := 0; i < n; i++ {
-		id := Identity{Dir: filepath.Join(dir, nodeID(i)), NodeID: nodeID(i), Bootstrap: i == 0, Logger: logger}
+		id := replica.Identity{Dir: filepath.Join(dir, nodeID(i)), NodeID: nodeID(i), Bootstrap: i == 0, Logger: logger}
 		nodes = append(nodes, startTCPNode(t, id, conf(i), peerTLS))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -124,7 +126,7 @@ func TestTCPClusterWithTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	intruder := NewStreamLayer(ln, ln.Addr(), clientTLS, clientTLS)
+	intruder := transport.NewStreamLayer(ln, ln.Addr(), clientTLS, clientTLS)
 	conn, err := intruder.Dial(raft.ServerAddress(nodes[1].mux.Raft().Addr().String()), 5*time.Second)
 	if err == nil {
 		// The server checks the client's certificate after the client's side

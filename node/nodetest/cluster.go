@@ -9,6 +9,7 @@ import (
 
 	"github.com/proglogctl/proglogctl/certs"
 	"github.com/proglogctl/proglogctl/node"
+	"github.com/proglogctl/proglogctl/raftfsm"
 )
 
 // ClusterTimeout bounds each wait for a cluster to form, elect or recover;
@@ -20,9 +21,7 @@ func NodeID(i int) string { return fmt.Sprintf("node-%d", i) }
 
 // Config is node i's configuration: the PKI's node certificate and ACL, a
 // free loopback port, a data directory of the test, node 0 bootstrapping,
-// no Serf, fast Raft timing (500 ms election), no snapshots, and small
-// segments (64 KiB; Raft's 1 MiB), records (8 KiB) and Raft entries (32 KiB), logging
-// warnings to t.Log.
+// no Serf, ReplicaConfig, and logging warnings to t.Log.
 func Config(t testing.TB, p *PKI, i int) node.Config {
 	t.Helper()
 	c := node.DefaultConfig()
@@ -39,7 +38,16 @@ func Config(t testing.TB, p *PKI, i int) node.Config {
 	c.Authorizer = p.Authorizer
 	c.Logger = Logger(t)
 	c.GracefulStopTimeout = 5 * time.Second
-	r := &c.Replica
+	rc := ReplicaConfig()
+	c.Replica = &rc
+	return c
+}
+
+// ReplicaConfig is the replica configuration Config gives each node: fast
+// Raft timing (500 ms election), no snapshots, and small segments (64 KiB;
+// Raft's 1 MiB), records (8 KiB) and Raft entries (32 KiB).
+func ReplicaConfig() raftfsm.Config {
+	r := raftfsm.DefaultConfig()
 	r.HeartbeatTimeout = 500 * time.Millisecond
 	r.ElectionTimeout = 500 * time.Millisecond
 	r.LeaderLeaseTimeout = 500 * time.Millisecond
@@ -51,7 +59,16 @@ func Config(t testing.TB, p *PKI, i int) node.Config {
 	r.MaxEntryBytes = 32 << 10
 	r.RaftSegmentBytes = 1 << 20
 	r.ShutdownTransferTimeout = 2 * time.Second
-	return c
+	return r
+}
+
+// Replica returns the replica configuration of c, made by Config, for a
+// test to tune before it starts the node. It is c's own copy: copies of c
+// made before the call keep the configuration they had.
+func Replica(c *node.Config) *raftfsm.Config {
+	r := *c.Replica.(*raftfsm.Config)
+	c.Replica = &r
+	return &r
 }
 
 // StartNode starts a node and closes it when the test ends (failing the

@@ -13,7 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/proglogctl/proglogctl/raftfsm"
+	"github.com/proglogctl/proglogctl/raftfsm/replica"
 )
 
 // DefaultDeadline is the bound StartNode and StartCluster give a test that
@@ -184,7 +184,7 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 // loaded machine can cause at any time: Unavailable and raftfsm's
 // NotLeaderError.
 func Retryable(err error) bool {
-	var nl *raftfsm.NotLeaderError
+	var nl *replica.NotLeaderError
 	return status.Code(err) == codes.Unavailable || errors.As(err, &nl)
 }
 

@@ -1,4 +1,5 @@
-// Raft transport: one TCP port shared by Raft and gRPC, Raft under mutual TLS.
+// Package transport carries Raft on the node's one TCP port, shared with
+// gRPC, under mutual TLS.
 //
 // A node listens on a single RPC port. The first byte a client sends decides
 // where its connection goes:
@@ -18,8 +19,12 @@
 // delays only itself; Mux.Close stops and joins all of them. StreamLayer starts
 // no goroutines: raft.NetworkTransport calls Accept from its listen goroutine
 // and Dial from whichever goroutine sends an RPC.
-
-package raftfsm
+//
+// Transport wraps raft.NetworkTransport with a pipeline that cannot wedge
+// (pipeline.go) and follows each follower as the leader sees it (peers.go):
+// Transport.FollowerStats reports them and a peer going down or coming back is
+// logged once. NewHCLogger (hclog.go) hands Raft's own logs to slog.
+package transport
 
 import (
 	"context"
@@ -518,7 +523,7 @@ func NewTransport(stream *StreamLayer, timeout time.Duration, logger *slog.Logge
 			Stream:  stream,
 			MaxPool: 5,
 			Timeout: timeout,
-			Logger:  newHCLogger(logger, "raft-net"),
+			Logger:  NewHCLogger(logger, "raft-net"),
 		}),
 		peers: newPeers(logger.With("component", "raft")),
 	}

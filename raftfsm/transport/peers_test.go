@@ -1,4 +1,4 @@
-package raftfsm
+package transport
 
 import (
 	"bytes"
@@ -61,7 +61,7 @@ func TestPeerDownAndBackIsLoggedOnce(t *testing.T) {
 // heartbeat goes to debug, its other errors stay errors.
 func TestRaftPeerFailureLinesAreDebug(t *testing.T) {
 	var buf bytes.Buffer
-	l := newHCLogger(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})), "raft")
+	l := NewHCLogger(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})), "raft")
 	l.Error("failed to heartbeat to", "peer", "127.0.0.1:9", "backoff time", time.Second, "error", "refused")
 	l.Error("failed to appendEntries to", "peer", raft.Server{ID: "node-1"}, "error", "refused")
 	l.Error("failed to get log", "index", 3, "error", "boom")

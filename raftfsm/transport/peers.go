@@ -1,4 +1,4 @@
-package raftfsm
+package transport
 
 import (
 	"fmt"
@@ -125,6 +125,12 @@ type FollowerStats struct {
 	LastContact time.Time
 	// Down says the last RPC to it failed.
 	Down bool
+}
+
+// FollowerStats returns the state of each follower in ids, as of the
+// leader's lastIndex, as the RPCs sent through t have found them.
+func (t *Transport) FollowerStats(ids []string, lastIndex uint64) []FollowerStats {
+	return t.peers.stats(ids, lastIndex)
 }
 
 // stats returns the state of each follower in ids, as of lastIndex.

@@ -1,4 +1,4 @@
-package raftfsm
+package transport
 
 import (
 	"context"
@@ -9,9 +9,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 )
 
-// newHCLogger returns an hclog.Logger, the logger hashicorp/raft takes, that
+// NewHCLogger returns an hclog.Logger, the logger hashicorp/raft takes, that
 // sends every line to l, with hclog.Fmt values expanded.
-func newHCLogger(l *slog.Logger, name string) hclog.Logger {
+func NewHCLogger(l *slog.Logger, name string) hclog.Logger {
 	il := hclog.NewInterceptLogger(&hclog.LoggerOptions{
 		Name:   name,
 		Level:  hclog.Debug,
