@@ -209,9 +209,9 @@ func TestFollowResume(t *testing.T) {
 	pr, pw := io.Pipe()
 	prodCtx, stopProd := context.WithCancel(context.Background())
 	prodDone := make(chan error, 1)
-	var prodErr syncBuffer
+	prodErr := newSyncBuffer()
 	go func() {
-		m := &Main{Stdin: pr, Stdout: io.Discard, Stderr: &prodErr}
+		m := &Main{Stdin: pr, Stdout: io.Discard, Stderr: prodErr}
 		prodDone <- m.Run(prodCtx, []string{"proglogctl", "produce", "--progress", "never"})
 	}()
 	more := make(chan struct{}, 20)
@@ -260,10 +260,10 @@ func TestFollowResume(t *testing.T) {
 	for run := range 20 {
 		more <- struct{}{}
 		ctx, cancel := context.WithCancel(context.Background())
-		var out, errOut syncBuffer
+		out, errOut := newSyncBuffer(), newSyncBuffer()
 		done := make(chan error, 1)
 		go func() {
-			m := &Main{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut}
+			m := &Main{Stdin: strings.NewReader(""), Stdout: out, Stderr: errOut}
 			done <- m.Run(ctx, []string{"proglogctl", "consume", "--from", strconv.FormatUint(next, 10), "--follow", "-o", "json"})
 		}()
 		// Interrupted once it has printed some records, mid-stream.

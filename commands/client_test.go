@@ -115,11 +115,11 @@ func TestDevClusterCommands(t *testing.T) {
 
 	t.Run("tail", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
-		var out syncBuffer
+		out := newSyncBuffer()
 		done := make(chan error, 1)
 		stderr := logWriter(t)
 		go func() {
-			m := &Main{Stdin: strings.NewReader(""), Stdout: &out, Stderr: stderr}
+			m := &Main{Stdin: strings.NewReader(""), Stdout: out, Stderr: stderr}
 			done <- m.Run(ctx, []string{"proglogctl", "tail", "-n", "2"})
 		}()
 		stop := sync.OnceValue(func() error { cancel(); return <-done })
@@ -144,11 +144,11 @@ func TestDevClusterCommands(t *testing.T) {
 		t.Cleanup(func() { pw.Close() })
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		var out syncBuffer
+		out := newSyncBuffer()
 		done := make(chan error, 1)
 		stderr := logWriter(t)
 		go func() {
-			m := &Main{Stdin: pr, Stdout: &out, Stderr: stderr}
+			m := &Main{Stdin: pr, Stdout: out, Stderr: stderr}
 			done <- m.Run(ctx, []string{"proglogctl", "produce"})
 		}()
 		for i, want := range []string{"12\n", "12\n13\n"} {

@@ -46,16 +46,17 @@ func mustRun(t testing.TB, stdin string, args ...string) string {
 	return out
 }
 
-// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
+// syncBuffer is a bytes.Buffer written through a lockedWriter: safe for one
+// writer and concurrent readers.
 type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	lockedWriter
+	b bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
+func newSyncBuffer() *syncBuffer {
+	s := new(syncBuffer)
+	s.w = &s.b
+	return s
 }
 
 func (s *syncBuffer) String() string {
@@ -109,16 +110,16 @@ func serveDev(t *testing.T, n, base int, dataDir string) *devCluster {
 	nodetest.EnsureDeadline(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	var out, errOut syncBuffer
+	out, errOut := newSyncBuffer(), newSyncBuffer()
 	hup := make(chan os.Signal)
 	stderr := logWriter(t)
 	go func() {
-		m := &Main{Stdin: strings.NewReader(""), Stdout: &out, Stderr: io.MultiWriter(stderr, &errOut), Version: "test",
+		m := &Main{Stdin: strings.NewReader(""), Stdout: out, Stderr: io.MultiWriter(stderr, errOut), Version: "test",
 			Reloads: func() (<-chan os.Signal, func()) { return hup, func() {} }}
 		done <- m.Run(ctx, []string{"proglogctl", "serve", "--dev", "--nodes", strconv.Itoa(n),
 			"--dev-port", strconv.Itoa(base), "--data-dir", dataDir, "--log-level", "warn"})
 	}()
-	c := &devCluster{hup: hup, stderr: &errOut, stop: sync.OnceValue(func() error {
+	c := &devCluster{hup: hup, stderr: errOut, stop: sync.OnceValue(func() error {
 		cancel()
 		select {
 		case err := <-done:

@@ -267,9 +267,9 @@ func TestServeFailedStartLeavesNothing(t *testing.T) {
 	held.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	var log syncBuffer
+	log := newSyncBuffer()
 	go func() {
-		m := &Main{Stdin: strings.NewReader(""), Stdout: logWriter(t), Stderr: io.MultiWriter(logWriter(t), &log), Version: "test"}
+		m := &Main{Stdin: strings.NewReader(""), Stdout: logWriter(t), Stderr: io.MultiWriter(logWriter(t), log), Version: "test"}
 		done <- m.Run(ctx, append([]string{"proglogctl"}, slices.Replace(args, len(args)-1, len(args), "info")...))
 	}()
 	defer func() {

@@ -99,10 +99,10 @@ func TestConsumeByTime(t *testing.T) {
 
 	t.Run("tail since", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
-		var out syncBuffer
+		out := newSyncBuffer()
 		done := make(chan error, 1)
 		go func() {
-			m := &Main{Stdin: strings.NewReader(""), Stdout: &out, Stderr: logWriter(t), now: func() time.Time { return mid.Add(10 * time.Minute) }}
+			m := &Main{Stdin: strings.NewReader(""), Stdout: out, Stderr: logWriter(t), now: func() time.Time { return mid.Add(10 * time.Minute) }}
 			done <- m.Run(ctx, []string{"proglogctl", "tail", "--since", "10m"})
 		}()
 		stop := sync.OnceValue(func() error { cancel(); return <-done })
