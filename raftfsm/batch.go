@@ -10,11 +10,12 @@ import (
 	"github.com/proglogctl/proglogctl/raftfsm/replica"
 )
 
-// CheckRecord returns a *RecordTooLargeError when r is over the record limit.
-// It is the one place a record's size is checked on its way in.
+// CheckRecord refuses r with an error matching replica.ErrRecordTooLarge
+// when it is over the record limit. It is the one place a record's size is
+// checked on its way in.
 func (l *Log) CheckRecord(r []byte) error {
 	if len(r) > l.conf.Store.MaxRecordBytes {
-		return &replica.RecordTooLargeError{Size: len(r), Max: l.conf.Store.MaxRecordBytes}
+		return fmt.Errorf("%w: the record is %d bytes, the limit is %d", replica.ErrRecordTooLarge, len(r), l.conf.Store.MaxRecordBytes)
 	}
 	return nil
 }
@@ -22,10 +23,8 @@ func (l *Log) CheckRecord(r []byte) error {
 // checkRecords is CheckRecord over a batch, naming the record by its index.
 func (l *Log) checkRecords(recs [][]byte) error {
 	for i, r := range recs {
-		var tooLarge *replica.RecordTooLargeError
-		if err := l.CheckRecord(r); errors.As(err, &tooLarge) {
-			tooLarge.Index = i
-			return tooLarge
+		if len(r) > l.conf.Store.MaxRecordBytes {
+			return fmt.Errorf("%w: record %d of the batch is %d bytes, the limit is %d", replica.ErrRecordTooLarge, i, len(r), l.conf.Store.MaxRecordBytes)
 		}
 	}
 	return nil

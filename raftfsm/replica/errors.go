@@ -24,7 +24,8 @@ var (
 	ErrShutdownTimeout = errors.New("replica: Raft did not shut down")
 	// ErrOffsetOutOfRange is matched by *OutOfRangeError.
 	ErrOffsetOutOfRange = errors.New("replica: offset out of range")
-	// ErrRecordTooLarge is matched by *RecordTooLargeError.
+	// ErrRecordTooLarge refuses a record over the record limit; nothing of
+	// its batch is appended.
 	ErrRecordTooLarge = errors.New("replica: record too large")
 	// ErrBatchTooLarge is matched by *BatchTooLargeError.
 	ErrBatchTooLarge = errors.New("replica: batch larger than one atomic append")
@@ -70,21 +71,6 @@ func (e *OutOfRangeError) Error() string {
 
 // Is makes errors.Is(err, ErrOffsetOutOfRange) true.
 func (e *OutOfRangeError) Is(target error) bool { return target == ErrOffsetOutOfRange }
-
-// RecordTooLargeError names a record over the record limit; nothing of its
-// batch is appended.
-type RecordTooLargeError struct {
-	Index int // position of the record in its batch
-	Size  int
-	Max   int
-}
-
-func (e *RecordTooLargeError) Error() string {
-	return fmt.Sprintf("replica: record %d is %d bytes, the limit is %d", e.Index, e.Size, e.Max)
-}
-
-// Is makes errors.Is(err, ErrRecordTooLarge) true.
-func (e *RecordTooLargeError) Is(target error) bool { return target == ErrRecordTooLarge }
 
 // BatchTooLargeError refuses an atomic batch that does not fit one Raft entry:
 // Raft would carry it in several, which could commit in part.

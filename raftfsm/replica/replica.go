@@ -63,8 +63,8 @@ type Config interface {
 // Log is one server's replica of the log. Its methods are safe for
 // concurrent use.
 type Log interface {
-	// CheckRecord returns a *RecordTooLargeError when r is over the
-	// record limit.
+	// CheckRecord refuses r with an error matching ErrRecordTooLarge when
+	// it is over the record limit.
 	CheckRecord(r []byte) error
 	// AppendAs appends recs as one atomic batch and waits until they are
 	// committed and applied here. A producer id and sequence (producer ""
