@@ -78,7 +78,8 @@ func writeServers(w io.Writer, servers []*logv1.Server, asJSON, terminal bool) e
 	leads := leader != nil && leader.State == stateLeader
 	rows := make([]serverRow, len(servers))
 	for i, s := range servers {
-		rows[i] = serverRow{ID: s.Id, RPCAddr: s.RpcAddr, IsLeader: s.IsLeader, IsVoter: s.IsVoter, State: s.State, Durability: durabilityName(s.Durability)}
+		rows[i] = serverRow{serverPosition: serverPosition{ID: s.Id, RPCAddr: s.RpcAddr, IsLeader: s.IsLeader, State: s.State},
+			IsVoter: s.IsVoter, Durability: durabilityName(s.Durability)}
 		if known(s) {
 			next, lowest := s.NextOffset, s.LowestOffset
 			rows[i].NextOffset, rows[i].LowestOffset = &next, &lowest
@@ -124,21 +125,25 @@ func known(s *logv1.Server) bool {
 	return s.State != "" && s.State != discovery.StateUnreachable
 }
 
-// serverRow is one server as `servers` prints it. NextOffset, Lag (how many
-// records it trails the leader by) and LowestOffset (its oldest retained
-// record) are nil when unknown. Plain output keeps its columns in this order;
-// new ones go at the end.
-type serverRow struct {
-	ID         string  `json:"id"`
-	RPCAddr    string  `json:"rpc_addr"`
-	IsLeader   bool    `json:"is_leader"`
-	IsVoter    bool    `json:"is_voter"`
-	State      string  `json:"state,omitempty"`
-	NextOffset *uint64 `json:"next_offset,omitempty"`
-	Lag        *uint64 `json:"lag,omitempty"`
-	// LowestOffset and Durability are last: plain output's columns are
-	// appended to, never reordered.
+// serverPosition is a server and where its log stands, as `servers` and
+// `verify` report it. NextOffset, Lag (how many records it trails the
+// leader by) and LowestOffset (its oldest retained record) are nil when
+// unknown.
+type serverPosition struct {
+	ID           string  `json:"id"`
+	RPCAddr      string  `json:"rpc_addr"`
+	IsLeader     bool    `json:"is_leader"`
+	State        string  `json:"state,omitempty"`
+	NextOffset   *uint64 `json:"next_offset,omitempty"`
+	Lag          *uint64 `json:"lag,omitempty"`
 	LowestOffset *uint64 `json:"lowest_offset,omitempty"`
+}
+
+// serverRow is one server as `servers` prints it. Plain output keeps its
+// columns in the order of cells; new ones go at the end.
+type serverRow struct {
+	serverPosition
+	IsVoter bool `json:"is_voter"`
 	// Durability is what an acknowledgement from the server guarantees
 	// (durabilityName), as it reports it; empty when unknown.
 	Durability string `json:"durability,omitempty"`

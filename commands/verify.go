@@ -80,17 +80,11 @@ type verifyRange struct {
 // verifyNode is one server as verify found it. Pointers are nil when
 // unknown.
 type verifyNode struct {
-	ID           string   `json:"id"`
-	RPCAddr      string   `json:"rpc_addr"`
-	IsLeader     bool     `json:"is_leader"`
-	State        string   `json:"state"`
-	LowestOffset *uint64  `json:"lowest_offset,omitempty"`
-	NextOffset   *uint64  `json:"next_offset,omitempty"`
-	Lag          *uint64  `json:"lag,omitempty"`
-	Batch        string   `json:"batch,omitempty"` // ok, or what differs
-	RangeSHA256  string   `json:"range_sha256,omitempty"`
-	Status       string   `json:"status"` // ok, lagging, differs, unreachable
-	Problems     []string `json:"problems,omitempty"`
+	serverPosition
+	Batch       string   `json:"batch,omitempty"` // ok, or what differs
+	RangeSHA256 string   `json:"range_sha256,omitempty"`
+	Status      string   `json:"status"` // ok, lagging, differs, unreachable
+	Problems    []string `json:"problems,omitempty"`
 
 	sc   *discovery.ServerClient
 	crcs []uint32 // crc32c of each record of the range
@@ -150,7 +144,7 @@ func runVerify(c *cli.Context) error {
 
 	nodes := make([]*verifyNode, len(servers))
 	for i, s := range servers {
-		nodes[i] = &verifyNode{ID: s.Id, RPCAddr: s.RpcAddr, Status: verifyOK}
+		nodes[i] = &verifyNode{serverPosition: serverPosition{ID: s.Id, RPCAddr: s.RpcAddr}, Status: verifyOK}
 	}
 	defer func() {
 		for _, n := range nodes {

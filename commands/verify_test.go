@@ -197,10 +197,10 @@ func TestVerify_output(t *testing.T) {
 		Range:     &verifyRange{From: 0, To: 100},
 		Reference: "n1",
 		Servers: []verifyNode{
-			{ID: "n1", RPCAddr: "10.0.0.1:8400", IsLeader: true, State: "Leader", LowestOffset: u(0), NextOffset: u(100), Lag: u(0), Batch: "ok", RangeSHA256: sum, Status: verifyOK},
-			{ID: "n2", RPCAddr: "10.0.0.2:8400", State: "Follower", LowestOffset: u(0), NextOffset: u(100), Lag: u(0), Batch: "ok", RangeSHA256: strings.Repeat("cd", 32), Status: verifyDiffers,
+			{serverPosition: serverPosition{ID: "n1", RPCAddr: "10.0.0.1:8400", IsLeader: true, State: "Leader", LowestOffset: u(0), NextOffset: u(100), Lag: u(0)}, Batch: "ok", RangeSHA256: sum, Status: verifyOK},
+			{serverPosition: serverPosition{ID: "n2", RPCAddr: "10.0.0.2:8400", State: "Follower", LowestOffset: u(0), NextOffset: u(100), Lag: u(0)}, Batch: "ok", RangeSHA256: strings.Repeat("cd", 32), Status: verifyDiffers,
 				Problems: []string{"records differ from n1's at offset 42"}},
-			{ID: "n3", RPCAddr: "10.0.0.3:8400", Status: verifyUnreachable, Problems: []string{"Unavailable: connection error: desc = \"transport: Error while dialing: dial tcp 10.0.0.3:8400: connect: connection refused\""}},
+			{serverPosition: serverPosition{ID: "n3", RPCAddr: "10.0.0.3:8400"}, Status: verifyUnreachable, Problems: []string{"Unavailable: connection error: desc = \"transport: Error while dialing: dial tcp 10.0.0.3:8400: connect: connection refused\""}},
 		},
 		Result: "disagreement", ExitCode: ExitError,
 	}
@@ -221,10 +221,10 @@ func TestVerify_lag(t *testing.T) {
 	u := func(v uint64) *uint64 { return &v }
 	nodes := func() []*verifyNode {
 		return []*verifyNode{
-			{ID: "a", NextOffset: u(100), Status: verifyOK},
-			{ID: "b", NextOffset: u(120), IsLeader: true, Status: verifyOK},
-			{ID: "c", NextOffset: u(130), Status: verifyOK}, // ahead of what the leader said a moment before
-			{ID: "d", Status: verifyUnreachable},
+			{serverPosition: serverPosition{ID: "a", NextOffset: u(100)}, Status: verifyOK},
+			{serverPosition: serverPosition{ID: "b", NextOffset: u(120), IsLeader: true}, Status: verifyOK},
+			{serverPosition: serverPosition{ID: "c", NextOffset: u(130)}, Status: verifyOK}, // ahead of what the leader said a moment before
+			{serverPosition: serverPosition{ID: "d"}, Status: verifyUnreachable},
 		}
 	}
 	tests := []struct {
