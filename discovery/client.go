@@ -228,11 +228,13 @@ const (
 // outcome is unknown is never sent again, but the cluster is asked for its
 // servers afresh when it timed out or the server went away (a paused or
 // dead leader), so the next write goes to the leader it has now.
-func (c *Client) write(ctx context.Context, call func(p *peer.Peer) error) error {
+func (c *Client) write(ctx context.Context, call func(ctx context.Context, p *peer.Peer) error) error {
 	wait := rewriteMin
 	for {
 		var p peer.Peer
-		err := call(&p)
+		actx, stop := c.watchLeader(ctx)
+		err := leaderMoved(actx, call(actx, &p))
+		stop()
 		if err == nil || !notAppended(err) {
 			if code := status.Code(err); code == codes.DeadlineExceeded || code == codes.Unavailable {
 				c.rb.resolveNow()
@@ -243,6 +245,62 @@ func (c *Client) write(ctx context.Context, call func(p *peer.Peer) error) error
 			return &NotSentError{Err: err}
 		}
 	}
+}
+
+const (
+	// stallAfter is how long a write waits for its answer before the
+	// client asks the cluster, every stallCheck, whether the server it
+	// went to still leads (watchLeader). A paused or cut-off leader answers
+	// nothing until it is back, long after the others have elected another.
+	stallAfter = 300 * time.Millisecond
+	stallCheck = 100 * time.Millisecond
+)
+
+// errLeaderMoved ends an attempt whose server stopped leading while the
+// write was in flight.
+var errLeaderMoved = errors.New("the cluster has another leader than the server the write went to, which has not answered")
+
+// watchLeader returns the context of one attempt of a write and the func
+// that ends it. Once the attempt has waited stallAfter for its answer, the
+// cluster is asked for its servers every stallCheck, and when a leader other
+// than the server the attempt went to answers for itself that it leads, the
+// attempt is cancelled with errLeaderMoved (see leaderMoved): its outcome is
+// unknown, as after any leader change, but the client need not wait for the
+// old leader to come back or for its deadline to know that.
+func (c *Client) watchLeader(ctx context.Context) (context.Context, func()) {
+	var picked atomic.Pointer[string]
+	actx, cancel := context.WithCancelCause(noticingPick(ctx, &picked))
+	done := make(chan struct{})
+	t := time.AfterFunc(stallAfter, func() {
+		tick := time.NewTicker(stallCheck)
+		defer tick.Stop()
+		for {
+			c.rb.resolveNow()
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			if to, l := picked.Load(), c.rb.leader(); to != nil && l != "" && l != *to {
+				cancel(errLeaderMoved)
+				return
+			}
+		}
+	})
+	return actx, func() {
+		t.Stop()
+		close(done)
+		cancel(nil)
+	}
+}
+
+// leaderMoved turns err, an attempt's that watchLeader cancelled, into an
+// UNAVAILABLE status that says so; any other err is returned as it is.
+func leaderMoved(actx context.Context, err error) error {
+	if err != nil && errors.Is(context.Cause(actx), errLeaderMoved) && status.Code(err) == codes.Canceled {
+		return status.Error(codes.Unavailable, errLeaderMoved.Error()+": the outcome is unknown")
+	}
+	return err
 }
 
 // waitToResend asks the cluster for its servers afresh and waits *wait
@@ -271,7 +329,7 @@ func (c *Client) waitToResend(ctx context.Context, wait *time.Duration) bool {
 // appended is a *NotSentError. ProduceBatchAs retries every unknown outcome.
 func (c *Client) Produce(ctx context.Context, value []byte) (uint64, error) {
 	var res *logv1.ProduceResponse
-	err := c.write(ctx, func(p *peer.Peer) (err error) {
+	err := c.write(ctx, func(ctx context.Context, p *peer.Peer) (err error) {
 		res, err = c.log.Produce(ctx, &logv1.ProduceRequest{Record: &logv1.Record{Value: value}}, waitReady, grpc.Peer(p))
 		return err
 	})
@@ -291,7 +349,7 @@ func (c *Client) ProduceBatch(ctx context.Context, values [][]byte) (first uint6
 		req.Records[i] = &logv1.Record{Value: v}
 	}
 	var res *logv1.ProduceBatchResponse
-	err = c.write(ctx, func(p *peer.Peer) (err error) {
+	err = c.write(ctx, func(ctx context.Context, p *peer.Peer) (err error) {
 		res, err = c.log.ProduceBatch(ctx, req, waitReady, grpc.Peer(p))
 		return err
 	})
@@ -359,7 +417,9 @@ func (c *Client) writeAgain(ctx context.Context, call func(ctx context.Context, 
 			}
 		}
 		var p peer.Peer
-		err := call(actx, &p)
+		actx, stop := c.watchLeader(actx)
+		err := leaderMoved(actx, call(actx, &p))
+		stop()
 		cancel()
 		if err == nil {
 			return attempt, nil

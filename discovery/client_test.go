@@ -22,10 +22,11 @@ import (
 )
 
 const (
-	methodProduce = "/log.v1.Log/Produce"
-	methodConsume = "/log.v1.Log/Consume"
-	methodOffsets = "/log.v1.Log/GetOffsets"
-	methodStream  = "/log.v1.Log/ConsumeBatchStream"
+	methodProduce      = "/log.v1.Log/Produce"
+	methodProduceBatch = "/log.v1.Log/ProduceBatch"
+	methodConsume      = "/log.v1.Log/Consume"
+	methodOffsets      = "/log.v1.Log/GetOffsets"
+	methodStream       = "/log.v1.Log/ConsumeBatchStream"
 )
 
 func TestClientWritesFollowTheLeader(t *testing.T) {

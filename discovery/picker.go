@@ -42,6 +42,15 @@ func avoiding(ctx context.Context, addrs []string) context.Context {
 	return context.WithValue(ctx, avoidKey{}, addrs)
 }
 
+// pickedKey is a context key: Pick stores the address of the connection it
+// chose for a call carrying it in the *atomic.Pointer[string] value, so a
+// write in flight knows which server it went to (watchLeader).
+type pickedKey struct{}
+
+func noticingPick(ctx context.Context, addr *atomic.Pointer[string]) context.Context {
+	return context.WithValue(ctx, pickedKey{}, addr)
+}
+
 // pickerBuilder builds a picker over the ready connections each time they or
 // the resolver's addresses change.
 type pickerBuilder struct{}
@@ -108,6 +117,10 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	}
 	if sc == nil {
 		return balancer.PickResult{}, balancer.ErrNoSubConnAvailable
+	}
+	if picked, _ := info.Ctx.Value(pickedKey{}).(*atomic.Pointer[string]); picked != nil {
+		addr := p.addrs[sc]
+		picked.Store(&addr)
 	}
 	return balancer.PickResult{SubConn: sc}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -49,6 +50,18 @@ type resolverBuilder struct {
 	opts     []grpc.DialOption // for its connections to one server
 	reach    *reach            // the Client's, told how each resolve went
 	now      chan struct{}     // a token asks the resolver to resolve at once
+	// confirmed is the address of the last leader that answered for
+	// itself that it leads; nil before one did.
+	confirmed atomic.Pointer[string]
+}
+
+// leader returns the address of the last leader that answered for itself,
+// "" before one did.
+func (b *resolverBuilder) leader() string {
+	if l := b.confirmed.Load(); l != nil {
+		return *l
+	}
+	return ""
 }
 
 // resolveNow asks the resolver to ask the cluster again at once.
@@ -69,15 +82,16 @@ func (b *resolverBuilder) Scheme() string { return Scheme }
 func (b *resolverBuilder) Build(_ resolver.Target, cc resolver.ClientConn, _ resolver.BuildOptions) (resolver.Resolver, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &clusterResolver{
-		cc:       cc,
-		seeds:    slices.Clone(b.seeds),
-		creds:    credentials.NewTLS(b.tlsConf),
-		interval: b.interval,
-		opts:     b.opts,
-		reach:    b.reach,
-		now:      b.now,
-		ctx:      ctx,
-		cancel:   cancel,
+		cc:        cc,
+		seeds:     slices.Clone(b.seeds),
+		creds:     credentials.NewTLS(b.tlsConf),
+		interval:  b.interval,
+		opts:      b.opts,
+		reach:     b.reach,
+		now:       b.now,
+		confirmed: &b.confirmed,
+		ctx:       ctx,
+		cancel:    cancel,
 	}
 	r.wg.Add(1)
 	go r.run()
@@ -98,6 +112,8 @@ type clusterResolver struct {
 	interval time.Duration
 	opts     []grpc.DialOption
 	reach    *reach
+
+	confirmed *atomic.Pointer[string] // the builder's
 
 	known []string         // servers of the last answer, leader first
 	addr  string           // address conn is connected to
@@ -305,6 +321,10 @@ func (r *clusterResolver) resolve() bool {
 		// The balancer refused the state (no addresses); gRPC calls
 		// ResolveNow again.
 		return false
+	}
+	if leads() {
+		l := leaderOf(servers)
+		r.confirmed.Store(&l)
 	}
 	return leads()
 }

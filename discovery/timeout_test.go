@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -323,4 +324,73 @@ func TestTimedOutWriteAsksForTheServers(t *testing.T) {
 	nodetest.WaitFor(t, 5*time.Second, "the client to ask for the servers again after a write timed out", func() bool {
 		return s.asks.Load() > asked
 	})
+}
+
+// pausedLeader is a server that leads until a write reaches it, and then is
+// paused (SIGSTOP): it answers nothing more, neither the write nor
+// GetServers, while the other server, follower until then, leads.
+type pausedLeader struct {
+	logv1.UnimplementedLogServer
+	addr, other string
+	paused      atomic.Bool
+}
+
+func (s *pausedLeader) GetServers(ctx context.Context, _ *logv1.GetServersRequest) (*logv1.GetServersResponse, error) {
+	if s.paused.Load() {
+		<-ctx.Done()
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
+	self := &logv1.Server{Id: "paused", RpcAddr: s.addr, IsVoter: true, IsLeader: true, State: "Leader"}
+	return &logv1.GetServersResponse{Self: self, Servers: []*logv1.Server{self, {Id: "other", RpcAddr: s.other, IsVoter: true}}}, nil
+}
+
+func (s *pausedLeader) hang(ctx context.Context) error {
+	s.paused.Store(true)
+	<-ctx.Done()
+	return status.FromContextError(ctx.Err()).Err()
+}
+
+func (s *pausedLeader) Produce(ctx context.Context, _ *logv1.ProduceRequest) (*logv1.ProduceResponse, error) {
+	return nil, s.hang(ctx)
+}
+
+func (s *pausedLeader) ProduceBatch(ctx context.Context, _ *logv1.ProduceBatchRequest) (*logv1.ProduceBatchResponse, error) {
+	return nil, s.hang(ctx)
+}
+
+// A write in flight to a leader that stops answering ends as soon as another
+// server answers for itself that it leads, well within its deadline: a
+// write without a producer id as UNAVAILABLE (its outcome is unknown), an
+// exactly-once write sent again to the new leader and acknowledged there.
+func TestWriteToAPausedLeaderEndsWhenAnotherLeads(t *testing.T) {
+	c := startCluster(t, 1)
+	leader := c.Leader(t)
+	for _, exactlyOnce := range []bool{false, true} {
+		ln := nodetest.Listen(t)
+		stub := &pausedLeader{addr: ln.Addr().String(), other: leader.Addr()}
+		nodetest.Serve(t, ln, stub, nodetest.ServerTLS(t, c.PKI.Dir))
+		var s served
+		cl := c.dial(t, discovery.Scheme+"://"+stub.addr, &s)
+		// Far longer than the election and the client's checks take, so a
+		// write that waits for its deadline fails the test.
+		ctx, cancel := context.WithTimeout(nodetest.Context(t), time.Minute)
+		if !exactlyOnce {
+			_, err := cl.Produce(ctx, []byte("unknown outcome"))
+			if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "another leader") {
+				t.Fatalf("Produce to a paused leader = %v, want UNAVAILABLE naming another leader", err)
+			}
+		} else {
+			res, err := cl.ProduceBatchAs(ctx, "paused-test", 1, [][]byte{[]byte("sent again")})
+			if err != nil || res.Attempts < 2 {
+				t.Fatalf("ProduceBatchAs through a paused leader = %+v, %v: want it acknowledged by the new leader on a later attempt", res, err)
+			}
+			if got := s.lastAddr(methodProduceBatch); got != leader.Addr() {
+				t.Fatalf("the last attempt went to %s, want the new leader %s", got, leader.Addr())
+			}
+		}
+		cancel()
+		if !stub.paused.Load() {
+			t.Fatal("the write never reached the paused leader")
+		}
+	}
 }
