@@ -175,7 +175,9 @@ const maxUnconfirmedWait = 400 * time.Millisecond
 
 // hedgeDelay is how long resolve waits for a server's answer before it asks
 // the next candidate as well, so a server that accepts and never answers
-// delays finding the cluster by this much, not by askTimeout.
+// delays finding the cluster by this much, not by askTimeout; once every
+// server was asked and one answered, it is also how long the silent ones
+// get.
 const hedgeDelay = 250 * time.Millisecond
 
 // answer is one server's GetServers answer, with the connection it came over.
@@ -265,18 +267,29 @@ func (r *clusterResolver) resolve() bool {
 				confirmed = confirmed || (l == a.addr && leaderOf(keep[best].servers) == l)
 				askLeaderNext(a)
 			}
-			if leads() {
+			switch {
+			case leads():
 				cancel() // the others' answers are not needed
-			} else if asked < len(candidates) && r.ctx.Err() == nil {
+			case asked < len(candidates) && r.ctx.Err() == nil:
 				askNext()
 				pending++
 				hedge.Reset(hedgeDelay)
+			case best >= 0:
+				hedge.Reset(hedgeDelay) // how long the silent ones get
 			}
 		case <-hedge.C:
-			if asked < len(candidates) && r.ctx.Err() == nil && !leads() {
+			switch {
+			case leads():
+			case asked < len(candidates) && r.ctx.Err() == nil:
 				askNext()
 				pending++
 				hedge.Reset(hedgeDelay)
+			case best >= 0:
+				// Every server was asked, some answered without a leader
+				// confirming itself, and the rest are silent (a paused
+				// leader, say): use what came, and the caller asks again
+				// soon, rather than wait askTimeout for them.
+				cancel()
 			}
 		}
 	}

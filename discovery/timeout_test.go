@@ -394,3 +394,32 @@ func TestWriteToAPausedLeaderEndsWhenAnotherLeads(t *testing.T) {
 		}
 	}
 }
+
+// When every server has been asked and none that answered names a leader
+// that confirms itself, the resolver does not wait out its ask timeout for
+// the silent ones (a paused leader): it uses the answers it has and asks
+// again, so a write finds the leader the answers listed. Here the first seed
+// never answers and the second names a dead leader, with the real one among
+// its followers.
+func TestResolverDoesNotWaitForSilentServersOnceAllWereAsked(t *testing.T) {
+	c := startCluster(t, 1)
+	leader := c.Leader(t)
+	hung := startHungListener(t)
+	dead := nodetest.Listen(t)
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	ln := nodetest.Listen(t)
+	stale := &staleServer{addr: ln.Addr().String(), dead: deadAddr, leader: leader.Addr()}
+	nodetest.Serve(t, ln, stale, nodetest.ServerTLS(t, c.PKI.Dir))
+
+	var s served
+	cl := c.dial(t, discovery.Scheme+"://"+hung+","+stale.addr, &s)
+	ctx, cancel := context.WithTimeout(nodetest.Context(t), 2*time.Second) // the ask timeout is 3 s
+	defer cancel()
+	if _, err := cl.Produce(ctx, []byte("found")); err != nil {
+		t.Fatalf("Produce with one seed silent and the other naming a dead leader: %v", err)
+	}
+	if got := s.lastAddr(methodProduce); got != leader.Addr() {
+		t.Fatalf("Produce went to %s, want the leader %s", got, leader.Addr())
+	}
+}
