@@ -80,7 +80,7 @@ type devCluster struct {
 
 // startDev starts a dev cluster of n nodes on free ports with its config
 // directory and data in temporary directories.
-func startDev(t *testing.T, n int) *devCluster {
+func startDev(t testing.TB, n int) *devCluster {
 	t.Helper()
 	isolateConfig(t)
 	return serveDev(t, n, 0, t.TempDir())
@@ -88,7 +88,7 @@ func startDev(t *testing.T, n int) *devCluster {
 
 // isolateConfig points the config directory (XDG_CONFIG_HOME) at a temporary
 // directory and clears the PROGLOG_* variables for the test.
-func isolateConfig(t *testing.T) {
+func isolateConfig(t testing.TB) {
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 	for _, v := range os.Environ() {
 		if k, _, _ := strings.Cut(v, "="); strings.HasPrefix(k, "PROGLOG_") {
@@ -105,7 +105,7 @@ func isolateConfig(t *testing.T) {
 // A base of 0 gives the nodes ports the system picks, which another process
 // may take once they are free again; a cluster that restarts on its
 // recorded ports starts on a base from freeDevBase instead.
-func serveDev(t *testing.T, n, base int, dataDir string) *devCluster {
+func serveDev(t testing.TB, n, base int, dataDir string) *devCluster {
 	t.Helper()
 	nodetest.EnsureDeadline(t)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -172,6 +172,11 @@ func (c *Client) Close() error {
 // until its context ends, instead of failing while none is ready.
 var waitReady = grpc.WaitForReady(true)
 
+// decodeBatches makes a ConsumeBatchStream decode its messages with
+// batchCodec. (ForceCodecV2 is marked experimental in grpc-go; should it go,
+// the stream falls back to the default codec by dropping this option.)
+var decodeBatches = grpc.ForceCodecV2(newBatchCodec())
+
 // NotSentError is the error of a write that certainly was not appended: it
 // never reached a server (no leader was ready before the context ended), or
 // every server it reached refused it without appending it (ReasonNotAppended)
@@ -587,7 +592,8 @@ func ConnectTo(to map[string]string) grpc.DialOption {
 }
 
 // Read calls fn for each record from `from` on, in order, using
-// ConsumeBatchStream. With follow it waits for new records until ctx ends;
+// ConsumeBatchStream. The record is fn's until fn returns: its memory holds
+// a later record after that, so fn copies what it keeps (string(r.Value)). With follow it waits for new records until ctx ends;
 // without it, it stops at the log's end (as of the call) or before `to`
 // (to==0: no bound). If the server it reads from fails or the stream breaks
 // (UNAVAILABLE), it resumes from the next offset on another server: no
@@ -607,6 +613,21 @@ func ConnectTo(to map[string]string) grpc.DialOption {
 // no server sends the next record within the answer timeout, Read fails with
 // DEADLINE_EXCEEDED.
 func (c *Client) Read(ctx context.Context, from, to uint64, follow bool, fn func(*logv1.Record) error) error {
+	return c.ReadBatches(ctx, from, to, follow, func(recs []*logv1.Record) error {
+		for _, r := range recs {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ReadBatches is Read with fn called once for the records of each message a
+// server sends (one or more, at consecutive offsets, none seen before), so
+// that a caller can act once per batch (flush its output) rather than per
+// record. recs are fn's until it returns, as in Read.
+func (c *Client) ReadBatches(ctx context.Context, from, to uint64, follow bool, fn func([]*logv1.Record) error) error {
 	wait := c.AnswerTimeout()
 	w := &readWatch{stall: max(wait/4, minStall)}
 	end := to
@@ -738,7 +759,7 @@ type fnError struct{ err error }
 func (e fnError) Error() string { return e.err.Error() }
 
 // readOnce runs one stream without follow and returns its result.
-func (c *Client) readOnce(ctx context.Context, from, to uint64, follow bool, fn func(*logv1.Record) error) error {
+func (c *Client) readOnce(ctx context.Context, from, to uint64, follow bool, fn func([]*logv1.Record) error) error {
 	off := from
 	err := c.streamReq(ctx, &off, &logv1.ConsumeBatchRequest{Offset: from, EndOffset: to, Follow: follow}, nil, fn)
 	var fe fnError
@@ -749,37 +770,48 @@ func (c *Client) readOnce(ctx context.Context, from, to uint64, follow bool, fn 
 }
 
 // stream reads with follow from *off up to end (0: no bound), advancing *off
-// past each record fn accepted. It returns nil when the stream ends cleanly.
-func (c *Client) stream(ctx context.Context, off *uint64, end uint64, w *readWatch, fn func(*logv1.Record) error) error {
+// past each batch of records fn accepted. It returns nil when the stream ends cleanly.
+func (c *Client) stream(ctx context.Context, off *uint64, end uint64, w *readWatch, fn func([]*logv1.Record) error) error {
 	return c.streamReq(ctx, off, &logv1.ConsumeBatchRequest{Offset: *off, EndOffset: end, Follow: true}, w, fn)
 }
 
 // recvResult is one Recv of a stream.
 type recvResult struct {
-	res *logv1.ConsumeBatchResponse
+	res *batch
 	err error
 }
 
 // streamReq runs one ConsumeBatchStream. With w, a stream that stays quiet
 // for w.stall while records exist at *off is given up (UNAVAILABLE) and its
 // server added to w.avoid.
-func (c *Client) streamReq(ctx context.Context, off *uint64, req *logv1.ConsumeBatchRequest, w *readWatch, fn func(*logv1.Record) error) error {
+func (c *Client) streamReq(ctx context.Context, off *uint64, req *logv1.ConsumeBatchRequest, w *readWatch, fn func([]*logv1.Record) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	s, err := c.log.ConsumeBatchStream(ctx, req, waitReady)
+	s, err := c.log.ConsumeBatchStream(ctx, req, waitReady, decodeBatches)
 	if err != nil {
 		return err
 	}
 	// Recv runs on a goroutine of its own so a quiet stream can be timed;
-	// it ends when the stream does or ctx is cancelled, and is joined.
+	// it ends when the stream does or ctx is cancelled, and is joined. It
+	// decodes into two batches in turn, each back in free once fn is done
+	// with its records.
+	free := make(chan *batch, 2)
+	free <- new(batch)
+	free <- new(batch)
 	msgs := make(chan recvResult)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for {
-			res, err := s.Recv()
+			var b *batch
 			select {
-			case msgs <- recvResult{res, err}:
+			case b = <-free:
+			case <-ctx.Done():
+				return
+			}
+			err := s.RecvMsg(b)
+			select {
+			case msgs <- recvResult{b, err}:
 			case <-ctx.Done():
 				return
 			}
@@ -825,17 +857,25 @@ func (c *Client) streamReq(ctx context.Context, off *uint64, req *logv1.ConsumeB
 		if r.err != nil {
 			return r.err
 		}
-		for _, rec := range r.res.Records {
-			switch {
-			case rec.Offset < *off:
-				continue // already delivered
-			case rec.Offset > *off:
-				return fmt.Errorf("discovery: record %d arrived where %d was expected", rec.Offset, *off)
-			}
-			if err := fn(rec); err != nil {
+		recs := r.res.recs
+		for len(recs) > 0 && recs[0].Offset < *off {
+			recs = recs[1:] // already delivered
+		}
+		// The records from *off on, in order; those before a gap are
+		// delivered before the gap is reported.
+		n := 0
+		for n < len(recs) && recs[n].Offset == *off+uint64(n) {
+			n++
+		}
+		if n > 0 {
+			if err := fn(recs[:n:n]); err != nil {
 				return fnError{err}
 			}
-			*off++
+			*off += uint64(n)
+		}
+		free <- r.res
+		if n < len(recs) {
+			return fmt.Errorf("discovery: record %d arrived where %d was expected", recs[n].Offset, *off)
 		}
 		if w != nil {
 			w.progressAt = time.Now()

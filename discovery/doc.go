@@ -88,7 +88,11 @@
 // the picker chooses; a stream that stays quiet while records exist is given
 // up, and its server avoided, so a server that cannot answer costs a read a
 // quarter of the answer timeout, and no answer at all ends it within the
-// timeout (SetAnswerTimeout).
+// timeout (SetAnswerTimeout). A read decodes the stream's messages itself
+// (batchCodec, a forced codec on that call only): each message is copied once
+// into one of two buffers the read alternates between, and its records'
+// values are slices of it, so a record handed to Read's or ReadBatches'
+// function is valid until the function returns.
 //
 // Until a server has first answered, a client fails fast: calls wait for the
 // resolver's first answer (an interceptor, before gRPC picks a connection),
