@@ -102,3 +102,24 @@ func TestRetentionIsTheSameOnEveryReplica(t *testing.T) {
 		t.Fatalf("leader replica.Stats = %+v", s)
 	}
 }
+
+// TestRetentionByAgeWithoutWrites: an age limit drops old segments of a log
+// nobody writes to any more, as the replica applies retention on a ticker
+// (sealing a segment is what applies it otherwise).
+func TestRetentionByAgeWithoutWrites(t *testing.T) {
+	tc := newTestClusterWith(t, 1, func(i int, dir string, c *Config) {
+		retentionConfig(i, dir, c)
+		c.Store.RetainBytes = 0
+		c.Store.RetainAge = time.Second
+	})
+	tc.appendValues(0, 2000) // several sealed segments
+	l := tc.nodes[0]
+	// Sealing the last segments applied the limit when they were fresh;
+	// only the ticker drops them once they are older than it.
+	waitFor(t, 20*time.Second, "the age limit to drop every sealed segment of an idle log", func() bool {
+		return l.Stats().Store.Segments == 1
+	})
+	if st := l.Stats().Store; st.DroppedSegments == 0 || st.LowestOffset == 0 || st.NextOffset != 2000 {
+		t.Fatalf("after the age limit: %+v", st)
+	}
+}
