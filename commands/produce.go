@@ -3,11 +3,13 @@ package commands
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -145,51 +147,92 @@ func (r *produceRun) close() {
 	r.in.close()
 }
 
-// produceAll sends the input in batches, each what has arrived while the one
-// before was in flight, until the input ends, a batch fails, or produce is
+// produceAll sends the input in batches, each what has arrived while the
+// ones before were in flight, up to produceWindow of them committing at
+// once on a stream, until the input ends, a batch fails, or produce is
 // interrupted while waiting for input (then interrupted is true).
 func (r *produceRun) produceAll() (interrupted bool, err error) {
 	ra := readInput(r.in.next, r.o.batchSize)
 	defer ra.stop()
-	var next inputRecord // read, not yet in a batch, when held
-	held := false
-	for {
+	var (
+		next inputRecord // read, not yet in a batch, when held
+		held bool
+		mu   sync.Mutex
+		sent = map[uint64]inputBatch{} // by sequence, until answered
+	)
+	nextBatch := func(ctx context.Context) (discovery.Batch, bool, error) {
 		if !held {
-			if next, held = r.waitInput(ra); !held {
-				return true, nil
+			if next, held = waitInput(ctx, ra); !held {
+				return discovery.Batch{}, false, nil
 			}
+		}
+		switch {
+		case next.err == io.EOF:
+			return discovery.Batch{}, false, nil
+		case next.err != nil:
+			return discovery.Batch{}, false, errInput{next.err}
 		}
 		var b inputBatch
 		b, next, held = r.gather(ra, next)
-		if err := r.send(b); err != nil {
-			return false, err
+		seq, err := r.prod.nextSequence()
+		if err != nil {
+			return discovery.Batch{}, false, err
 		}
-		switch {
-		case held && next.err == io.EOF:
-			return false, nil
-		case held && next.err != nil:
-			return false, fmt.Errorf("%w; %d records before it were produced", next.err, r.produced)
-		}
+		mu.Lock()
+		sent[seq] = b
+		mu.Unlock()
+		return discovery.Batch{Seq: seq, Records: b.recs}, true, nil
 	}
+	done := func(db discovery.Batch, res discovery.Produced) error {
+		mu.Lock()
+		b := sent[db.Seq]
+		delete(sent, db.Seq)
+		mu.Unlock()
+		return r.produced1(b, db.Seq, res)
+	}
+	err = r.cl.ProduceBatches(r.c.Context, r.prod.id, produceWindow, r.c.Duration("timeout"), nextBatch, done)
+	var be *discovery.BatchError
+	var ie errInput
+	switch {
+	case err == nil:
+		return false, nil
+	case errors.As(err, &be):
+		r.out.Flush()
+		mu.Lock()
+		b := sent[be.Seq]
+		mu.Unlock()
+		return false, r.sendError(b, be.Seq, be.Err)
+	case errors.As(err, &ie):
+		return false, fmt.Errorf("%w; %d records before it were produced", ie.err, r.produced)
+	case r.c.Context.Err() != nil && errors.Is(err, r.c.Context.Err()):
+		return true, nil // interrupted while waiting for input: what was read has been produced
+	}
+	return false, err
 }
 
+// produceWindow is how many batches of produce are committing at once.
+const produceWindow = 4
+
+// errInput carries an error reading the input through ProduceBatches.
+type errInput struct{ err error }
+
+func (e errInput) Error() string { return e.err.Error() }
+
 // waitInput waits for the first record of the next batch; held is false
-// when produce was interrupted while waiting for input.
-func (r *produceRun) waitInput(ra *readAhead) (next inputRecord, held bool) {
+// when ctx ended while waiting for input.
+func waitInput(ctx context.Context, ra *readAhead) (next inputRecord, held bool) {
 	select {
 	case next = <-ra.recs: // recs is never closed
 		ra.took(next)
 		return next, true
-	case <-r.c.Context.Done():
+	case <-ctx.Done():
 		select {
 		case next = <-ra.recs:
-			// Read before the interrupt: the batch fails as not sent,
-			// and produce says from which line.
+			// Read before ctx ended: the batch fails as not sent if
+			// produce was interrupted, and produce says from which line.
 			ra.took(next)
 			return next, true
 		default:
-			// Interrupted while waiting for input: what was read has
-			// been produced.
 			return inputRecord{}, false
 		}
 	}
@@ -221,24 +264,9 @@ func (r *produceRun) gather(ra *readAhead, next inputRecord) (b inputBatch, _ in
 	return b, next, held
 }
 
-// send produces b as the producer's next batch, sent again after a timeout
-// or a leader change until the cluster says where it is (ProduceBatchAs),
-// and prints its offsets as they commit.
-func (r *produceRun) send(b inputBatch) error {
-	if len(b.recs) == 0 {
-		return nil
-	}
-	seq, err := r.prod.nextSequence()
-	if err != nil {
-		return err
-	}
-	ctx, cancel := callCtx(r.c)
-	res, err := r.cl.ProduceBatchAs(ctx, r.prod.id, seq, b.recs)
-	cancel()
-	if err != nil {
-		r.out.Flush()
-		return r.sendError(b, seq, err)
-	}
+// produced1 records that b was produced as sequence seq, at the offsets of
+// res, and prints them.
+func (r *produceRun) produced1(b inputBatch, seq uint64, res discovery.Produced) error {
 	if r.produced == 0 {
 		r.first = res.First
 	} else if res.First != r.end {

@@ -94,7 +94,7 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	method := info.FullMethodName[strings.LastIndexByte(info.FullMethodName, '/')+1:]
 	var sc balancer.SubConn
 	switch method {
-	case "Produce", "ProduceBatch", "ProduceStream":
+	case "Produce", "ProduceBatch", "ProduceStream", "ProduceBatchStream":
 		sc = p.leader
 	case "GetServers":
 		sc = p.roundRobin(p.all)

@@ -34,6 +34,7 @@ var rules = map[string]rule{
 	logv1.Log_Produce_FullMethodName:            {anyOf: []string{authz.ActionProduce}, peer: true},
 	logv1.Log_ProduceBatch_FullMethodName:       {anyOf: []string{authz.ActionProduce}, peer: true},
 	logv1.Log_ProduceStream_FullMethodName:      {anyOf: []string{authz.ActionProduce}, peer: true},
+	logv1.Log_ProduceBatchStream_FullMethodName: {anyOf: []string{authz.ActionProduce}, peer: true},
 	logv1.Log_Consume_FullMethodName:            {anyOf: []string{authz.ActionConsume}},
 	logv1.Log_ConsumeStream_FullMethodName:      {anyOf: []string{authz.ActionConsume}},
 	logv1.Log_ConsumeBatchStream_FullMethodName: {anyOf: []string{authz.ActionConsume}},

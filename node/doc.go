@@ -21,8 +21,8 @@
 //
 // Every gRPC connection is TLS with a verified client certificate (ServerTLS).
 // Every log.v1 call is authorized by interceptors, with the certificate's
-// common name as subject: Produce, ProduceBatch and ProduceStream need
-// "produce"; Consume, ConsumeStream, ConsumeBatchStream, GetOffsets and
+// common name as subject: Produce, ProduceBatch, ProduceStream and
+// ProduceBatchStream need "produce"; Consume, ConsumeStream, ConsumeBatchStream, GetOffsets and
 // GetOffsetForTime need "consume" (GetOffsets also lets node certificates
 // through, for read indexes); GetServers needs only an authenticated client, since clients find
 // the leader with it (as log.proto documents). The health and

@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"io"
 	"testing"
 	"time"
 
@@ -120,5 +121,87 @@ func TestServersReportDurability(t *testing.T) {
 	}
 	if res.Self.Durability != logv1.Durability_DURABILITY_QUORUM_FSYNC || res.Servers[0].Durability != logv1.Durability_DURABILITY_QUORUM_FSYNC {
 		t.Fatalf("GetServers: %v", res)
+	}
+}
+
+// TestProduceBatchStream: a stream's batches get offsets in the order sent,
+// each answered once with its first offset and count; a batch sent again
+// with its sequence is answered as the duplicate it is; a follower forwards
+// the stream's batches; and a refused batch ends the stream with its error.
+func TestProduceBatchStream(t *testing.T) {
+	c := nodetest.StartCluster(t, 3, nil, nil)
+	batchOf := func(seq uint64, n int) *logv1.ProduceBatchRequest {
+		req := &logv1.ProduceBatchRequest{ProducerId: "bs", Sequence: seq}
+		for i := range n {
+			req.Records = append(req.Records, &logv1.Record{Value: []byte{byte(seq), byte(i)}})
+		}
+		return req
+	}
+	type answer struct {
+		first uint64
+		count uint32
+		dup   bool
+	}
+	run := func(addr string, reqs []*logv1.ProduceBatchRequest) ([]answer, error) {
+		t.Helper()
+		stream, err := c.PKI.Client(t, addr, certs.RootSubject).ProduceBatchStream(nodetest.Context(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, req := range reqs {
+			if err := stream.Send(req); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := stream.CloseSend(); err != nil {
+			t.Fatal(err)
+		}
+		var got []answer
+		for {
+			res, err := stream.Recv()
+			if err != nil {
+				return got, err
+			}
+			if res.Durability != logv1.Durability_DURABILITY_QUORUM_FSYNC {
+				t.Fatalf("answer %d: durability %v", len(got), res.Durability)
+			}
+			got = append(got, answer{res.FirstOffset, res.Count, res.Duplicate})
+		}
+	}
+	// Ten batches of 1..10 records in one go: all in flight together.
+	var reqs []*logv1.ProduceBatchRequest
+	for seq := uint64(1); seq <= 10; seq++ {
+		reqs = append(reqs, batchOf(seq, int(seq)))
+	}
+	got, err := run(c.Leader(t).Addr(), reqs)
+	if err != io.EOF {
+		t.Fatalf("stream ended with %v after %d answers", err, len(got))
+	}
+	var next uint64
+	for i, a := range got {
+		if want := (answer{next, uint32(i + 1), false}); a != want {
+			t.Fatalf("answer %d = %+v, want %+v", i, a, want)
+		}
+		next += uint64(a.count)
+	}
+	if len(got) != 10 {
+		t.Fatalf("%d answers, want 10", len(got))
+	}
+	// Through a follower: sequences 9 and 10 again, then 11.
+	got, err = run(c.Follower(t).Addr(), []*logv1.ProduceBatchRequest{batchOf(9, 9), batchOf(10, 10), batchOf(11, 2)})
+	want := []answer{{36, 9, true}, {45, 10, true}, {55, 2, false}}
+	if err != io.EOF || len(got) != 3 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
+		t.Fatalf("through a follower: %+v, %v; want %+v", got, err, want)
+	}
+	// Sequence 11 again with another count is refused, and ends the stream.
+	got, err = run(c.Leader(t).Addr(), []*logv1.ProduceBatchRequest{batchOf(12, 1), batchOf(11, 3)})
+	if len(got) != 1 || got[0] != (answer{57, 1, false}) {
+		t.Fatalf("before the refused batch: %+v", got)
+	}
+	nodetest.WantCode(t, "sequence 11 again with 3 records", err, codes.FailedPrecondition)
+	// Records are where the answers said, in order.
+	rec, err := c.PKI.Client(t, c.Leader(t).Addr(), certs.RootSubject).Consume(nodetest.Context(t), &logv1.ConsumeRequest{Offset: 45 + 9})
+	if err != nil || string(rec.Record.Value) != string([]byte{10, 9}) {
+		t.Fatalf("offset 54 holds %v, %v; want batch 10's last record", rec, err)
 	}
 }

@@ -112,24 +112,41 @@ func (n *Node) countStream(srv any, ss grpc.ServerStream, info *grpc.StreamServe
 }
 
 // countingStream counts what a stream acknowledges and sends. RecvMsg and
-// SendMsg run on different goroutines in ProduceStream: mu guards sizes, the
-// sizes of produced values read and not yet acknowledged, in order.
+// SendMsg run on different goroutines in the produce streams: mu guards
+// read, the records and bytes of each request read and not yet
+// acknowledged, in order.
 type countingStream struct {
 	grpc.ServerStream
 	m *metrics
 
-	mu    sync.Mutex
-	sizes []int
+	mu   sync.Mutex
+	read []produced
 }
+
+// produced is the records and bytes of one produce request.
+type produced struct{ records, bytes int }
 
 func (s *countingStream) RecvMsg(msg any) error {
 	err := s.ServerStream.RecvMsg(msg)
-	if r, ok := msg.(*logv1.ProduceRequest); ok && err == nil {
-		s.mu.Lock()
-		s.sizes = append(s.sizes, len(r.GetRecord().GetValue()))
-		s.mu.Unlock()
+	if err != nil {
+		return err
 	}
-	return err
+	var p produced
+	switch r := msg.(type) {
+	case *logv1.ProduceRequest:
+		p = produced{1, len(r.GetRecord().GetValue())}
+	case *logv1.ProduceBatchRequest:
+		p.records = len(r.Records)
+		for _, rec := range r.Records {
+			p.bytes += len(rec.GetValue())
+		}
+	default:
+		return nil
+	}
+	s.mu.Lock()
+	s.read = append(s.read, p)
+	s.mu.Unlock()
+	return nil
 }
 
 func (s *countingStream) SendMsg(msg any) error {
@@ -138,12 +155,12 @@ func (s *countingStream) SendMsg(msg any) error {
 		return err
 	}
 	switch r := msg.(type) {
-	case *logv1.ProduceResponse:
+	case *logv1.ProduceResponse, *logv1.ProduceBatchResponse:
 		s.mu.Lock()
-		if len(s.sizes) > 0 {
-			s.m.producedRecords.Inc()
-			s.m.producedBytes.Add(float64(s.sizes[0]))
-			s.sizes = s.sizes[1:]
+		if len(s.read) > 0 {
+			s.m.producedRecords.Add(float64(s.read[0].records))
+			s.m.producedBytes.Add(float64(s.read[0].bytes))
+			s.read = s.read[1:]
 		}
 		s.mu.Unlock()
 	case *logv1.ConsumeResponse:

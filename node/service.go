@@ -238,34 +238,49 @@ func (s *service) Produce(ctx context.Context, req *logv1.ProduceRequest) (*logv
 }
 
 func (s *service) ProduceBatch(ctx context.Context, req *logv1.ProduceBatchRequest) (*logv1.ProduceBatchResponse, error) {
-	if len(req.GetRecords()) == 0 {
-		return nil, s.n.status(fmt.Errorf("%w: a batch needs at least one record", errInvalid))
-	}
-	recs := make([][]byte, len(req.Records))
-	for i, r := range req.Records {
-		if r == nil {
-			return nil, s.n.status(fmt.Errorf("%w: record %d is missing", errInvalid, i))
-		}
-		recs[i] = r.Value
+	b, err := batchOf(req)
+	if err != nil {
+		return nil, s.n.status(err)
 	}
 	// A ProduceBatch is atomic: one larger than a Raft entry is refused.
-	a, err := s.n.append(ctx, batch{producer: req.ProducerId, seq: req.Sequence, recs: recs})
+	a, err := s.n.append(ctx, b)
 	if err != nil {
 		return nil, s.n.status(err)
 	}
 	if a.forwarded {
-		s.n.awaitApplied(ctx, a.first+uint64(len(recs)))
+		s.n.awaitApplied(ctx, a.first+uint64(len(b.recs)))
 	}
-	return &logv1.ProduceBatchResponse{FirstOffset: a.first, Count: uint32(len(recs)), Durability: durability, Duplicate: a.duplicate}, nil
+	return batchResponse(a, len(b.recs)), nil
 }
 
-// streamItem is one ProduceStream request read, or the error that ended
-// reading.
+// batchOf is the batch a ProduceBatchRequest carries.
+func batchOf(req *logv1.ProduceBatchRequest) (batch, error) {
+	if len(req.GetRecords()) == 0 {
+		return batch{}, fmt.Errorf("%w: a batch needs at least one record", errInvalid)
+	}
+	recs := make([][]byte, len(req.Records))
+	for i, r := range req.Records {
+		if r == nil {
+			return batch{}, fmt.Errorf("%w: record %d is missing", errInvalid, i)
+		}
+		recs[i] = r.Value
+	}
+	return batch{producer: req.ProducerId, seq: req.Sequence, recs: recs}, nil
+}
+
+// batchResponse answers a batch of count records appended as a.
+func batchResponse(a appended, count int) *logv1.ProduceBatchResponse {
+	return &logv1.ProduceBatchResponse{FirstOffset: a.first, Count: uint32(count), Durability: durability, Duplicate: a.duplicate}
+}
+
+// streamItem is one request of a produce stream read, or the error that
+// ended reading. A whole item is appended as a batch of its own, never
+// joined to others: a ProduceBatchStream request, or a ProduceStream
+// request with a producer id.
 type streamItem struct {
-	value    []byte
-	producer string // with seq, when the request has a producer id
-	seq      uint64
-	err      error
+	batch
+	whole bool
+	err   error
 }
 
 // streamResult answers count consecutive requests of a ProduceStream.
@@ -286,40 +301,75 @@ type streamResult struct {
 // sequence as a ProduceBatch is.
 func (s *service) ProduceStream(stream logv1.Log_ProduceStreamServer) error {
 	n := s.n
-	in := make(chan streamItem, n.conf.ProduceStreamWindow)
-	out := make(chan streamResult, 1)
-	n.goTracked(func() { n.readStream(stream, in) })
-	n.goTracked(func() { n.appendStream(stream.Context(), in, out) })
-	return n.answerStream(stream, out)
-}
-
-// readStream reads ProduceStream's requests into in until the client ends
-// the stream, a request is refused (its error is the last item) or the
-// stream's context ends. It closes in.
-func (n *Node) readStream(stream logv1.Log_ProduceStreamServer, in chan<- streamItem) {
-	defer close(in)
-	ctx := stream.Context()
-	for {
+	recv := func() streamItem {
 		req, err := stream.Recv()
 		switch {
-		case err == io.EOF:
-			return
 		case err != nil:
 		case req.GetRecord() == nil:
 			err = fmt.Errorf("%w: no record", errInvalid)
 		default:
 			err = n.log.CheckRecord(req.Record.Value)
 		}
-		item := streamItem{err: err}
-		if err == nil {
-			item.value, item.producer, item.seq = req.Record.Value, req.ProducerId, req.Sequence
+		if err != nil {
+			return streamItem{err: err}
+		}
+		return streamItem{batch: batch{producer: req.ProducerId, seq: req.Sequence, recs: [][]byte{req.Record.Value}}, whole: req.ProducerId != ""}
+	}
+	send := func(r streamResult) error {
+		for i := range r.count {
+			if err := stream.Send(&logv1.ProduceResponse{Offset: r.first + uint64(i), Durability: durability, Duplicate: r.duplicate}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return n.produceStream(stream.Context(), n.conf.ProduceStreamWindow, recv, send)
+}
+
+// ProduceBatchStream is ProduceStream for batches: each request is a batch
+// of its own, appended atomically as ProduceBatch appends it, and answered
+// with one response. A request is read ahead only while streamInFlight
+// others are: each may be a whole Raft entry.
+func (s *service) ProduceBatchStream(stream logv1.Log_ProduceBatchStreamServer) error {
+	recv := func() streamItem {
+		req, err := stream.Recv()
+		if err != nil {
+			return streamItem{err: err}
+		}
+		b, err := batchOf(req)
+		return streamItem{batch: b, whole: true, err: err}
+	}
+	send := func(r streamResult) error { return stream.Send(batchResponse(r.appended, r.count)) }
+	return s.n.produceStream(stream.Context(), streamInFlight, recv, send)
+}
+
+// produceStream runs a produce stream: recv reads requests on one
+// goroutine (at most window ahead of the appends), appendStream appends on a
+// second, and send answers each result on the handler's, in order.
+func (n *Node) produceStream(ctx context.Context, window int, recv func() streamItem, send func(streamResult) error) error {
+	in := make(chan streamItem, window)
+	out := make(chan streamResult, 1)
+	n.goTracked(func() { n.readStream(ctx, recv, in) })
+	n.goTracked(func() { n.appendStream(ctx, in, out) })
+	return n.answerStream(ctx, out, send)
+}
+
+// readStream reads a stream's requests with recv into in until the client
+// ends the stream, a request is refused (its error is the last item) or the
+// stream's context ends. It closes in.
+func (n *Node) readStream(ctx context.Context, recv func() streamItem, in chan<- streamItem) {
+	defer close(in)
+	for {
+		item := recv()
+		if item.err == io.EOF {
+			return
 		}
 		select {
 		case in <- item:
 		case <-ctx.Done():
 			return
 		}
-		if err != nil {
+		if item.err != nil {
 			return
 		}
 	}
@@ -481,22 +531,22 @@ func (q *streamFlight) drain() bool {
 
 // nextBatch starts a batch with first and adds the requests already waiting
 // in in while they fit one Raft entry (so the batch is never split) and one
-// forwarded message, without waiting for more. A request with a producer id
-// is a batch of its own. The request that did not fit, or an error read, is
-// returned as pending for the next batch.
+// forwarded message, without waiting for more. A whole request is a batch
+// of its own. The request that did not fit, or an error read, is returned as
+// pending for the next batch.
 func (n *Node) nextBatch(first streamItem, in <-chan streamItem) (batch, *streamItem) {
-	if first.producer != "" {
-		return batch{producer: first.producer, seq: first.seq, recs: [][]byte{first.value}}, nil
+	if first.whole {
+		return first.batch, nil
 	}
 	b := n.log.NewBatch(maxForwardBytes)
-	b.Add(first.value)
+	b.Add(first.recs[0])
 	for b.Len() < n.conf.ProduceStreamWindow {
 		select {
 		case next, ok := <-in:
 			if !ok {
 				return batch{recs: b.Records()}, nil
 			}
-			if next.err != nil || next.producer != "" || !b.Add(next.value) {
+			if next.err != nil || next.whole || !b.Add(next.recs[0]) {
 				return batch{recs: b.Records()}, &next
 			}
 		default:
@@ -506,10 +556,9 @@ func (n *Node) nextBatch(first streamItem, in <-chan streamItem) (batch, *stream
 	return batch{recs: b.Records()}, nil
 }
 
-// answerStream sends an answer per record of each result, in order, and
-// ends the stream with the first error.
-func (n *Node) answerStream(stream logv1.Log_ProduceStreamServer, out <-chan streamResult) error {
-	ctx := stream.Context()
+// answerStream answers each result with send, in order, and ends the
+// stream with the first error.
+func (n *Node) answerStream(ctx context.Context, out <-chan streamResult, send func(streamResult) error) error {
 	for r := range out {
 		if r.err != nil {
 			return n.status(r.err)
@@ -519,10 +568,8 @@ func (n *Node) answerStream(stream logv1.Log_ProduceStreamServer, out <-chan str
 			// going meanwhile.
 			n.awaitApplied(ctx, r.first+uint64(r.count))
 		}
-		for i := range r.count {
-			if err := stream.Send(&logv1.ProduceResponse{Offset: r.first + uint64(i), Durability: durability, Duplicate: r.duplicate}); err != nil {
-				return err
-			}
+		if err := send(r); err != nil {
+			return err
 		}
 	}
 	return n.status(ctx.Err())

@@ -31,8 +31,8 @@
 //     the streaming exceptions) or below the retained start.
 //   - UNAUTHENTICATED: the connection has no verified client certificate.
 //   - PERMISSION_DENIED: the certificate's subject (its CN) may not perform
-//     the action the RPC needs: "produce" for Produce, ProduceStream and
-//     ProduceBatch; "consume" for Consume, ConsumeStream, ConsumeBatchStream,
+//     the action the RPC needs: "produce" for Produce, ProduceStream,
+//     ProduceBatch and ProduceBatchStream; "consume" for Consume, ConsumeStream, ConsumeBatchStream,
 //     GetOffsets and GetOffsetForTime.
 //   - INVALID_ARGUMENT: a record or request that is too large or malformed.
 //     (A message larger than the transport's limit is refused by gRPC itself
@@ -1210,7 +1210,7 @@ const file_api_v1_log_proto_rawDesc = "" +
 	"\n" +
 	"Durability\x12\x1a\n" +
 	"\x16DURABILITY_UNSPECIFIED\x10\x00\x12\x1b\n" +
-	"\x17DURABILITY_QUORUM_FSYNC\x10\x012\x98\x05\n" +
+	"\x17DURABILITY_QUORUM_FSYNC\x10\x012\xef\x05\n" +
 	"\x03Log\x12<\n" +
 	"\aProduce\x12\x16.log.v1.ProduceRequest\x1a\x17.log.v1.ProduceResponse\"\x00\x12<\n" +
 	"\aConsume\x12\x16.log.v1.ConsumeRequest\x1a\x17.log.v1.ConsumeResponse\"\x00\x12D\n" +
@@ -1222,7 +1222,8 @@ const file_api_v1_log_proto_rawDesc = "" +
 	"\x12ConsumeBatchStream\x12\x1b.log.v1.ConsumeBatchRequest\x1a\x1c.log.v1.ConsumeBatchResponse\"\x000\x01\x12E\n" +
 	"\n" +
 	"GetOffsets\x12\x19.log.v1.GetOffsetsRequest\x1a\x1a.log.v1.GetOffsetsResponse\"\x00\x12W\n" +
-	"\x10GetOffsetForTime\x12\x1f.log.v1.GetOffsetForTimeRequest\x1a .log.v1.GetOffsetForTimeResponse\"\x00B/Z-github.com/proglogctl/proglogctl/api/v1;logv1b\x06proto3"
+	"\x10GetOffsetForTime\x12\x1f.log.v1.GetOffsetForTimeRequest\x1a .log.v1.GetOffsetForTimeResponse\"\x00\x12U\n" +
+	"\x12ProduceBatchStream\x12\x1b.log.v1.ProduceBatchRequest\x1a\x1c.log.v1.ProduceBatchResponse\"\x00(\x010\x01B/Z-github.com/proglogctl/proglogctl/api/v1;logv1b\x06proto3"
 
 var (
 	file_api_v1_log_proto_rawDescOnce sync.Once
@@ -1276,17 +1277,19 @@ var file_api_v1_log_proto_depIdxs = []int32{
 	11, // 15: log.v1.Log.ConsumeBatchStream:input_type -> log.v1.ConsumeBatchRequest
 	13, // 16: log.v1.Log.GetOffsets:input_type -> log.v1.GetOffsetsRequest
 	15, // 17: log.v1.Log.GetOffsetForTime:input_type -> log.v1.GetOffsetForTimeRequest
-	3,  // 18: log.v1.Log.Produce:output_type -> log.v1.ProduceResponse
-	5,  // 19: log.v1.Log.Consume:output_type -> log.v1.ConsumeResponse
-	5,  // 20: log.v1.Log.ConsumeStream:output_type -> log.v1.ConsumeResponse
-	3,  // 21: log.v1.Log.ProduceStream:output_type -> log.v1.ProduceResponse
-	8,  // 22: log.v1.Log.GetServers:output_type -> log.v1.GetServersResponse
-	10, // 23: log.v1.Log.ProduceBatch:output_type -> log.v1.ProduceBatchResponse
-	12, // 24: log.v1.Log.ConsumeBatchStream:output_type -> log.v1.ConsumeBatchResponse
-	14, // 25: log.v1.Log.GetOffsets:output_type -> log.v1.GetOffsetsResponse
-	16, // 26: log.v1.Log.GetOffsetForTime:output_type -> log.v1.GetOffsetForTimeResponse
-	18, // [18:27] is the sub-list for method output_type
-	9,  // [9:18] is the sub-list for method input_type
+	9,  // 18: log.v1.Log.ProduceBatchStream:input_type -> log.v1.ProduceBatchRequest
+	3,  // 19: log.v1.Log.Produce:output_type -> log.v1.ProduceResponse
+	5,  // 20: log.v1.Log.Consume:output_type -> log.v1.ConsumeResponse
+	5,  // 21: log.v1.Log.ConsumeStream:output_type -> log.v1.ConsumeResponse
+	3,  // 22: log.v1.Log.ProduceStream:output_type -> log.v1.ProduceResponse
+	8,  // 23: log.v1.Log.GetServers:output_type -> log.v1.GetServersResponse
+	10, // 24: log.v1.Log.ProduceBatch:output_type -> log.v1.ProduceBatchResponse
+	12, // 25: log.v1.Log.ConsumeBatchStream:output_type -> log.v1.ConsumeBatchResponse
+	14, // 26: log.v1.Log.GetOffsets:output_type -> log.v1.GetOffsetsResponse
+	16, // 27: log.v1.Log.GetOffsetForTime:output_type -> log.v1.GetOffsetForTimeResponse
+	10, // 28: log.v1.Log.ProduceBatchStream:output_type -> log.v1.ProduceBatchResponse
+	19, // [19:29] is the sub-list for method output_type
+	9,  // [9:19] is the sub-list for method input_type
 	9,  // [9:9] is the sub-list for extension type_name
 	9,  // [9:9] is the sub-list for extension extendee
 	0,  // [0:9] is the sub-list for field type_name

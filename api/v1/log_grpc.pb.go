@@ -31,8 +31,8 @@
 //     the streaming exceptions) or below the retained start.
 //   - UNAUTHENTICATED: the connection has no verified client certificate.
 //   - PERMISSION_DENIED: the certificate's subject (its CN) may not perform
-//     the action the RPC needs: "produce" for Produce, ProduceStream and
-//     ProduceBatch; "consume" for Consume, ConsumeStream, ConsumeBatchStream,
+//     the action the RPC needs: "produce" for Produce, ProduceStream,
+//     ProduceBatch and ProduceBatchStream; "consume" for Consume, ConsumeStream, ConsumeBatchStream,
 //     GetOffsets and GetOffsetForTime.
 //   - INVALID_ARGUMENT: a record or request that is too large or malformed.
 //     (A message larger than the transport's limit is refused by gRPC itself
@@ -67,6 +67,7 @@ const (
 	Log_ConsumeBatchStream_FullMethodName = "/log.v1.Log/ConsumeBatchStream"
 	Log_GetOffsets_FullMethodName         = "/log.v1.Log/GetOffsets"
 	Log_GetOffsetForTime_FullMethodName   = "/log.v1.Log/GetOffsetForTime"
+	Log_ProduceBatchStream_FullMethodName = "/log.v1.Log/ProduceBatchStream"
 )
 
 // LogClient is the client API for Log service.
@@ -155,6 +156,19 @@ type LogClient interface {
 	// Errors: UNAVAILABLE when no leader can confirm the end of the log;
 	// PERMISSION_DENIED; UNAUTHENTICATED.
 	GetOffsetForTime(ctx context.Context, in *GetOffsetForTimeRequest, opts ...grpc.CallOption) (*GetOffsetForTimeResponse, error)
+	// ProduceBatchStream appends the batch of each request atomically, as
+	// ProduceBatch does, and answers every request with one response, in
+	// request order. Several batches of a stream are committing at once, in
+	// order: a batch's records get offsets after those of every batch sent
+	// before it on the stream. With a producer_id, each request's sequence is
+	// deduplicated as in ProduceBatch, so after a broken stream a client sends
+	// every batch not yet answered again, in order, with its sequence, and
+	// learns each one's outcome. An error ends the stream; it belongs to the
+	// first request not answered. Requests after it may have been appended
+	// (they were committing at the same time), so a client that carries on
+	// sends them again with their producer_id and sequence. Errors as for
+	// ProduceBatch.
+	ProduceBatchStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ProduceBatchRequest, ProduceBatchResponse], error)
 }
 
 type logClient struct {
@@ -276,6 +290,19 @@ func (c *logClient) GetOffsetForTime(ctx context.Context, in *GetOffsetForTimeRe
 	return out, nil
 }
 
+func (c *logClient) ProduceBatchStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ProduceBatchRequest, ProduceBatchResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Log_ServiceDesc.Streams[3], Log_ProduceBatchStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ProduceBatchRequest, ProduceBatchResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Log_ProduceBatchStreamClient = grpc.BidiStreamingClient[ProduceBatchRequest, ProduceBatchResponse]
+
 // LogServer is the server API for Log service.
 // All implementations must embed UnimplementedLogServer
 // for forward compatibility.
@@ -362,6 +389,19 @@ type LogServer interface {
 	// Errors: UNAVAILABLE when no leader can confirm the end of the log;
 	// PERMISSION_DENIED; UNAUTHENTICATED.
 	GetOffsetForTime(context.Context, *GetOffsetForTimeRequest) (*GetOffsetForTimeResponse, error)
+	// ProduceBatchStream appends the batch of each request atomically, as
+	// ProduceBatch does, and answers every request with one response, in
+	// request order. Several batches of a stream are committing at once, in
+	// order: a batch's records get offsets after those of every batch sent
+	// before it on the stream. With a producer_id, each request's sequence is
+	// deduplicated as in ProduceBatch, so after a broken stream a client sends
+	// every batch not yet answered again, in order, with its sequence, and
+	// learns each one's outcome. An error ends the stream; it belongs to the
+	// first request not answered. Requests after it may have been appended
+	// (they were committing at the same time), so a client that carries on
+	// sends them again with their producer_id and sequence. Errors as for
+	// ProduceBatch.
+	ProduceBatchStream(grpc.BidiStreamingServer[ProduceBatchRequest, ProduceBatchResponse]) error
 	mustEmbedUnimplementedLogServer()
 }
 
@@ -398,6 +438,9 @@ func (UnimplementedLogServer) GetOffsets(context.Context, *GetOffsetsRequest) (*
 }
 func (UnimplementedLogServer) GetOffsetForTime(context.Context, *GetOffsetForTimeRequest) (*GetOffsetForTimeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetOffsetForTime not implemented")
+}
+func (UnimplementedLogServer) ProduceBatchStream(grpc.BidiStreamingServer[ProduceBatchRequest, ProduceBatchResponse]) error {
+	return status.Error(codes.Unimplemented, "method ProduceBatchStream not implemented")
 }
 func (UnimplementedLogServer) mustEmbedUnimplementedLogServer() {}
 func (UnimplementedLogServer) testEmbeddedByValue()             {}
@@ -557,6 +600,13 @@ func _Log_GetOffsetForTime_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Log_ProduceBatchStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(LogServer).ProduceBatchStream(&grpc.GenericServerStream[ProduceBatchRequest, ProduceBatchResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Log_ProduceBatchStreamServer = grpc.BidiStreamingServer[ProduceBatchRequest, ProduceBatchResponse]
+
 // Log_ServiceDesc is the grpc.ServiceDesc for Log service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -605,6 +655,12 @@ var Log_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "ConsumeBatchStream",
 			Handler:       _Log_ConsumeBatchStream_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "ProduceBatchStream",
+			Handler:       _Log_ProduceBatchStream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "api/v1/log.proto",

@@ -271,6 +271,7 @@ func TestDescriptor(t *testing.T) {
 		"ConsumeBatchStream": {"ConsumeBatchRequest", "ConsumeBatchResponse", false, true},
 		"GetOffsets":         {"GetOffsetsRequest", "GetOffsetsResponse", false, false},
 		"GetOffsetForTime":   {"GetOffsetForTimeRequest", "GetOffsetForTimeResponse", false, false},
+		"ProduceBatchStream": {"ProduceBatchRequest", "ProduceBatchResponse", true, true},
 	}
 	sd := fd.Services().ByName("Log")
 	if sd == nil || sd.FullName() != "log.v1.Log" {
