@@ -201,7 +201,11 @@ func (r *produceRun) produceAll() (interrupted bool, err error) {
 		mu.Lock()
 		b := sent[be.Seq]
 		mu.Unlock()
-		return false, r.sendError(b, be.Seq, be.Err)
+		err := r.sendError(b, be.Seq, be.Err)
+		if be.Later > 0 {
+			err = fmt.Errorf("%w; the %d batches after it were sent too and are in the log at most once", err, be.Later)
+		}
+		return false, err
 	case errors.As(err, &ie):
 		return false, fmt.Errorf("%w; %d records before it were produced", ie.err, r.produced)
 	case r.c.Context.Err() != nil && errors.Is(err, r.c.Context.Err()):

@@ -23,10 +23,13 @@ type Batch struct {
 }
 
 // BatchError is ProduceBatches' error for the batch of sequence Seq: it and
-// the batches after it were not confirmed. Err says why.
+// the batches after it were not confirmed. Err says why. Later is how many
+// batches after it had been sent on the stream too: they may be in the log
+// (at most once) even when this one was refused.
 type BatchError struct {
-	Seq uint64
-	Err error
+	Seq   uint64
+	Err   error
+	Later int
 }
 
 func (e *BatchError) Error() string { return e.Err.Error() }
@@ -113,8 +116,12 @@ func (c *Client) ProduceBatches(ctx context.Context, producer string, window int
 			}
 			unanswered = []Batch{b}
 		}
-		for _, b := range unanswered {
+		for i, b := range unanswered {
 			if err := one(b); err != nil {
+				var be *BatchError
+				if errors.As(err, &be) {
+					be.Later = len(unanswered) - 1 - i
+				}
 				return err
 			}
 		}

@@ -2,9 +2,13 @@ package discovery_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	logv1 "github.com/proglogctl/proglogctl/api/v1"
 	"github.com/proglogctl/proglogctl/certs"
@@ -146,4 +150,34 @@ func (s *oldServer) GetServers(context.Context, *logv1.GetServersRequest) (*logv
 
 func (s *oldServer) ProduceBatch(ctx context.Context, req *logv1.ProduceBatchRequest) (*logv1.ProduceBatchResponse, error) {
 	return s.cluster.ProduceBatch(ctx, req)
+}
+
+// A batch the cluster refuses (a record over the limit) ends ProduceBatches
+// with a *BatchError naming it, after the batches before it were answered.
+func TestProduceBatchesRefusal(t *testing.T) {
+	c := startCluster(t, 1)
+	cl := c.dial(t, c.target(), nil)
+	bs := batches(5)
+	bs[2].Records = append(bs[2].Records, make([]byte, 64<<10)) // over the test nodes' 8 KiB
+	i := 0
+	next := func(context.Context) (discovery.Batch, bool, error) {
+		if i == len(bs) {
+			return discovery.Batch{}, false, nil
+		}
+		i++
+		return bs[i-1], true, nil
+	}
+	var answered []uint64
+	err := cl.ProduceBatches(nodetest.Context(t), "refused", 4, 10*time.Second, next, func(b discovery.Batch, _ discovery.Produced) error {
+		answered = append(answered, b.Seq)
+		return nil
+	})
+	var be *discovery.BatchError
+	if !errors.As(err, &be) || be.Seq != 3 || status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("ProduceBatches = %v, want a *BatchError for sequence 3 with INVALID_ARGUMENT", err)
+	}
+	if len(answered) != 2 || answered[0] != 1 || answered[1] != 2 {
+		t.Fatalf("answered %v before the refusal, want [1 2]", answered)
+	}
+	t.Logf("%v (%d later batches sent)", err, be.Later)
 }
