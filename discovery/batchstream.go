@@ -3,6 +3,7 @@ package discovery
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"sync"
@@ -212,6 +213,9 @@ func (c *Client) produceOnStream(ctx context.Context, producer string, window in
 		inFlight = inFlight[1:]
 		since = time.Now()
 		mu.Unlock()
+		if int(res.Count) != len(b.Records) {
+			return nil, nil, fmt.Errorf("discovery: the produce stream answered sequence %d with %d records; %d were sent", b.Seq, res.Count, len(b.Records))
+		}
 		room <- struct{}{}
 		if err := done(b, Produced{First: res.FirstOffset, Duplicate: res.Duplicate, Durability: res.Durability, Attempts: 1}); err != nil {
 			return nil, nil, err
