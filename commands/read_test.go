@@ -122,13 +122,7 @@ func joinRecords(recs [][]byte, n int, delim string) string {
 // was printed. Several MiB go through the output buffer, ending part way
 // through it.
 func TestConsumeRawExact(t *testing.T) {
-	startDev(t, 1)
-	recs := rawRecords(rand.New(rand.NewPCG(3, 4)))
-	path := filepath.Join(t.TempDir(), "records")
-	if err := os.WriteFile(path, []byte(joinRecords(recs, len(recs), "\x00")), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	mustRun(t, "", "produce", "-q", "-0", "--file", path)
+	recs := produceRawRecords(t, rand.New(rand.NewPCG(3, 4)))
 	all := len(recs)
 	if total := len(joinRecords(recs, all, "\n")); total < 3*outputBufferBytes || total%outputBufferBytes == 0 {
 		t.Fatalf("the records make %d bytes of output: want several output buffers and a part of one", total)
@@ -210,17 +204,25 @@ func (p *brokenPipe) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// TestConsumeBrokenPipe: a consume whose stdout fails (its reader went
-// away) ends at once with the write's error, exit code 1, reading or
-// following.
-func TestConsumeBrokenPipe(t *testing.T) {
+// produceRawRecords starts a dev cluster of one node and produces
+// rawRecords(rnd) to it with produce -0 --file.
+func produceRawRecords(t *testing.T, rnd *rand.Rand) [][]byte {
+	t.Helper()
 	startDev(t, 1)
-	recs := rawRecords(rand.New(rand.NewPCG(5, 6)))
+	recs := rawRecords(rnd)
 	path := filepath.Join(t.TempDir(), "records")
 	if err := os.WriteFile(path, []byte(joinRecords(recs, len(recs), "\x00")), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	mustRun(t, "", "produce", "-q", "-0", "--file", path)
+	return recs
+}
+
+// TestConsumeBrokenPipe: a consume whose stdout fails (its reader went
+// away) ends at once with the write's error, exit code 1, reading or
+// following.
+func TestConsumeBrokenPipe(t *testing.T) {
+	produceRawRecords(t, rand.New(rand.NewPCG(5, 6)))
 	for _, tc := range []struct {
 		name  string
 		args  []string
