@@ -88,8 +88,10 @@ func produceOptionsOf(c *cli.Context) (produceOptions, error) {
 }
 
 // produceRun is one run of produce: its input, the cluster, the producer
-// that numbers its batches, and what was produced so far. Only the
-// goroutine running produce uses it.
+// that numbers its batches, and what was produced so far. While produceAll
+// runs, the goroutine ProduceBatches sends from reads the input and takes
+// the producer's sequences; everything else is the goroutine running
+// produce's.
 type produceRun struct {
 	c    *cli.Context
 	o    produceOptions
