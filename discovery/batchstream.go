@@ -262,7 +262,7 @@ func (c *Client) watchStream(ctx context.Context, cancel context.CancelCauseFunc
 				return
 			}
 			c.rb.resolveNow()
-			if to, l := picked.Load(), c.rb.leader(); to != nil && l != "" && l != *to {
+			if c.leaderMovedFrom(picked) {
 				cancel(errLeaderMoved)
 				return
 			}

@@ -286,7 +286,7 @@ func (c *Client) watchLeader(ctx context.Context) (context.Context, func()) {
 				return
 			case <-tick.C:
 			}
-			if to, l := picked.Load(), c.rb.leader(); to != nil && l != "" && l != *to {
+			if c.leaderMovedFrom(&picked) {
 				cancel(errLeaderMoved)
 				return
 			}
@@ -297,6 +297,13 @@ func (c *Client) watchLeader(ctx context.Context) (context.Context, func()) {
 		close(done)
 		cancel(nil)
 	}
+}
+
+// leaderMovedFrom reports whether a leader other than the server picked
+// names (the one a write went to) has answered for itself that it leads.
+func (c *Client) leaderMovedFrom(picked *atomic.Pointer[string]) bool {
+	to, l := picked.Load(), c.rb.leader()
+	return to != nil && l != "" && l != *to
 }
 
 // leaderMoved turns err, an attempt's that watchLeader cancelled, into an
