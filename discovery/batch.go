@@ -59,16 +59,6 @@ func (c batchCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	return b.decode()
 }
 
-// Field numbers of log.v1 ConsumeBatchResponse and Record (api/v1/log.proto).
-const (
-	batchRecordsField    = 1
-	recordValueField     = 1
-	recordOffsetField    = 2
-	recordTermField      = 3
-	recordTypeField      = 4
-	recordTimestampField = 5
-)
-
 // errBatchWire is returned for a ConsumeBatchResponse that is not valid
 // protobuf.
 var errBatchWire = errors.New("discovery: malformed ConsumeBatchResponse")
@@ -89,7 +79,7 @@ func (b *batch) decode() error {
 		if v < 0 {
 			return fmt.Errorf("%w: %v", errBatchWire, protowire.ParseError(v))
 		}
-		if num == batchRecordsField && typ == protowire.BytesType {
+		if num == logv1.ConsumeBatchResponseRecordsField && typ == protowire.BytesType {
 			n++
 		}
 		rest = rest[l+v:]
@@ -103,7 +93,7 @@ func (b *batch) decode() error {
 	for rest := b.buf; len(rest) > 0; {
 		num, typ, l, _ := consumeTag(rest) // checked in the first scan
 		rest = rest[l:]
-		if num != batchRecordsField || typ != protowire.BytesType {
+		if num != logv1.ConsumeBatchResponseRecordsField || typ != protowire.BytesType {
 			rest = rest[protowire.ConsumeFieldValue(num, typ, rest):]
 			continue
 		}
@@ -140,7 +130,7 @@ func decodeRecord(b []byte, r *logv1.Record) error {
 		}
 		var n int
 		switch {
-		case num == recordValueField && typ == protowire.BytesType:
+		case num == logv1.RecordValueField && typ == protowire.BytesType:
 			var v []byte
 			v, n = protowire.ConsumeBytes(b)
 			switch {
@@ -149,17 +139,17 @@ func decodeRecord(b []byte, r *logv1.Record) error {
 			case n >= 0:
 				r.Value = v[:len(v):len(v)] // appending to it must not overwrite the next field
 			}
-		case typ == protowire.VarintType && (num == recordOffsetField || num == recordTermField || num == recordTypeField || num == recordTimestampField):
+		case typ == protowire.VarintType && (num == logv1.RecordOffsetField || num == logv1.RecordTermField || num == logv1.RecordTypeField || num == logv1.RecordTimestampField):
 			var v uint64
 			v, n = protowire.ConsumeVarint(b)
 			switch num {
-			case recordOffsetField:
+			case logv1.RecordOffsetField:
 				r.Offset = v
-			case recordTermField:
+			case logv1.RecordTermField:
 				r.Term = v
-			case recordTypeField:
+			case logv1.RecordTypeField:
 				r.Type = uint32(v)
-			case recordTimestampField:
+			case logv1.RecordTimestampField:
 				r.Timestamp = int64(v)
 			}
 		default:

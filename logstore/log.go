@@ -633,11 +633,11 @@ func (l *Log) Sync() error {
 
 // Read returns the record at off. The slice is the caller's.
 func (l *Log) Read(off uint64) ([]byte, error) {
-	recs, err := l.read(off, 0, 1, nil)
+	recs, err := l.read(off, 0, 1)
 	if err != nil {
 		return nil, err
 	}
-	return recs[0], nil
+	return recs[0].Value, nil
 }
 
 // ReadBatch returns consecutive records from off on: as many as fit in maxBytes
@@ -645,7 +645,15 @@ func (l *Log) Read(off uint64) ([]byte, error) {
 // The records share one buffer and are the caller's. The next read starts at
 // off+len(records).
 func (l *Log) ReadBatch(off uint64, maxBytes int) ([][]byte, error) {
-	return l.read(off, maxBytes, -1, nil)
+	recs, err := l.read(off, maxBytes, -1)
+	if err != nil {
+		return nil, err
+	}
+	vals := make([][]byte, len(recs))
+	for i, r := range recs {
+		vals[i] = r.Value
+	}
+	return vals, nil
 }
 
 // Record is a record with its offset and time.
@@ -659,21 +667,12 @@ type Record struct {
 
 // ReadRecords is ReadBatch that also returns each record's offset and time.
 func (l *Log) ReadRecords(off uint64, maxBytes int) ([]Record, error) {
-	var times []int64
-	vals, err := l.read(off, maxBytes, -1, &times)
-	if err != nil {
-		return nil, err
-	}
-	recs := make([]Record, len(vals))
-	for i, v := range vals {
-		recs[i] = Record{Offset: off + uint64(i), Time: times[i], Value: v}
-	}
-	return recs, nil
+	return l.read(off, maxBytes, -1)
 }
 
 // read reads records from off on, at most maxRecords (-1: no limit) in about
-// maxBytes of store, and appends their times to times unless it is nil.
-func (l *Log) read(off uint64, maxBytes, maxRecords int, times *[]int64) ([][]byte, error) {
+// maxBytes of store.
+func (l *Log) read(off uint64, maxBytes, maxRecords int) ([]Record, error) {
 	for {
 		st := l.cur.Load()
 		if st.closed {
@@ -695,15 +694,15 @@ func (l *Log) read(off uint64, maxBytes, maxRecords int, times *[]int64) ([][]by
 		} else {
 			limit, count = s.size, s.records
 		}
-		recs, err := readSegment(s, uint32(off-s.base), count, limit, maxBytes, maxRecords, times)
+		recs, err := readSegment(s, uint32(off-s.base), count, limit, maxBytes, maxRecords)
 		s.release()
 		return recs, err
 	}
 }
 
 // readSegment reads records from relative offset rel of s, which holds count
-// records in limit store bytes, and appends their times to times unless nil.
-func readSegment(s *segment, rel, count uint32, limit int64, maxBytes, maxRecords int, times *[]int64) ([][]byte, error) {
+// records in limit store bytes.
+func readSegment(s *segment, rel, count uint32, limit int64, maxBytes, maxRecords int) ([]Record, error) {
 	// The entries of rel and rel+1 bound the first record's frame.
 	n := 1
 	if rel+1 < count {
@@ -731,7 +730,14 @@ func readSegment(s *segment, rel, count uint32, limit int64, maxBytes, maxRecord
 	if _, err := s.store.ReadAt(buf, pos); err != nil && !(err == io.EOF && pos+want <= limit) {
 		return nil, fmt.Errorf("logstore: read %s: %w", s.storePath, err)
 	}
-	var recs [][]byte
+	// Room for as many records as the first one's size says fit in buf
+	// (exactly that many when records are the same size), so that recs
+	// grows rarely.
+	n = int(min(want/(end-pos), int64(count-rel)))
+	if maxRecords >= 0 {
+		n = min(n, maxRecords)
+	}
+	recs := make([]Record, 0, n)
 	off := s.base + uint64(rel)
 	for p := 0; p < len(buf) && (maxRecords < 0 || len(recs) < maxRecords); {
 		f, fn, err := decodeFrame(buf[p:])
@@ -751,10 +757,7 @@ func readSegment(s *segment, rel, count uint32, limit int64, maxBytes, maxRecord
 			return nil, &CorruptError{Path: s.storePath, Pos: pos + int64(p), Reason: reason}
 		}
 		if f.isRecord() {
-			recs = append(recs, f.payload[:len(f.payload):len(f.payload)])
-			if times != nil {
-				*times = append(*times, f.time)
-			}
+			recs = append(recs, Record{Offset: off, Time: f.time, Value: f.payload[:len(f.payload):len(f.payload)]})
 			off++
 		}
 		p += fn

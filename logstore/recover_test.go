@@ -178,9 +178,9 @@ func TestRecoverKeepsReadersAndWaiters(t *testing.T) {
 		t.Fatalf("Recover: %v", err)
 	}
 	// The segment loaded before Recover is still open and reads the same.
-	recs, err := readSegment(act, uint32(20-act.base-1), uint32(20-act.base), old.active, 0, 1, nil)
-	if err != nil || !bytes.Equal(recs[0], record(19)) {
-		t.Fatalf("reading the pre-Recover segment: %q, %v", recs, err)
+	recs, err := readSegment(act, uint32(20-act.base-1), uint32(20-act.base), old.active, 0, 1)
+	if err != nil || !bytes.Equal(recs[0].Value, record(19)) {
+		t.Fatalf("reading the pre-Recover segment: %+v, %v", recs, err)
 	}
 	appendN(t, l, 20, 1)
 	if err := <-waitErr; err != nil {

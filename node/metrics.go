@@ -166,11 +166,9 @@ func (s *countingStream) SendMsg(msg any) error {
 	case *logv1.ConsumeResponse:
 		s.m.consumedRecords.Inc()
 		s.m.consumedBytes.Add(float64(len(r.GetRecord().GetValue())))
-	case *logv1.ConsumeBatchResponse:
-		s.m.consumedRecords.Add(float64(len(r.Records)))
-		for _, rec := range r.Records {
-			s.m.consumedBytes.Add(float64(len(rec.GetValue())))
-		}
+	case *recordBatch:
+		s.m.consumedRecords.Add(float64(len(r.recs)))
+		s.m.consumedBytes.Add(float64(r.valueBytes()))
 	}
 	return nil
 }

@@ -141,6 +141,7 @@ func New(c Config) (*Node, error) {
 
 	n.grpc = grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(serverTLS)),
+		grpc.ForceServerCodecV2(newServerCodec()),
 		// Metrics first, so that refused calls are counted with their code.
 		grpc.ChainUnaryInterceptor(m.grpc.UnaryServerInterceptor(), n.authorizeUnary, n.countUnary),
 		grpc.ChainStreamInterceptor(m.grpc.StreamServerInterceptor(), n.authorizeStream, n.countStream),

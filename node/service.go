@@ -696,14 +696,8 @@ func (s *service) ConsumeBatchStream(req *logv1.ConsumeBatchRequest, stream logv
 		budget = int(req.MaxBytes)
 	}
 	err := n.follow(stream.Context(), req.Offset, req.EndOffset, budget, atEnd, func(recs []replica.Record) error {
-		// One allocation for the message's records, one for their pointers.
-		out := make([]logv1.Record, len(recs))
-		msg := &logv1.ConsumeBatchResponse{Records: make([]*logv1.Record, len(recs))}
-		for i, r := range recs {
-			out[i].Value, out[i].Offset, out[i].Timestamp = r.Value, r.Offset, r.Time
-			msg.Records[i] = &out[i]
-		}
-		return stream.Send(msg)
+		// A ConsumeBatchResponse, encoded by serverCodec.
+		return stream.SendMsg(&recordBatch{recs: recs})
 	})
 	return n.status(err)
 }
