@@ -33,6 +33,12 @@ const (
 	benchStream = "stream" // one ProduceStream per worker, --batch records in flight on it
 )
 
+// The RPCs --consume reads back with (--consume-rpc).
+const (
+	consumeBatch  = "batch"  // ConsumeBatchStream through the client, which reads from a follower
+	consumeStream = "stream" // ConsumeStream, one message a record, from one follower
+)
+
 // benchMaxDuration bounds --duration: a load loop always ends.
 const benchMaxDuration = time.Hour
 
@@ -42,7 +48,10 @@ func benchCommand() *cli.Command {
 		Usage: "produce (and read back) load against a cluster and report throughput and latency",
 		Description: `bench runs --concurrency workers that produce records of --record-size bytes until
 --count records are produced or --duration passes, whichever comes first; with
---consume it then reads back everything produced with ConsumeBatchStream. It prints
+--consume it then reads back everything produced: with ConsumeBatchStream through
+the client, which reads from a follower, or with --consume-rpc stream with
+ConsumeStream, one message a record, from one follower (the leader when there
+is none). It prints
 records/s, MB/s (10^6 bytes of record values) and the latency of each call (unary,
 batch) or of each record from send to acknowledgement (stream).
 
@@ -80,7 +89,8 @@ it to FILE too. Every run is bounded in count and time.`,
 			&cli.IntFlag{Name: "batch", Usage: "records per ProduceBatch (--mode batch), or records in flight per stream (--mode stream)", Value: 100, EnvVars: []string{"PROGLOG_BENCH_BATCH"}},
 			&cli.StringFlag{Name: "mode", Usage: "`unary` (Produce), batch (ProduceBatch) or stream (ProduceStream)", Value: benchUnary, EnvVars: []string{"PROGLOG_BENCH_MODE"}},
 			&cli.BoolFlag{Name: "keep-going", Usage: "unary and batch: try a failed call again until it succeeds or the run ends, rather than end the run (its latency runs from the first try)", EnvVars: []string{"PROGLOG_BENCH_KEEP_GOING"}},
-			&cli.BoolFlag{Name: "consume", Usage: "read back what was produced (ConsumeBatchStream) and report that too", EnvVars: []string{"PROGLOG_BENCH_CONSUME"}},
+			&cli.BoolFlag{Name: "consume", Usage: "read back what was produced and report that too", EnvVars: []string{"PROGLOG_BENCH_CONSUME"}},
+			&cli.StringFlag{Name: "consume-rpc", Value: consumeBatch, Usage: "with --consume: read back with ConsumeBatchStream (batch) or with ConsumeStream from one follower (stream)", EnvVars: []string{"PROGLOG_BENCH_CONSUME_RPC"}},
 			&cli.IntFlag{Name: "local", Usage: "run against an in-process cluster of `N` nodes in a temporary directory (0: the cluster of --addr)", EnvVars: []string{"PROGLOG_BENCH_LOCAL"}},
 			&cli.BoolFlag{Name: "floor", Usage: "run against an in-memory log.v1 server with a node's TLS (what gRPC and TLS cost here) instead of a cluster", EnvVars: []string{"PROGLOG_BENCH_FLOOR"}},
 			&cli.BoolFlag{Name: "compare-floor", Usage: "run against the cluster (--local or --addr), then against the floor, and print the ratios", EnvVars: []string{"PROGLOG_BENCH_COMPARE_FLOOR"}},
@@ -99,7 +109,7 @@ it to FILE too. Every run is bounded in count and time.`,
 type benchOptions struct {
 	recordSize, count, concurrency, batch int
 	duration                              time.Duration
-	mode                                  string
+	mode, consumeRPC                      string
 	consume, keepGoing                    bool
 }
 
@@ -117,6 +127,8 @@ func (o benchOptions) validate() error {
 		return fmt.Errorf("bench: --batch %d must be positive", o.batch)
 	case o.mode != benchUnary && o.mode != benchBatch && o.mode != benchStream:
 		return fmt.Errorf("bench: --mode %q: want unary, batch or stream", o.mode)
+	case o.consume && o.consumeRPC != consumeBatch && o.consumeRPC != consumeStream:
+		return fmt.Errorf("bench: --consume-rpc %q: want batch or stream", o.consumeRPC)
 	case o.keepGoing && o.mode == benchStream:
 		return errors.New("bench: --keep-going goes with --mode unary or batch: a stream that breaks has records in flight whose outcome is unknown")
 	case o.mode == benchBatch && o.batch*(o.recordSize+8) > maxBatchBytes:
@@ -133,10 +145,13 @@ type BenchResult struct {
 	Batch       int    `json:"batch"`
 	LocalNodes  int    `json:"local_nodes,omitempty"`
 	// Floor says the run was against the floor (--floor).
-	Floor   bool         `json:"floor,omitempty"`
-	Produce BenchPhase   `json:"produce"`
-	Consume *BenchPhase  `json:"consume,omitempty"`
-	Process *BenchMemory `json:"process,omitempty"`
+	Floor   bool        `json:"floor,omitempty"`
+	Produce BenchPhase  `json:"produce"`
+	Consume *BenchPhase `json:"consume,omitempty"`
+	// ConsumedWith names the RPC of the consume phase, and the server it
+	// read from when that was one server.
+	ConsumedWith string       `json:"consumed_with,omitempty"`
+	Process      *BenchMemory `json:"process,omitempty"`
 	// Servers is what each server reported of its RSS and disk use while
 	// the load ran (GetServers once a second); none for the floor.
 	Servers []BenchServer `json:"servers,omitempty"`
@@ -218,7 +233,7 @@ func runBench(c *cli.Context) (err error) {
 	o := benchOptions{
 		recordSize: c.Int("record-size"), count: c.Int("count"), duration: c.Duration("duration"),
 		concurrency: c.Int("concurrency"), batch: c.Int("batch"), mode: c.String("mode"), consume: c.Bool("consume"),
-		keepGoing: c.Bool("keep-going"),
+		consumeRPC: c.String("consume-rpc"), keepGoing: c.Bool("keep-going"),
 	}
 	if err := o.validate(); err != nil {
 		return UsageError{Err: err}
@@ -344,7 +359,15 @@ func benchAt(c *cli.Context, o benchOptions, target string, files certs.TLSFiles
 		return res, fmt.Errorf("bench: produce (%d records acknowledged): %w", prod.Records, callError(c, err))
 	}
 	if o.consume && prod.Records > 0 {
-		cons, err := benchConsume(c.Context, cl, first, end, o.recordSize, o.duration+c.Duration("timeout"))
+		ctx, cancel := context.WithTimeout(c.Context, o.duration+c.Duration("timeout"))
+		defer cancel()
+		var cons BenchPhase
+		if o.consumeRPC == consumeStream {
+			cons, res.ConsumedWith, err = benchConsumeStream(ctx, cl, first, end, o.recordSize)
+		} else {
+			cons, err = benchConsume(ctx, cl, first, end, o.recordSize)
+			res.ConsumedWith = "ConsumeBatchStream"
+		}
 		res.Consume = &cons
 		if err != nil {
 			return res, fmt.Errorf("bench: consume (%d records read): %w", cons.Records, callError(c, err))
@@ -538,26 +561,67 @@ func benchStreamWorker(ctx, stop context.Context, cl *discovery.Client, o benchO
 }
 
 // benchConsume reads [first, end) back and checks every record's size.
-func benchConsume(ctx context.Context, cl *discovery.Client, first, end uint64, size int, timeout time.Duration) (BenchPhase, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var n, bytes int64
+func benchConsume(ctx context.Context, cl *discovery.Client, first, end uint64, size int) (BenchPhase, error) {
 	begin := time.Now()
+	var n int64
 	err := cl.Read(ctx, first, end, false, func(r *logv1.Record) error {
-		n++
-		bytes += int64(len(r.Value))
-		if len(r.Value) != size {
-			return fmt.Errorf("record %d has %d bytes, want %d (was the log written by someone else meanwhile?)", r.Offset, len(r.Value), size)
+		if err := checkBenchRecord(r, first+uint64(n), size); err != nil {
+			return err
 		}
+		n++
 		return nil
 	})
-	ph := phase(n, 0, time.Since(begin))
-	ph.Bytes = bytes
-	ph.MBPerSec = float64(bytes) / 1e6 / ph.Seconds
 	if err == nil && n != int64(end-first) {
 		err = fmt.Errorf("read %d records of [%d, %d)", n, first, end)
 	}
-	return ph, err
+	return phase(n, int64(size), time.Since(begin)), err
+}
+
+// benchConsumeStream reads [first, end) back with ConsumeStream from one
+// follower (the first the cluster lists; the leader when it has none) and
+// returns the phase and "ConsumeStream from" the server's id.
+func benchConsumeStream(ctx context.Context, cl *discovery.Client, first, end uint64, size int) (BenchPhase, string, error) {
+	servers, err := cl.Servers(ctx)
+	if err != nil {
+		return BenchPhase{}, "", err
+	}
+	from := servers[0]
+	for _, s := range servers {
+		if !s.IsLeader {
+			from = s
+			break
+		}
+	}
+	with := "ConsumeStream from " + from.Id
+	sc, err := cl.DialServer(from.RpcAddr)
+	if err != nil {
+		return BenchPhase{}, with, err
+	}
+	defer sc.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // the stream follows the log: it ends here
+	begin := time.Now()
+	var n int64
+	stream, err := sc.ConsumeStream(ctx, &logv1.ConsumeRequest{Offset: first})
+	for err == nil && first+uint64(n) < end {
+		var res *logv1.ConsumeResponse
+		if res, err = stream.Recv(); err == nil {
+			err = checkBenchRecord(res.GetRecord(), first+uint64(n), size)
+			n++
+		}
+	}
+	return phase(n, int64(size), time.Since(begin)), with, err
+}
+
+// checkBenchRecord checks that r is the record bench wrote at off.
+func checkBenchRecord(r *logv1.Record, off uint64, size int) error {
+	switch {
+	case r.GetOffset() != off:
+		return fmt.Errorf("read offset %d where %d was next", r.GetOffset(), off)
+	case len(r.GetValue()) != size:
+		return fmt.Errorf("record %d has %d bytes, want %d (was the log written by someone else meanwhile?)", off, len(r.GetValue()), size)
+	}
+	return nil
 }
 
 func phase(n, size int64, elapsed time.Duration) BenchPhase {
@@ -654,7 +718,7 @@ func printRun(out io.Writer, r BenchResult) {
 	fmt.Fprintf(out, "produce: %s, %d B records, concurrency %d, batch %d, %s\n", r.Mode, r.RecordSize, r.Concurrency, r.Batch, where)
 	printPhase(out, r.Produce)
 	if r.Consume != nil {
-		fmt.Fprintf(out, "consume: ConsumeBatchStream\n")
+		fmt.Fprintf(out, "consume: %s\n", r.ConsumedWith)
 		printPhase(out, *r.Consume)
 	}
 	if r.Process != nil {

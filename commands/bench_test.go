@@ -106,6 +106,7 @@ func TestBench_floor(t *testing.T) {
 		{name: "batch", args: []string{"--mode", "batch", "--batch", "7"}},
 		{name: "stream", args: []string{"--mode", "stream", "--batch", "16", "--concurrency", "2"}},
 		{name: "unary", args: []string{"--mode", "unary", "--keep-going"}},
+		{name: "ConsumeStream", args: []string{"--mode", "batch", "--batch", "7", "--consume-rpc", "stream"}},
 	}
 	const count = 50
 	for _, tt := range tests {
@@ -124,7 +125,33 @@ func TestBench_floor(t *testing.T) {
 			if r.Consume == nil || r.Consume.Records != count || r.Consume.Bytes != count*33 || r.Consume.RecordsPerSec <= 0 {
 				t.Errorf("consume = %+v, want %d records of 33 bytes", r.Consume, count)
 			}
+			want := "ConsumeBatchStream"
+			if tt.name == "ConsumeStream" {
+				want = "ConsumeStream from " + floorID
+			}
+			if r.ConsumedWith != want {
+				t.Errorf("consumed with %q, want %q", r.ConsumedWith, want)
+			}
 		})
+	}
+}
+
+// TestBenchConsumeStreamFromAFollower reads back with ConsumeStream from
+// one server of three: a follower, so not the one GetServers calls leader.
+func TestBenchConsumeStreamFromAFollower(t *testing.T) {
+	isolateConfig(t)
+	const count = 40
+	out := mustRun(t, "", "bench", "--local", "3", "--mode", "batch", "--batch", "8", "--count", strconv.Itoa(count), "--duration", "60s",
+		"--record-size", "20", "--consume", "--consume-rpc", "stream", "--json")
+	var r BenchResult
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, out)
+	}
+	if r.Consume == nil || r.Consume.Records != count || r.Consume.Bytes != count*20 {
+		t.Fatalf("consume = %+v, want %d records of 20 bytes", r.Consume, count)
+	}
+	if !strings.HasPrefix(r.ConsumedWith, "ConsumeStream from dev-") {
+		t.Fatalf("consumed with %q, want ConsumeStream from one of the nodes", r.ConsumedWith)
 	}
 }
 

@@ -39,7 +39,10 @@ var benchScenarioSets = map[string][]benchScenario{
 		// Read back at several times the rate it was written: records
 		// enough that reading them takes about a second.
 		{name: "ConsumeBatchStream of 500k records, 3 nodes", nodes: 3, consume: true,
-			o: benchOptions{mode: benchBatch, recordSize: 256, count: 500_000, duration: 15 * time.Second, concurrency: 1, batch: 2000, consume: true}},
+			o: benchOptions{mode: benchBatch, recordSize: 256, count: 500_000, duration: 15 * time.Second, concurrency: 1, batch: 2000, consume: true, consumeRPC: consumeBatch}},
+		// One message a record: fewer records take as long.
+		{name: "ConsumeStream of 200k records from a follower, 3 nodes", nodes: 3, consume: true,
+			o: benchOptions{mode: benchBatch, recordSize: 256, count: 200_000, duration: 15 * time.Second, concurrency: 1, batch: 2000, consume: true, consumeRPC: consumeStream}},
 	},
 }
 
@@ -70,7 +73,7 @@ func runScenarios(c *cli.Context, name string) error {
 	if !ok {
 		return UsageError{Err: fmt.Errorf("bench: --scenarios %q: want standard or quick", name)}
 	}
-	for _, f := range []string{"local", "floor", "compare-floor", "mode", "count", "duration", "concurrency", "batch", "record-size", "consume", "json", "pprof-addr"} {
+	for _, f := range []string{"local", "floor", "compare-floor", "mode", "count", "duration", "concurrency", "batch", "record-size", "consume", "consume-rpc", "json", "pprof-addr"} {
 		if c.IsSet(f) {
 			return UsageError{Err: fmt.Errorf("bench: --scenarios sets the load itself; --%s does not go with it", f)}
 		}
