@@ -732,8 +732,9 @@ func readSegment(s *segment, rel, count uint32, limit int64, maxBytes, maxRecord
 	}
 	// Room for as many records as the first one's size says fit in buf
 	// (exactly that many when records are the same size), so that recs
-	// grows rarely.
-	n = int(min(want/(end-pos), int64(count-rel)))
+	// grows rarely; at most 8192, so that a small first record followed by
+	// large ones does not make a large slice for a few records.
+	n = int(min(want/(end-pos), int64(count-rel), 8192))
 	if maxRecords >= 0 {
 		n = min(n, maxRecords)
 	}

@@ -235,6 +235,67 @@ func TestFollowerReadWithoutLeaderIsUnavailable(t *testing.T) {
 	}
 }
 
+// TestFollowerReadWaitsOutAnElection reads past the end of a follower while
+// no leader is known, and a leader is then elected within the call's
+// deadline: the read waits for it and succeeds rather than answering
+// Unavailable at once (a consume that starts during an election would fail
+// otherwise).
+func TestFollowerReadWaitsOutAnElection(t *testing.T) {
+	c := nodetest.StartCluster(t, 3, nil, nil)
+	f := c.Follower(t)
+	fc := c.PKI.Client(t, f.Addr(), certs.RootSubject)
+	off := produce(t, fc, []byte("before"))
+	// The other follower first, then the leader, so that f is left
+	// without a leader (as in TestFollowerReadWithoutLeaderIsUnavailable).
+	var closed []int
+	for _, leading := range []bool{false, true} {
+		for i, n := range c.Nodes {
+			if n != f && n.IsLeader() == leading {
+				c.Close(t, i)
+				closed = append(closed, i)
+			}
+		}
+	}
+	// f may have been handed the leadership, or still name the old leader:
+	// wait until it names none.
+	waitFor(t, 10*time.Second, "the follower to know no leader", func() bool {
+		res, err := fc.GetServers(testCtx(t), &logv1.GetServersRequest{})
+		if err != nil {
+			return false
+		}
+		for _, sv := range res.Servers {
+			if sv.IsLeader {
+				return false
+			}
+		}
+		return true
+	})
+
+	type answer struct {
+		res  *logv1.GetOffsetsResponse
+		err  error
+		took time.Duration
+	}
+	done := make(chan answer, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		start := time.Now()
+		res, err := fc.GetOffsets(ctx, &logv1.GetOffsetsRequest{})
+		done <- answer{res, err, time.Since(start)}
+	}()
+	// With one of them back, f and it make a quorum and elect a leader.
+	c.Nodes[closed[0]] = nodetest.StartNode(t, c.Configs[closed[0]])
+	a := <-done
+	if a.err != nil {
+		t.Fatalf("GetOffsets on a follower during an election: %v after %v, want the read index once a leader is elected", a.err, a.took)
+	}
+	if a.res.NextOffset <= off {
+		t.Fatalf("next offset %d, want past %d", a.res.NextOffset, off)
+	}
+	t.Logf("GetOffsets answered after %v, next offset %d", a.took, a.res.NextOffset)
+}
+
 // BenchmarkFollowerConsume measures Consume on a follower of a 3-node
 // cluster: of an offset it holds (served from its log at once, as before
 // read indexes) and of the offset past the end (OutOfRange after asking the

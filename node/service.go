@@ -109,16 +109,35 @@ func (n *Node) awaitApplied(ctx context.Context, end uint64) {
 // moment during the call: every record acknowledged before the call has an
 // offset below it (replica.Log.ReadIndex). The leader answers itself; a
 // follower asks the leader with a GetOffsets over the forwarding connection
-// (a call that arrived from a node is not passed on again). It is the one
-// step of a read that needs the leader, and is bounded by readIndexTimeout: with
-// no leader reachable in time it returns an error wrapping errNoLeader, which
-// the client gets as Unavailable before its own deadline.
+// (a call that arrived from a node is not passed on again). While no leader
+// is known (an election) it waits for one. It is the one step of a read that
+// needs the leader, and is bounded by readIndexTimeout: with no leader
+// reachable in time it returns an error wrapping errNoLeader, which the
+// client gets as Unavailable before its own deadline.
 func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 	bound := n.readIndexTimeout(ctx)
 	rctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
-	ri, err := n.log.ReadIndex(rctx)
-	var nl *replica.NotLeaderError
+	var (
+		ri  uint64
+		err error
+		nl  *replica.NotLeaderError
+	)
+	for {
+		// The leader as observed before asking: a change after it closes
+		// changed, so none is missed between the answer and the wait.
+		known, _, changed := n.log.Leader()
+		ri, err = n.log.ReadIndex(rctx)
+		if !errors.As(err, &nl) || nl.LeaderAddr != "" || known != "" {
+			break
+		}
+		select {
+		case <-changed:
+			continue
+		case <-rctx.Done():
+		}
+		break
+	}
 	if errors.As(err, &nl) && nl.LeaderAddr != "" && nl.LeaderAddr != n.advertise && !callerFrom(ctx).peer {
 		ri, err = n.leaderReadIndex(rctx, nl.LeaderAddr)
 	}
