@@ -51,7 +51,7 @@ soak:
 
 # The Go benchmarks, then the load command's standard scenarios (medians of
 # BENCH_RUNS runs, each beside the in-memory floor) into BENCH_MD.
-BENCH_RUNS ?= 3
+BENCH_RUNS ?= 5
 BENCH_MD   ?= docs/BENCH.md
 bench: build
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(COUNT) ./...

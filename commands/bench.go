@@ -93,6 +93,7 @@ it to FILE too. Every run is bounded in count and time.`,
 			&cli.StringFlag{Name: "consume-rpc", Value: consumeBatch, Usage: "with --consume: read back with ConsumeBatchStream (batch) or with ConsumeStream from one follower (stream)", EnvVars: []string{"PROGLOG_BENCH_CONSUME_RPC"}},
 			&cli.IntFlag{Name: "local", Usage: "run against an in-process cluster of `N` nodes in a temporary directory (0: the cluster of --addr)", EnvVars: []string{"PROGLOG_BENCH_LOCAL"}},
 			&cli.BoolFlag{Name: "floor", Usage: "run against an in-memory log.v1 server with a node's TLS (what gRPC and TLS cost here) instead of a cluster", EnvVars: []string{"PROGLOG_BENCH_FLOOR"}},
+			&cli.StringFlag{Name: "serve-floor", Usage: "serve the floor on this `host:port` with the config directory's node certificate until interrupted, so that a bench in another process (--addr proglog://host:port) measures what gRPC and TLS cost between processes", EnvVars: []string{"PROGLOG_BENCH_SERVE_FLOOR"}},
 			&cli.BoolFlag{Name: "compare-floor", Usage: "run against the cluster (--local or --addr), then against the floor, and print the ratios", EnvVars: []string{"PROGLOG_BENCH_COMPARE_FLOOR"}},
 			&cli.StringFlag{Name: "scenarios", Usage: "run a set of scenarios (`standard`) with --local clusters and the floor, and print a markdown table", EnvVars: []string{"PROGLOG_BENCH_SCENARIOS"}},
 			&cli.IntFlag{Name: "runs", Usage: "with --scenarios: runs of each scenario, the table shows medians", Value: 3, EnvVars: []string{"PROGLOG_BENCH_RUNS"}},
@@ -246,6 +247,12 @@ func runBench(c *cli.Context) (err error) {
 		return UsageError{Err: errors.New("bench: --floor runs against the floor alone, --compare-floor against a cluster and the floor: give one")}
 	case floor && local > 0:
 		return UsageError{Err: errors.New("bench: --floor runs against the floor, not a cluster; for both, use --compare-floor with --local")}
+	}
+	if addr := c.String("serve-floor"); addr != "" {
+		if floor || compare || local > 0 || c.IsSet("scenarios") {
+			return UsageError{Err: errors.New("bench: --serve-floor only serves the floor; run the load from another bench")}
+		}
+		return serveFloor(c, addr)
 	}
 	if sc := c.String("scenarios"); sc != "" {
 		return runScenarios(c, sc)

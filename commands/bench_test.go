@@ -1,13 +1,16 @@
 package commands
 
 import (
+	"context"
 	"encoding/json"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestBench_local(t *testing.T) {
@@ -286,5 +289,45 @@ func TestScenarioTable_failedRuns(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestBenchServeFloor serves the floor from one command and runs a bench
+// against it from another, as two processes would: the load reaches the
+// floor, and the floor stops when its command is interrupted.
+func TestBenchServeFloor(t *testing.T) {
+	isolateConfig(t)
+	mustRun(t, "", "gencert")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := newSyncBuffer()
+	served := make(chan error, 1)
+	go func() {
+		m := &Main{Stdin: strings.NewReader(""), Stdout: out, Stderr: io.Discard, Version: "test"}
+		served <- m.Run(ctx, []string{"proglogctl", "bench", "--serve-floor", "127.0.0.1:0"})
+	}()
+	var addr string
+	waitFor(t, 10*time.Second, "the floor to say where it serves", func() bool {
+		_, rest, ok := strings.Cut(out.String(), "serving the floor on ")
+		addr, _, _ = strings.Cut(rest, " ")
+		return ok && strings.Contains(rest, " until interrupted")
+	})
+	const count = 30
+	res := mustRun(t, "", "bench", "--addr", "proglog://"+addr, "--count", strconv.Itoa(count), "--duration", "60s", "--record-size", "10", "--consume", "--json")
+	var r BenchResult
+	if err := json.Unmarshal([]byte(res), &r); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, res)
+	}
+	if r.Produce.Records != count || r.Consume == nil || r.Consume.Records != count {
+		t.Fatalf("produce %+v, consume %+v: want %d records each way", r.Produce, r.Consume, count)
+	}
+	cancel()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatalf("bench --serve-floor ended with %v, want nil when interrupted", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("bench --serve-floor still runs 10 s after its interrupt")
 	}
 }

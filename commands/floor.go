@@ -1,6 +1,8 @@
 package commands
 
 import (
+	"path/filepath"
+
 	"context"
 	"crypto/tls"
 	"errors"
@@ -8,6 +10,8 @@ import (
 	"io"
 	"net"
 	"sync"
+
+	"github.com/urfave/cli/v2"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -80,6 +84,31 @@ func startFloor() (_ *localCluster, err error) {
 	lc.client = pki.client
 	lc.target = discovery.Scheme + "://" + lc.floor.addr
 	return lc, nil
+}
+
+// serveFloor serves a floor on addr with the config directory's node
+// certificate until the command is interrupted.
+func serveFloor(c *cli.Context, addr string) error {
+	dir, err := configDir(c)
+	if err != nil {
+		return err
+	}
+	serverTLS, err := certs.ServerTLSConfig(certs.TLSFiles{
+		CertFile: filepath.Join(dir, certs.NodeCertFileName),
+		KeyFile:  filepath.Join(dir, certs.NodeKeyFileName),
+		CAFile:   filepath.Join(dir, certs.CACertFileName),
+	})
+	if err != nil {
+		return fmt.Errorf("bench floor: %w", err)
+	}
+	f, err := newFloorServer(addr, serverTLS, raftfsm.DefaultConfig().MaxRecordBytes(), node.DefaultConfig().ConsumeBatchBytes)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "serving the floor on %s until interrupted\n", f.addr)
+	<-c.Context.Done()
+	f.Close()
+	return nil
 }
 
 // newFloorServer listens on addr and serves the floor with serverTLS; a
