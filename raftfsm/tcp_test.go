@@ -52,13 +52,16 @@ func startTCPNode(t testing.TB, id replica.Identity, c Config, peerTLS *tls.Conf
 // directories and logging to logger, and joins them; node 0 bootstraps.
 func startTCPCluster(t testing.TB, n int, logger *slog.Logger, conf func(i int) Config, peerTLS *tls.Config) []*tcpNode {
 	t.Helper()
+	// Cleanups run last first: the nodes are closed before their directory
+	// is removed, or a node still running could fail (and Raft panic) on a
+	// vanished file.
+	dir := t.TempDir()
 	var nodes []*tcpNode
 	t.Cleanup(func() {
 		for _, n := range nodes {
 			n.close()
 		}
 	})
-	dir := t.TempDir()
 	for i := 0; i < n; i++ {
 		id := replica.Identity{Dir: filepath.Join(dir, nodeID(i)), NodeID: nodeID(i), Bootstrap: i == 0, Logger: logger}
 		nodes = append(nodes, startTCPNode(t, id, conf(i), peerTLS))
