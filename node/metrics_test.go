@@ -152,6 +152,10 @@ func TestMetrics(t *testing.T) {
 	moved(`proglog_log_next_offset`, 10)
 	moved(`grpc_server_handled_total{grpc_code="OK",grpc_method="ProduceBatch",grpc_service="log.v1.Log",grpc_type="unary"}`, 1)
 	moved(`grpc_server_handled_total{grpc_code="OK",grpc_method="Consume",grpc_service="log.v1.Log",grpc_type="unary"}`, 3)
+	// A stream is reported as a call, its messages in records only.
+	moved(`grpc_server_started_total{grpc_method="ConsumeBatchStream",grpc_service="log.v1.Log",grpc_type="server_stream"}`, 1)
+	moved(`grpc_server_handled_total{grpc_code="OK",grpc_method="ConsumeBatchStream",grpc_service="log.v1.Log",grpc_type="server_stream"}`, 1)
+	moved(`grpc_server_msg_sent_total{grpc_method="ConsumeBatchStream",grpc_service="log.v1.Log",grpc_type="server_stream"}`, 0)
 	for _, name := range []string{`proglog_raft_commit_index`, `proglog_raft_applied_index`, `proglog_log_bytes`,
 		`grpc_server_handling_seconds_count{grpc_method="ProduceBatch",grpc_service="log.v1.Log",grpc_type="unary"}`} {
 		if after[name] <= before[name] {

@@ -144,7 +144,7 @@ func New(c Config) (*Node, error) {
 		grpc.ForceServerCodecV2(newServerCodec()),
 		// Metrics first, so that refused calls are counted with their code.
 		grpc.ChainUnaryInterceptor(m.grpc.UnaryServerInterceptor(), n.authorizeUnary, n.countUnary),
-		grpc.ChainStreamInterceptor(m.grpc.StreamServerInterceptor(), n.authorizeStream, n.countStream),
+		grpc.ChainStreamInterceptor(m.reportStreamCalls(), n.authorizeStream, n.countStream),
 		// A request carries at least one whole record.
 		grpc.MaxRecvMsgSize(max(4<<20, c.Replica.MaxRecordBytes()+64<<10)),
 		// Stop, after GracefulStop timed out, still waits for handlers, so
