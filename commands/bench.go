@@ -93,7 +93,7 @@ it to FILE too. Every run is bounded in count and time.`,
 			&cli.StringFlag{Name: "consume-rpc", Value: consumeBatch, Usage: "with --consume: read back with ConsumeBatchStream (batch) or with ConsumeStream from one follower (stream)", EnvVars: []string{"PROGLOG_BENCH_CONSUME_RPC"}},
 			&cli.IntFlag{Name: "local", Usage: "run against an in-process cluster of `N` nodes in a temporary directory (0: the cluster of --addr)", EnvVars: []string{"PROGLOG_BENCH_LOCAL"}},
 			&cli.BoolFlag{Name: "floor", Usage: "run against an in-memory log.v1 server with a node's TLS (what gRPC and TLS cost here) instead of a cluster", EnvVars: []string{"PROGLOG_BENCH_FLOOR"}},
-			&cli.StringFlag{Name: "serve-floor", Usage: "serve the floor on this `host:port` with the config directory's node certificate until interrupted, so that a bench in another process (--addr proglog://host:port) measures what gRPC and TLS cost between processes", EnvVars: []string{"PROGLOG_BENCH_SERVE_FLOOR"}},
+			&cli.StringFlag{Name: "serve-floor", Usage: "serve the floor on this `host:port` with the config directory's node certificate until interrupted (it holds at most 1 GiB of records), so that a bench in another process (--addr proglog://host:port) measures what gRPC and TLS cost between processes", EnvVars: []string{"PROGLOG_BENCH_SERVE_FLOOR"}},
 			&cli.BoolFlag{Name: "compare-floor", Usage: "run against the cluster (--local or --addr), then against the floor, and print the ratios", EnvVars: []string{"PROGLOG_BENCH_COMPARE_FLOOR"}},
 			&cli.StringFlag{Name: "scenarios", Usage: "run a set of scenarios (`standard`) with --local clusters and the floor, and print a markdown table", EnvVars: []string{"PROGLOG_BENCH_SCENARIOS"}},
 			&cli.IntFlag{Name: "runs", Usage: "with --scenarios: runs of each scenario, the table shows medians", Value: 3, EnvVars: []string{"PROGLOG_BENCH_RUNS"}},
@@ -567,7 +567,7 @@ func benchStreamWorker(ctx, stop context.Context, cl *discovery.Client, o benchO
 	return lats, nil
 }
 
-// benchConsume reads [first, end) back and checks every record's size.
+// benchConsume reads [first, end) back and checks every record's offset and size.
 func benchConsume(ctx context.Context, cl *discovery.Client, first, end uint64, size int) (BenchPhase, error) {
 	begin := time.Now()
 	var n int64
@@ -589,6 +589,9 @@ func benchConsume(ctx context.Context, cl *discovery.Client, first, end uint64, 
 // returns the phase and "ConsumeStream from" the server's id.
 func benchConsumeStream(ctx context.Context, cl *discovery.Client, first, end uint64, size int) (BenchPhase, string, error) {
 	servers, err := cl.Servers(ctx)
+	if err == nil && len(servers) == 0 {
+		err = errors.New("the cluster lists no servers")
+	}
 	if err != nil {
 		return BenchPhase{}, "", err
 	}

@@ -1,18 +1,16 @@
 package commands
 
 import (
-	"path/filepath"
-
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"sync"
 
 	"github.com/urfave/cli/v2"
-
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
