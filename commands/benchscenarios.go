@@ -83,8 +83,7 @@ func runScenarios(c *cli.Context, name string) error {
 		return UsageError{Err: fmt.Errorf("bench: --runs %d: want 1 to 9", runs)}
 	}
 	store := c.String("raft-log-store")
-	// Progress lines and the nodes' error logs share stderr, and a closed
-	// node's transport may still log from a goroutine Raft does not join.
+	// Progress lines and the nodes' error logs share stderr.
 	stderr := &lockedWriter{w: c.App.ErrWriter}
 	loadBefore := loadAverage()
 	began := time.Now().UTC()
@@ -148,7 +147,7 @@ func succeeded(ss []benchSample) []benchSample {
 	return ok
 }
 
-// lockedWriter serializes writes to w.
+// lockedWriter serializes writes to w; after detach it drops them.
 type lockedWriter struct {
 	mu sync.Mutex
 	w  io.Writer
@@ -157,7 +156,17 @@ type lockedWriter struct {
 func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.w == nil {
+		return len(p), nil
+	}
 	return l.w.Write(p)
+}
+
+// detach makes every later Write a no-op; a Write in progress ends first.
+func (l *lockedWriter) detach() {
+	l.mu.Lock()
+	l.w = nil
+	l.mu.Unlock()
 }
 
 func sampleOf(sc benchScenario, res, fl BenchResult) benchSample {

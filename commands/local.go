@@ -76,6 +76,10 @@ type localCluster struct {
 	floor  *floorServer   // set instead of nodes by startFloor
 	target string         // proglog://addr,addr,...
 	client certs.TLSFiles // the root client's credentials
+	// logs carries the nodes' logs; Close detaches it, since a Raft
+	// transport may still log from a connection's goroutine, which Raft
+	// does not join, after its node closed.
+	logs *lockedWriter
 }
 
 // localPKI is what gencert and genacl would write for a local cluster: a CA,
@@ -140,7 +144,8 @@ func startLocal(ctx context.Context, n int, raftStore string, logs io.Writer, ti
 	}()
 	cfgDir, nodeFiles := pki.cfgDir, pki.node
 	lc.client = pki.client
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelError}))
+	lc.logs = &lockedWriter{w: logs}
+	logger := slog.New(slog.NewTextHandler(lc.logs, &slog.HandlerOptions{Level: slog.LevelError}))
 	base := func(int) (node.Config, error) {
 		cfg := node.DefaultConfig()
 		cfg.Logger = logger
@@ -211,9 +216,13 @@ func (lc *localCluster) waitVoters(ctx context.Context, n int, timeout time.Dura
 	}
 }
 
-// Close stops the nodes (or the floor) and removes the directory.
+// Close stops the nodes (or the floor) and removes the directory. Nothing
+// is written to the nodes' log writer once it returns.
 func (lc *localCluster) Close() error {
 	err := closeNodes(lc.nodes)
+	if lc.logs != nil {
+		lc.logs.detach()
+	}
 	if lc.floor != nil {
 		lc.floor.Close()
 	}
