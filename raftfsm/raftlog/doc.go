@@ -1,7 +1,9 @@
 // Package raftlog is hashicorp/raft's log store and stable store in one
 // directory, made for one fdatasync per append: a batch of entries is one
-// write into a segment file that was zero-filled and synced when it was
-// made, so the fdatasync that follows carries no metadata.
+// write into a segment file whose blocks were all written and synced
+// before it was named, so the fdatasync that follows carries no metadata.
+// A new segment's file is made ahead: the file of a segment compaction
+// removed (up to a few are kept for this), or else one zero-filled.
 //
 // # Layout
 //
@@ -18,7 +20,9 @@
 //	        nanoseconds, 0 for none), data length uint32, data, extensions
 //	        length uint32, extensions
 //
-// all little-endian. Zeros follow the last frame to the end of the file.
+// all little-endian. Zeros follow the last frame to the end of the file, or
+// the frames a reused file held before: their indexes are below the
+// segment's first, so they never follow.
 //
 // # Recovery
 //

@@ -36,6 +36,12 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // a batch larger than that gets a segment of its own size.
 const DefaultSegmentBytes = 8 << 20
 
+// maxRecycled bounds the files of compacted segments kept to be reused as
+// new segments (recycle): with raftfsm's defaults a snapshot comes after
+// 32–128 MiB of entries, and the compaction after it frees up to that many
+// segments of the default size at once.
+const maxRecycled = 16
+
 // ErrInUse is returned by Open when another process has the directory open.
 var ErrInUse = errors.New("raftlog: the directory is in use by another process")
 
@@ -83,12 +89,14 @@ type Store struct {
 	err error
 
 	// spareMu guards the spare segment file made ahead (makeSpare), which
-	// spareWG waits for.
+	// spareWG waits for, and the files of compacted segments kept to be
+	// spares again (recycle).
 	spareMu     sync.Mutex
 	spare       *os.File
 	making      bool
 	spareClosed bool
 	spareWG     sync.WaitGroup
+	recycled    []recycledFile
 
 	mu     sync.RWMutex
 	segs   []*segment // oldest first; the last one is written to
@@ -187,7 +195,7 @@ func (s *Store) load() error {
 		}
 	}
 	if seg := s.lastSegment(); seg != nil && seg.end < seg.size && !zeroFrom(seg.f, seg.end) {
-		s.logger.Info("Raft's log: bytes after the last complete entry are ignored (a write that never completed, or entries deleted)", "segment", seg.path, "offset", seg.end, "last_index", seg.next()-1)
+		s.logger.Debug("Raft's log: bytes after the last complete entry are ignored (a write that never completed, entries deleted, or the older frames of a reused file)", "segment", seg.path, "offset", seg.end, "last_index", seg.next()-1)
 	}
 	for _, seg := range s.segs {
 		if len(seg.offs) > 0 {
@@ -474,6 +482,16 @@ func (s *Store) makeSpare() {
 	if s.spare != nil || s.making || s.spareClosed {
 		return
 	}
+	if n := len(s.recycled); n > 0 {
+		r := s.recycled[n-1]
+		s.recycled = s.recycled[:n-1]
+		if err := os.Rename(r.path, filepath.Join(s.dir, spareFile)); err == nil {
+			s.spare = r.f
+			return
+		}
+		r.f.Close()
+		os.Remove(r.path)
+	}
 	s.making = true
 	s.spareWG.Go(func() {
 		f, err := createZeroed(filepath.Join(s.dir, spareFile), nil, s.opts.SegmentBytes)
@@ -590,7 +608,48 @@ func (s *Store) deleteHead(from uint64) error {
 	s.segs = s.segs[k:]
 	s.first = from
 	s.mu.Unlock()
-	return removeSegments(gone)
+	return s.removeHead(gone)
+}
+
+// recycledFile is a compacted segment's file, kept open under a .tmp name
+// (which Open removes) until it is the spare again.
+type recycledFile struct {
+	path string
+	f    *os.File
+}
+
+// removeHead removes a compacted head's segments, oldest first (a crash
+// leaves consecutive entries), keeping the files of those of SegmentBytes,
+// up to maxRecycled, to be the next spares instead of zero-filled files: a
+// segment made from one is written over its old frames, which Open never
+// reads back (their indexes are below the new segment's first). Only a head
+// is recycled: a tail cut off may be followed by the same entries again,
+// and then its old frames would chain on.
+func (s *Store) removeHead(segs []*segment) error {
+	for i, seg := range segs {
+		if !s.recycle(seg) {
+			if err := removeSegments(segs[i : i+1]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// recycle renames seg's file to be kept for reuse and reports whether it
+// did.
+func (s *Store) recycle(seg *segment) bool {
+	s.spareMu.Lock()
+	defer s.spareMu.Unlock()
+	if s.spareClosed || seg.size != s.opts.SegmentBytes || len(s.recycled) == maxRecycled {
+		return false
+	}
+	path := filepath.Join(s.dir, fmt.Sprintf("recycled-%020d.tmp", seg.first))
+	if err := os.Rename(seg.path, path); err != nil {
+		return false
+	}
+	s.recycled = append(s.recycled, recycledFile{path, seg.f})
+	return true
 }
 
 // deleteTail cuts the log before index from (first < from <= last): in
@@ -671,6 +730,11 @@ func (s *Store) Close() error {
 		s.spare = nil
 		os.Remove(filepath.Join(s.dir, spareFile))
 	}
+	for _, r := range s.recycled {
+		r.f.Close()
+		os.Remove(r.path)
+	}
+	s.recycled = nil
 	s.spareMu.Unlock()
 	s.spareWG.Wait()
 	s.writeMu.Lock()

@@ -455,3 +455,58 @@ func TestCutTailThenNewSegment(t *testing.T) {
 	s = open(t, dir, 4096)
 	checkLog(t, s, append(entries(1, 10, 1, 100), newer...))
 }
+
+// A segment compaction removed is kept and becomes a later segment (same
+// inode) instead of a zero-filled file: written over its old frames, it
+// reads back after a reopen with only its new entries. Close leaves no kept
+// file behind.
+func TestCompactedSegmentIsReused(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, 2048)
+	for from := uint64(1); from <= 40; from += 10 {
+		store(t, s, entries(from, from+9, 1, 100))
+	}
+	var old []os.FileInfo
+	for _, name := range segmentFiles(t, dir)[:2] {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		old = append(old, fi)
+	}
+	if err := s.DeleteRange(1, 30); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := filepath.Glob(filepath.Join(dir, "recycled-*.tmp")); len(got) == 0 {
+		t.Fatalf("no compacted segment kept after deleting the head to 30 (segments now %v)", segmentFiles(t, dir))
+	}
+	all := entries(31, 40, 1, 100)
+	reused := func() bool {
+		for _, name := range segmentFiles(t, dir) {
+			fi, err := os.Stat(filepath.Join(dir, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range old {
+				if os.SameFile(fi, o) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	for from := uint64(41); !reused(); from += 10 {
+		if from > 200 {
+			t.Fatalf("no segment reuses a compacted one's file after 160 more entries (segments %v)", segmentFiles(t, dir))
+		}
+		batch := entries(from, from+9, 2, 100)
+		store(t, s, batch)
+		all = append(all, batch...)
+	}
+	s.Close()
+	if got, _ := filepath.Glob(filepath.Join(dir, "*.tmp")); len(got) != 0 {
+		t.Fatalf("after Close: %v left, want them removed", got)
+	}
+	s = open(t, dir, 2048)
+	checkLog(t, s, all)
+}
