@@ -40,9 +40,11 @@ DURATION ?= 60s
 INTERVAL ?= 10s
 SEED     ?= 0
 FAULTS   ?=
+SERVE    ?=
 chaos:
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 90m -run '^TestChaos$$' -v . \
-		-chaos.runs $(RUNS) -chaos.duration $(DURATION) -chaos.interval $(INTERVAL) -chaos.seed $(SEED) -chaos.faults '$(FAULTS)'
+		-chaos.runs $(RUNS) -chaos.duration $(DURATION) -chaos.interval $(INTERVAL) -chaos.seed $(SEED) -chaos.faults '$(FAULTS)' \
+		-chaos.serve '$(SERVE)'
 
 # The workload under a fault every 30 s for DURATION (default 10m), sampling RSS, open files and disk.
 soak:

@@ -40,6 +40,7 @@ var (
 	chaosSeed     = flag.Uint64("chaos.seed", 0, "seed of the fault schedule and workload (0: from the clock)")
 	chaosFaults   = flag.String("chaos.faults", "", "comma-separated fault kinds (default all: "+strings.Join(allFaults, ",")+")")
 	chaosSoak     = flag.Duration("chaos.soak", 0, "run the soak test for this long (0: skip it)")
+	chaosServe    = flag.String("chaos.serve", "", "more flags for every serve of TestChaos, separated by spaces")
 )
 
 // Checker names, in report order.
@@ -297,8 +298,9 @@ func chaosSeedFor(run int) uint64 {
 }
 
 // TestChaos runs the chaos workload: one short run (25 s, a fault every 8 s)
-// by default, or -chaos.runs runs of -chaos.duration each (make chaos), and
-// prints a summary table of the runs.
+// by default, or -chaos.runs runs of -chaos.duration each (make chaos), with
+// the -chaos.serve flags for every node, and prints a summary table of the
+// runs.
 func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary under faults")
@@ -311,7 +313,7 @@ func TestChaos(t *testing.T) {
 	var results []runResult
 	for i := range runs {
 		t.Run(fmt.Sprintf("run-%02d", i+1), func(t *testing.T) {
-			results = append(results, chaosRun(t, runConfig{duration: d, interval: iv, seed: chaosSeedFor(i), kinds: kinds}))
+			results = append(results, chaosRun(t, runConfig{duration: d, interval: iv, seed: chaosSeedFor(i), kinds: kinds, serve: strings.Fields(*chaosServe)}))
 		})
 	}
 	t.Log("summary:\n" + summaryTable(results))
@@ -407,11 +409,10 @@ func TestChaosSoak(t *testing.T) {
 	// writes about 5 KiB a second: 256 KiB are retained within the first
 	// minute, so minute 2, where flatness is measured from, is past the
 	// growth to the retention bound. Small segments keep the sawtooth of
-	// dropping whole segments to a quarter of that bound. Raft's bolt store
-	// never shrinks: its file is the high-water mark of the entries it held
-	// between snapshots, so Raft compacts often, keeping that small beside
-	// the log.
-	retention := []string{"--segment-bytes", "65536", "--retention-bytes", "262144",
+	// dropping whole segments to a quarter of that bound. Raft compacts
+	// often, into small segments of its own, so that the files of the
+	// segments it removes are reused all along and must not pile up.
+	retention := []string{"--segment-bytes", "65536", "--retention-bytes", "262144", "--raft-segment-bytes", "65536",
 		"--raft-snapshot-interval", "2s", "--raft-snapshot-threshold", "256", "--raft-trailing-logs", "256"}
 	res := chaosRun(t, runConfig{duration: *chaosSoak, interval: iv, seed: chaosSeedFor(0), kinds: chaosKinds(t), sample: sample, serve: retention})
 	mu.Lock()
