@@ -126,10 +126,12 @@ func TestCrash(t *testing.T) {
 }
 
 // crashChild starts a child of term in dir, reads lines reports of it,
-// kills it with SIGKILL and returns the last index it reported stored.
+// kills it with SIGKILL and returns the last index it reported stored. A
+// child that stops reporting ends at its own -test.timeout, which ends the
+// read.
 func crashChild(t *testing.T, dir string, term uint64, lines int) uint64 {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1", "-test.timeout=2m")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1", "-test.timeout=1m")
 	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, crashTermEnv+"="+strconv.FormatUint(term, 10))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
