@@ -3,7 +3,7 @@
 // write into a segment file whose blocks were all written and synced
 // before it was named, so the fdatasync that follows carries no metadata.
 // A new segment's file is made ahead: the file of a segment compaction
-// removed (up to a few are kept for this), or else one zero-filled.
+// removed (up to 16 are kept for this), or else one zero-filled.
 //
 // # Layout
 //
