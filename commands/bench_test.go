@@ -73,6 +73,18 @@ func TestBench_text(t *testing.T) {
 	}
 }
 
+// TestPrintServers: a server's disk is set against the run's payload by
+// what it grew in the run, so a cluster that already held a log is not
+// charged for it.
+func TestPrintServers(t *testing.T) {
+	var b strings.Builder
+	printServers(&b, []BenchServer{{ID: "n0", Samples: 3, RSSBytes: 70e6, MaxRSSBytes: 80e6, FirstDiskBytes: 1000e6, DiskBytes: 2150e6}}, 1000e6)
+	const want = "server n0: rss 70.0 MB (max 80.0 MB over 3 samples), disk 2150.0 MB (+1150.0 MB in the run, 1.15× the 1000.0 MB produced)\n"
+	if b.String() != want {
+		t.Errorf("printServers wrote\n%q, want\n%q", b.String(), want)
+	}
+}
+
 func TestBench_usage(t *testing.T) {
 	isolateConfig(t)
 	for _, args := range [][]string{

@@ -21,6 +21,9 @@ type BenchServer struct {
 	MaxRSSBytes uint64 `json:"max_rss_bytes"`
 	RSSBytes    uint64 `json:"rss_bytes"`  // at the last sample
 	DiskBytes   uint64 `json:"disk_bytes"` // at the last sample
+	// FirstDiskBytes is the disk use at the first sample, so that a run
+	// against a cluster that already held a log reports what it added.
+	FirstDiskBytes uint64 `json:"first_disk_bytes"`
 }
 
 // sampleServers samples the servers of cl every interval until the
@@ -47,7 +50,7 @@ func sampleServers(ctx context.Context, cl *discovery.Client, interval time.Dura
 			}
 			b := byID[s.Id]
 			if b == nil {
-				b = &BenchServer{ID: s.Id}
+				b = &BenchServer{ID: s.Id, FirstDiskBytes: s.DiskBytes}
 				byID[s.Id] = b
 			}
 			b.Samples++
@@ -84,15 +87,16 @@ func sampleServers(ctx context.Context, cl *discovery.Client, interval time.Dura
 	}
 }
 
-// printServers prints what the servers reported, and each one's disk use
-// over the bytes of record values produced in the run (for a cluster that
-// held nothing before it, what the log costs on disk per byte of payload).
+// printServers prints what the servers reported, and what each one's disk
+// use grew by over the run against the bytes of record values produced in
+// it: what the log costs on disk per byte of payload, also when the
+// cluster held a log before the run.
 func printServers(w io.Writer, servers []BenchServer, produced int64) {
 	for _, s := range servers {
 		fmt.Fprintf(w, "server %s: rss %.1f MB (max %.1f MB over %d samples), disk %.1f MB", s.ID,
 			float64(s.RSSBytes)/1e6, float64(s.MaxRSSBytes)/1e6, s.Samples, float64(s.DiskBytes)/1e6)
-		if produced > 0 {
-			fmt.Fprintf(w, " (%.2f× the %.1f MB produced)", float64(s.DiskBytes)/float64(produced), float64(produced)/1e6)
+		if grew := int64(s.DiskBytes) - int64(s.FirstDiskBytes); produced > 0 {
+			fmt.Fprintf(w, " (%+.1f MB in the run, %.2f× the %.1f MB produced)", float64(grew)/1e6, float64(grew)/float64(produced), float64(produced)/1e6)
 		}
 		fmt.Fprintln(w)
 	}
