@@ -60,6 +60,7 @@ type Log struct {
 	// writtenBack is the position of the active store up to which write-back
 	// was started.
 	writtenBack int64
+	noReserve   bool // the file system cannot reserve blocks (reserveLocked)
 }
 
 // state is what readers see: immutable once published.
@@ -367,6 +368,7 @@ func (l *Log) append(meta []byte, ts int64, recs [][]byte) (first uint64, err er
 	} else if e, ok := timeEntryFor(ts, lastTime, act.records, pos, act.lastEntryPos); ok {
 		l.tbuf = appendTimeEntry(l.tbuf, e)
 	}
+	l.reserveLocked(act, pos+int64(len(l.wbuf)))
 	if _, err := l.writeAt(act.store, l.wbuf, pos); err != nil {
 		return 0, l.failLocked(fmt.Errorf("logstore: write %s: %w", act.storePath, err))
 	}
@@ -420,6 +422,43 @@ func (l *Log) startWritebackLocked(act *segment) {
 	}
 	_ = unix.SyncFileRange(int(act.store.Fd()), l.writtenBack, act.size-l.writtenBack, unix.SYNC_FILE_RANGE_WRITE)
 	l.writtenBack = act.size
+}
+
+// reserveChunk is how far ahead the active store's blocks are reserved.
+const reserveChunk = 4 << 20
+
+// reserveLocked reserves the blocks of the active store up to at least end,
+// reserveChunk at a time and no further than the segment's limit, without
+// changing the file's size (fallocate, FALLOC_FL_KEEP_SIZE), so that readers
+// and recovery see the same file as before. A write that extends a file
+// makes the file system allocate blocks as it goes, which was the costliest
+// part of an append (ext4: 256 MiB in 96 KiB writes took 0.06–0.64 s of CPU
+// extending the file and 0.04–0.12 s into reserved blocks). It is only a
+// hint: when it fails (a file system without fallocate, a full disk) the
+// write allocates, or fails, as before. releaseLocked gives back what the
+// segment did not use.
+func (l *Log) reserveLocked(act *segment, end int64) {
+	if end <= act.reserved || l.noReserve {
+		return
+	}
+	from := max(act.reserved, act.size)
+	to := max(end, min(from+reserveChunk, l.conf.MaxStoreBytes))
+	switch err := unix.Fallocate(int(act.store.Fd()), unix.FALLOC_FL_KEEP_SIZE, from, to-from); {
+	case err == nil:
+		act.reserved = to
+	case errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS):
+		l.noReserve = true
+	}
+}
+
+// releaseLocked frees the blocks reserved past the end of a segment that is
+// being sealed or closed: truncating to the size it holds, which is its
+// size already, drops them.
+func (l *Log) releaseLocked(s *segment) {
+	if s.reserved > s.size {
+		_ = s.store.Truncate(s.size) // only space is at stake
+		s.reserved = 0
+	}
 }
 
 // failLocked makes err the log's sticky error and returns it.
@@ -508,6 +547,7 @@ func (l *Log) rollLocked(st *state) (*state, error) {
 		return nil, l.failLocked(fmt.Errorf("logstore: write %s: %w", act.timeIndexPath, err))
 	}
 	act.times++
+	l.releaseLocked(act)
 	if err := l.syncSegment(act); err != nil {
 		return nil, l.failLocked(err)
 	}
@@ -807,7 +847,9 @@ func (l *Log) Close() error {
 	st := l.cur.Load()
 	var errs []error
 	if l.err == nil {
-		errs = append(errs, l.syncSegment(st.segs[len(st.segs)-1]))
+		act := st.segs[len(st.segs)-1]
+		l.releaseLocked(act)
+		errs = append(errs, l.syncSegment(act))
 	}
 	closed := *st
 	closed.closed = true

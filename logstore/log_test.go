@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // testConfig is DefaultConfig with small segments and logs sent to t.Log.
@@ -315,4 +317,82 @@ func TestOpenFailsCleanlyWhereNoDirectoryCanBe(t *testing.T) {
 	if _, err := Open(filepath.Join(file, "log"), testConfig(t)); err == nil || !strings.Contains(err.Error(), "file/log") {
 		t.Fatalf("Open beneath a regular file = %v, want an error naming the path", err)
 	}
+}
+
+// TestActiveStoreBlocksAreReserved: the active store's blocks are reserved
+// ahead of its end without changing its size, and what a segment did not
+// use is given back when it is sealed and when the log closes, with every
+// record as written.
+func TestActiveStoreBlocksAreReserved(t *testing.T) {
+	dir := t.TempDir()
+	if err := canReserve(dir); err != nil {
+		t.Skipf("the file system of %s cannot reserve blocks: %v", dir, err)
+	}
+	c := testConfig(t)
+	c.MaxStoreBytes = 2 * reserveChunk
+	l := openLog(t, dir, c)
+	// allocated returns a store's size and the bytes of its blocks.
+	allocated := func(base uint64) (size, blocks int64) {
+		t.Helper()
+		var st unix.Stat_t
+		if err := unix.Stat(filepath.Join(dir, segmentName(base)+storeExt), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Size, st.Blocks * 512
+	}
+	const slack = 64 << 10 // a file system may round up to blocks of its own
+	var next uint64
+	appendBatch := func(n int) {
+		t.Helper()
+		batch := make([][]byte, n)
+		for i := range batch {
+			batch[i] = record(next + uint64(i))
+		}
+		first, err := l.Append(batch...)
+		if err != nil || first != next {
+			t.Fatalf("Append of %d at %d: first %d, %v", n, next, first, err)
+		}
+		next += uint64(n)
+	}
+
+	appendBatch(100)
+	if size, blocks := allocated(0); blocks < reserveChunk || size > slack {
+		t.Fatalf("after one small batch the store is %d bytes with %d bytes of blocks, want its blocks reserved %d bytes ahead", size, blocks, reserveChunk)
+	}
+	// Past the first chunk, so that the reserve reaches the segment's limit,
+	// then a batch too large for what is left seals the segment half full.
+	for size, _ := allocated(0); size < reserveChunk+slack; size, _ = allocated(0) {
+		appendBatch(100)
+	}
+	sealed := next
+	appendBatch(60_000)
+	if n := l.Stats().Segments; n != 2 {
+		t.Fatalf("%d segments, want the large batch to have sealed the first", n)
+	}
+	if size, blocks := allocated(0); blocks > size+slack {
+		t.Errorf("sealed store: %d bytes with %d bytes of blocks, want its reserve given back", size, blocks)
+	}
+	appendBatch(100)
+	if size, blocks := allocated(sealed); blocks < size+reserveChunk/2 {
+		t.Errorf("the new active store is %d bytes with %d bytes of blocks, want blocks reserved ahead", size, blocks)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if size, blocks := allocated(sealed); blocks > size+slack {
+		t.Errorf("active store after Close: %d bytes with %d bytes of blocks, want its reserve given back", size, blocks)
+	}
+	l = openLog(t, dir, c)
+	checkRecords(t, l, 0, next)
+}
+
+// canReserve reports whether the file system of dir reserves blocks.
+func canReserve(dir string) error {
+	f, err := os.CreateTemp(dir, "reserve")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	return unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_KEEP_SIZE, 0, 1<<20)
 }

@@ -43,6 +43,9 @@ type segment struct {
 	lastTime     int64
 	lastEntryPos int64
 	modTime      time.Time // when the last batch was appended
+	// reserved is the store position up to which blocks were reserved
+	// (Log.reserveLocked) while the segment is active.
+	reserved int64
 
 	// refs counts the Log's reference and every reader's; the files close when
 	// it reaches zero, so a reader never sees a file closed under it.
