@@ -431,10 +431,9 @@ const reserveChunk = 4 << 20
 // reserveChunk at a time and no further than the segment's limit, without
 // changing the file's size (fallocate, FALLOC_FL_KEEP_SIZE), so that readers
 // and recovery see the same file as before. A write that extends a file
-// makes the file system allocate blocks as it goes, which was the costliest
-// part of an append (ext4: 256 MiB in 96 KiB writes took 0.06–0.64 s of CPU
-// extending the file and 0.04–0.12 s into reserved blocks). It is only a
-// hint: when it fails (a file system without fallocate, a full disk) the
+// makes the file system allocate blocks as it goes (ext4: 256 MiB in 96 KiB
+// writes took 0.06–0.64 s of CPU extending the file, 0.04–0.12 s into
+// reserved blocks). It is only a hint: when it fails (a file system without fallocate, a full disk) the
 // write allocates, or fails, as before. releaseLocked gives back what the
 // segment did not use.
 func (l *Log) reserveLocked(act *segment, end int64) {
